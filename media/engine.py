@@ -1,0 +1,350 @@
+"""The media engine: one server-side aiortc peer per participant, forwarding within rooms.
+
+It fits ``signaling.ports.MediaGateway`` (without importing signaling): the client always
+offers, the server always answers, and re-offers on the same peer renegotiate it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+
+from .errors import BadCandidate, BadSdp, MediaError, PeerNotFound
+from .forwarder import Forwarder, TrackSource
+from .peer import ServerPeer
+from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
+
+__all__ = ["MediaConfig", "MediaEngine", "MediaListener"]
+
+logger = logging.getLogger(__name__)
+
+_ICE_URL = re.compile(r"^(stun|turn|turns):[^\s]+$")
+#: What aiortc raises from setRemoteDescription for an offer it cannot apply.
+_AIORTC_OFFER_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    AssertionError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
+
+
+class MediaListener(Protocol):
+    """Who the engine tells that a participant must offer again (signaling)."""
+
+    async def renegotiation_needed(self, participant_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """How the engine's peers reach clients and how fast browsers should start sending."""
+
+    #: STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``). Empty on loopback
+    #: or a host with a public address: then only host candidates are gathered.
+    ice_servers: tuple[str, ...] = ()
+    turn_username: str | None = None
+    turn_credential: str | None = None
+    #: ``x-google-start-bitrate`` put in every answer's video fmtp lines.
+    start_bitrate_kbps: int = 1500
+    min_bitrate_kbps: int | None = None
+    max_bitrate_kbps: int | None = None
+    #: How long closing one peer (or all of them in :meth:`MediaEngine.aclose`) may take.
+    close_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for url in self.ice_servers:
+            if not _ICE_URL.match(url):
+                raise ValueError(f"ICE server URL must be stun:, turn: or turns:, got {url!r}")
+        if self.start_bitrate_kbps <= 0:
+            raise ValueError("start_bitrate_kbps must be positive")
+        low = self.min_bitrate_kbps or 0
+        high = self.max_bitrate_kbps or self.start_bitrate_kbps
+        if not low <= self.start_bitrate_kbps <= high:
+            raise ValueError("bitrates must satisfy min <= start <= max")
+        if self.close_timeout_s <= 0:
+            raise ValueError("close_timeout_s must be positive")
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        """The aiortc configuration for one peer.
+
+        Always a list, possibly empty: ``iceServers=None`` makes aiortc fall back to Google's
+        public STUN server.
+        """
+        stun = [url for url in self.ice_servers if url.startswith("stun:")]
+        turn = [url for url in self.ice_servers if not url.startswith("stun:")]
+        servers: list[RTCIceServer] = []
+        if stun:
+            servers.append(RTCIceServer(urls=stun))
+        if turn:
+            servers.append(
+                RTCIceServer(
+                    urls=turn, username=self.turn_username, credential=self.turn_credential
+                )
+            )
+        return RTCConfiguration(iceServers=servers)
+
+    def bitrate_hints(self) -> BitrateHints:
+        return BitrateHints(self.start_bitrate_kbps, self.min_bitrate_kbps, self.max_bitrate_kbps)
+
+
+class MediaEngine:
+    """Server-side peers for every participant, forwarding each one's tracks to its room.
+
+    Implements ``signaling.ports.MediaGateway``. Bad offers raise :class:`~media.BadSdp`, bad
+    candidates :class:`~media.BadCandidate` (both ``ValueError``).
+    """
+
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        self._config = config or MediaConfig()
+        self._listener: MediaListener | None = None
+        self._peers: dict[str, ServerPeer] = {}
+        self._forwarder = Forwarder(on_source_ended=self._source_ended)
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    @property
+    def config(self) -> MediaConfig:
+        return self._config
+
+    def set_listener(self, listener: MediaListener) -> None:
+        """Who to ask for renegotiation when a participant lacks receiving transceivers."""
+        self._listener = listener
+
+    # -- stats --------------------------------------------------------------------------------
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    @property
+    def room_count(self) -> int:
+        return len({peer.room_id for peer in self._peers.values()})
+
+    @property
+    def published_tracks(self) -> int:
+        return self._forwarder.published_tracks
+
+    def peer(self, participant_id: str) -> ServerPeer:
+        """The server-side peer of a participant (raises :class:`PeerNotFound`)."""
+        peer = self._peers.get(participant_id)
+        if peer is None:
+            raise PeerNotFound(participant_id)
+        return peer
+
+    def remote_tracks(self, participant_id: str) -> dict[str, int]:
+        """How many tracks of each kind the room has for this participant (``renegotiate``)."""
+        self.peer(participant_id)
+        return self._forwarder.available(participant_id)
+
+    # -- MediaGateway ---------------------------------------------------------------------------
+
+    async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
+        """Apply the client's offer (creating its peer on first use) and return the answer."""
+        if self._closed:
+            raise MediaError("the media engine is shutting down")
+        offered = validate_offer(offer_sdp)
+        peer = self._peers.get(participant_id)
+        if peer is not None and peer.room_id != room_id:
+            # A participant moved to another call: its old peer is of no use any more.
+            await self.close_peer(participant_id)
+            peer = None
+        if peer is None:
+            peer = self._create_peer(room_id, participant_id)
+
+        async with peer.lock:
+            if peer.closed:
+                raise PeerNotFound(participant_id)
+            peer.negotiating = True
+            try:
+                answer_sdp = await self._negotiate(peer, offer_sdp, offered)
+            finally:
+                peer.negotiating = False
+        self._route(room_id)
+        return answer_sdp
+
+    async def _negotiate(
+        self, peer: ServerPeer, offer_sdp: str, offered: list[OfferedMedia]
+    ) -> str:
+        pc = peer.pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except _AIORTC_OFFER_ERRORS as exc:
+            if peer.closed:
+                raise PeerNotFound(peer.participant_id) from exc
+            logger.info("rejected offer: %s", exc, extra=peer.log_extra)
+            if not peer.negotiated:
+                # aiortc may have half-applied it; a retry must start from a clean peer.
+                await self.close_peer(peer.participant_id)
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, OperationError):
+                message = f"no codec in common with the server ({message})"
+            raise BadSdp(f"the offer cannot be applied: {message}") from exc
+
+        self._attach_senders(peer, offered)
+        try:
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except (InvalidStateError, InternalError, ValueError) as exc:
+            if peer.closed:
+                raise PeerNotFound(peer.participant_id) from exc
+            raise BadSdp(f"cannot answer this offer: {exc}") from exc
+        peer.negotiated = True
+        logger.info(
+            "answered offer with %d media sections",
+            len(offered),
+            extra=peer.log_extra,
+        )
+        return munge_answer(pc.localDescription.sdp, self._config.bitrate_hints())
+
+    def _attach_senders(self, peer: ServerPeer, offered: list[OfferedMedia]) -> None:
+        by_mid = {media.mid: media for media in offered}
+        for transceiver in peer.pc.getTransceivers():
+            media = by_mid.get(transceiver.mid or "")
+            if media is None:
+                continue
+            # aiortc answers and(direction, offer reversed): "sendrecv" here lets the server send
+            # wherever the client receives and receive wherever it sends.
+            transceiver.direction = "sendrecv"
+            if media.client_receives and transceiver.mid not in peer.outlets:
+                outlet = self._forwarder.subscribe(peer.participant_id, transceiver.kind)
+                transceiver.sender.replaceTrack(outlet)
+                peer.outlets[media.mid] = outlet
+
+    async def add_candidate(
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """Add a trickled ICE candidate (empty string: end of candidates)."""
+        parsed = parse_candidate(candidate, sdp_mid, sdp_mline_index)
+        peer = self.peer(participant_id)
+        async with peer.lock:
+            if peer.closed:
+                raise PeerNotFound(participant_id)
+            if peer.pc.remoteDescription is None:
+                raise BadCandidate("a candidate arrived before any offer")
+            try:
+                await peer.pc.addIceCandidate(parsed)
+            except ValueError as exc:
+                raise BadCandidate(f"the candidate cannot be applied: {exc}") from exc
+
+    async def close_peer(self, participant_id: str) -> None:
+        """Close a participant's peer and stop forwarding to and from it. Idempotent."""
+        peer = self._peers.pop(participant_id, None)
+        if peer is None:
+            return
+        peer.closed = True
+        await self._forwarder.leave(participant_id)
+        self._route(peer.room_id)
+        # Never cancel RTCPeerConnection.close(): a close that aiortc started itself (remote
+        # DTLS close) awaits a bare future, and cancelling that future makes aiortc's own close
+        # task fail with InvalidStateError. On timeout the close goes on, owned by the engine.
+        closing = asyncio.ensure_future(peer.pc.close())
+        try:
+            done, _ = await asyncio.wait({closing}, timeout=self._config.close_timeout_s)
+            if done:
+                closing.result()
+            else:
+                logger.warning("peer connection did not close in time", extra=peer.log_extra)
+                self._own(closing)
+        finally:
+            peer.done.set()
+        logger.info("peer closed", extra=peer.log_extra)
+
+    async def aclose(self) -> None:
+        """Close every peer within the configured timeout and end the engine's tasks.
+
+        Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with asyncio.timeout(self._config.close_timeout_s):
+                await asyncio.gather(*(self.close_peer(pid) for pid in list(self._peers)))
+        except TimeoutError:
+            logger.warning("media peers did not close in time; dropping %d", len(self._peers))
+            self._peers.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._forwarder.aclose()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _create_peer(self, room_id: str, participant_id: str) -> ServerPeer:
+        pc = RTCPeerConnection(configuration=self._config.rtc_configuration())
+        peer = ServerPeer(room_id=room_id, participant_id=participant_id, pc=pc)
+        self._peers[participant_id] = peer
+        self._forwarder.join(room_id, participant_id)
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if peer.closed:
+                return
+            source = self._forwarder.publish(participant_id, track)
+            logger.info(
+                "publishing %s track %s", source.kind, source.track_id, extra=peer.log_extra
+            )
+            self._route(room_id)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = pc.connectionState
+            logger.info("connection state %s", state, extra=peer.log_extra)
+            if state in ("failed", "closed") and not peer.closed:
+                self._spawn(self._close_if_current(peer), f"media-close-{participant_id}")
+
+        logger.info("peer created", extra=peer.log_extra)
+        return peer
+
+    async def _close_if_current(self, peer: ServerPeer) -> None:
+        # The participant may already have a newer peer by the time this runs.
+        if self._peers.get(peer.participant_id) is peer:
+            await self.close_peer(peer.participant_id)
+
+    def _source_ended(self, source: TrackSource) -> None:
+        if not self._closed:
+            self._route(source.room_id)
+
+    def _route(self, room_id: str) -> None:
+        short = self._forwarder.route(room_id)
+        for participant_id, peer in self._peers.items():
+            if peer.room_id != room_id:
+                continue
+            counts = short.get(participant_id)
+            if counts is None:
+                peer.requested = None
+            elif not peer.negotiating and counts != peer.requested:
+                peer.requested = counts
+                logger.info("asking for renegotiation: %s", counts, extra=peer.log_extra)
+                self._spawn(self._notify(participant_id), f"media-renegotiate-{participant_id}")
+
+    async def _notify(self, participant_id: str) -> None:
+        if self._listener is None:
+            return
+        try:
+            await self._listener.renegotiation_needed(participant_id)
+        except Exception:
+            logger.exception(
+                "renegotiation_needed failed", extra={"participant_id": participant_id}
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if self._closed:
+            coro.close()
+            return
+        self._own(asyncio.create_task(coro, name=name))
+
+    def _own(self, task: asyncio.Future[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

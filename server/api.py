@@ -1,0 +1,764 @@
+"""The REST API under ``/api/`` (see docs/protocol.md), ``/healthz`` and ``/metrics``.
+
+Bodies are validated by pydantic models (unknown fields rejected); every error leaves as
+``{"error": {"code", "message"}}`` with its status, and bad input never produces a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from signaling.errors import SignalingError, SignalingErrorCode
+from signaling.messages import Role
+from signaling.ports import CaseSummary, Identity
+
+from .auth import Auth, load_secret_key
+from .cases import (
+    Case,
+    CaseKind,
+    CaseService,
+    CaseState,
+    Cosmetic,
+    Functional,
+    NewCase,
+    Packaging,
+    ReturnDecision,
+    ReturnFacts,
+    ReturnVerdict,
+    SupportOutcome,
+    SupportVerdict,
+    iso_time,
+)
+from .db import Database
+from .errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServerError,
+    ServerErrorCode,
+    Unauthorized,
+)
+from .keys import (
+    AUTH_KEY,
+    CALL_CONTROL_KEY,
+    CASES_KEY,
+    DB_KEY,
+    METRICS_KEY,
+    SETTINGS_KEY,
+    WEBHOOKS_KEY,
+)
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
+from .openapi import ApiRoute, openapi_document
+from .settings import Settings
+from .webhooks import WebhookDispatcher
+
+__all__ = [
+    "API_VERSION",
+    "MAX_BODY_BYTES",
+    "CallControl",
+    "DirectCallControl",
+    "Services",
+    "api_routes",
+    "error_middleware",
+    "open_services",
+    "setup_api",
+]
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "0.1.0"
+MAX_BODY_BYTES = 64 * 1024
+
+_STAFF = frozenset({Role.AGENT, Role.REVIEWER, Role.ADMIN})
+_CALL_TAKERS = frozenset({Role.AGENT, Role.ADMIN})
+_ADMIN = frozenset({Role.ADMIN})
+
+
+class CallControl(Protocol):
+    """What the accept route needs from the call hub (``signaling``): take a waiting case
+    atomically. Raises ``SignalingError`` ``already_accepted`` / ``not_waiting`` / ``not_found``."""
+
+    async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary: ...
+
+
+class DirectCallControl:
+    """Accepts straight through the case service (no live hub: nothing is pushed to sockets).
+    The default when ``setup_api`` is given no ``calls``."""
+
+    def __init__(self, cases: CaseService) -> None:
+        self._cases = cases
+
+    async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary:
+        case = await self._cases.accept(case_id, agent)
+        return case.summary()
+
+
+# -- wire models -------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+StaffRole = Literal["agent", "reviewer", "admin"]
+
+
+class LoginBody(_Body):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class NewCaseBody(_Body):
+    kind: CaseKind
+    customer_name: Name
+    customer_contact: Name | None = None
+    order_id: ShortText | None = None
+    sku: ShortText | None = None
+    reason: LongText | None = None
+    tracking_number: ShortText | None = None
+
+
+class ReturnFactsBody(_Body):
+    cosmetic: Cosmetic
+    functional: Functional
+    packaging: Packaging
+    accessories_complete: StrictBool
+
+
+class ReturnDecisionBody(_Body):
+    decision: ReturnDecision
+    refund_amount: Annotated[
+        Decimal | None,
+        Field(gt=0, max_digits=12, decimal_places=2, allow_inf_nan=False, validate_default=True),
+    ] = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    facts: ReturnFactsBody
+    note: LongText | None = None
+
+    @field_validator("refund_amount")
+    @classmethod
+    def _amount_matches_decision(
+        cls, value: Decimal | None, info: ValidationInfo
+    ) -> Decimal | None:
+        decision = info.data.get("decision")
+        if decision is ReturnDecision.PARTIAL_REFUND and value is None:
+            raise ValueError("required (greater than 0) for a partial_refund")
+        if decision in (ReturnDecision.REJECT, ReturnDecision.RETURN_TO_WAREHOUSE) and value:
+            raise ValueError(f"not allowed with decision {decision.value}")
+        return value
+
+
+class SupportDecisionBody(_Body):
+    outcome: SupportOutcome
+    resolution_note: LongText
+
+
+class NewUserBody(_Body):
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+    name: Name
+    role: StaffRole
+
+
+class NewTokenBody(_Body):
+    name: ShortText
+    role: StaffRole = "admin"
+
+
+class NewWebhookBody(_Body):
+    url: AnyHttpUrl
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=256)] | None = None
+
+
+class CaseListQuery(_Body):
+    state: CaseState | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str | None
+    name: str
+    role: StaffRole
+
+
+class UserResponse(BaseModel):
+    user: UserOut
+
+
+class CaseOut(BaseModel):
+    id: str
+    kind: CaseKind
+    state: CaseState
+    customer_name: str
+    customer_contact: str | None
+    order_id: str | None
+    sku: str | None
+    reason: str | None
+    tracking_number: str | None
+    agent_id: str | None
+    decision: ReturnDecision | None
+    refund_amount: float | None
+    currency: str | None
+    facts: ReturnFactsBody | None
+    note: str | None
+    outcome: SupportOutcome | None
+    resolution_note: str | None
+    created_at: str
+    waiting_at: str | None
+    in_call_at: str | None
+    decided_at: str | None
+    closed_at: str | None
+
+
+class CaseResponse(BaseModel):
+    case: CaseOut
+
+
+class JoinLinkResponse(BaseModel):
+    join_url: str
+    join_token: str
+    join_expires_at: str
+
+
+class CaseCreatedResponse(JoinLinkResponse):
+    case: CaseOut
+
+
+class CaseListResponse(BaseModel):
+    cases: list[CaseOut]
+
+
+class EventOut(BaseModel):
+    at: str
+    type: str
+    actor: str
+    data: dict[str, Any]
+
+
+class CaseDetailResponse(BaseModel):
+    case: CaseOut
+    events: list[EventOut]
+
+
+class TokenCreatedResponse(BaseModel):
+    token: str
+    id: str
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    created_at: str
+
+
+class WebhookCreatedResponse(BaseModel):
+    webhook: WebhookOut
+    secret: str
+
+
+class WebhookListResponse(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    db: Literal["ok", "error"]
+    version: str
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def _error_response(
+    status: int, code: str, message: str, fields: tuple[str, ...] = ()
+) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = list(fields)
+    return web.json_response({"error": error}, status=status)
+
+
+def _validation_error(exc: ValidationError) -> InvalidRequest:
+    parts: list[str] = []
+    fields: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+        if loc:
+            fields.append(loc)
+    return InvalidRequest("; ".join(parts) or "invalid body", fields=tuple(fields))
+
+
+async def _read_json(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        if mime != "application/json" and not mime.endswith("+json"):
+            raise ServerError(
+                f"send the body as application/json, not {mime or 'nothing'}",
+                code=ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            )
+    limit = MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidRequest("a JSON object body is required")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body is not valid UTF-8 JSON") from None
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    data = await _read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+async def _require(request: web.Request, roles: frozenset[Role] = _STAFF) -> Identity:
+    identity = await request.app[AUTH_KEY].authenticate(request)
+    if identity is None or not identity.is_staff:
+        raise Unauthorized("sign in (POST /api/login) or send an API bearer token")
+    if identity.role not in roles:
+        allowed = ", ".join(sorted(role.value for role in roles))
+        raise Forbidden(f"this needs the role {allowed}; you are {identity.role.value}")
+    return identity
+
+
+def _case_id(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+async def _user_json(request: web.Request, identity: Identity) -> dict[str, Any]:
+    if identity.subject.startswith("token:"):
+        return {
+            "id": identity.subject.removeprefix("token:"),
+            "username": None,
+            "name": identity.name,
+            "role": identity.role.value,
+        }
+    user = await request.app[AUTH_KEY].get_user(identity.subject)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    return user.to_json()
+
+
+def _join_link_json(request: web.Request, case: Case) -> dict[str, Any]:
+    link = request.app[AUTH_KEY].issue_join_token(case.id)
+    base = request.app[SETTINGS_KEY].base_url
+    return {
+        "join_url": f"{base}/join/{link.token}",
+        "join_token": link.token,
+        "join_expires_at": iso_time(link.expires_at),
+        "_expires": link.expires_at,
+    }
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await _body(request, LoginBody)
+    auth = request.app[AUTH_KEY]
+    user = await auth.login(body.username, body.password)
+    response = _json({"user": user.to_json()})
+    auth.set_session_cookie(response, user)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = web.Response(status=204)
+    request.app[AUTH_KEY].clear_session_cookie(response)
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    identity = await _require(request)
+    return _json({"user": await _user_json(request, identity)})
+
+
+async def create_case(request: web.Request) -> web.Response:
+    identity = await _require(request, _CALL_TAKERS)
+    body = await _body(request, NewCaseBody)
+    cases = request.app[CASES_KEY]
+    case = await cases.create(NewCase(**body.model_dump()), actor=identity.subject)
+    link = _join_link_json(request, case)
+    await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
+    return _json({"case": case.to_json(), **link}, status=201)
+
+
+async def list_cases(request: web.Request) -> web.Response:
+    await _require(request)
+    try:
+        query = CaseListQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    cases = await request.app[CASES_KEY].list_cases(
+        query.state, limit=query.limit, offset=query.offset
+    )
+    return _json({"cases": [case.to_json() for case in cases]})
+
+
+async def get_case(request: web.Request) -> web.Response:
+    await _require(request)
+    cases = request.app[CASES_KEY]
+    case = await cases.require(_case_id(request))
+    events = await cases.events(case.id)
+    return _json({"case": case.to_json(), "events": [event.to_json() for event in events]})
+
+
+async def new_join_link(request: web.Request) -> web.Response:
+    identity = await _require(request, _CALL_TAKERS)
+    cases = request.app[CASES_KEY]
+    case = await cases.require(_case_id(request))
+    link = _join_link_json(request, case)
+    await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
+    return _json(link, status=201)
+
+
+async def accept_case(request: web.Request) -> web.Response:
+    identity = await _require(request, _CALL_TAKERS)
+    cases = request.app[CASES_KEY]
+    case = await cases.require(_case_id(request))
+    await request.app[CALL_CONTROL_KEY].accept_case(case.id, identity)
+    case = await cases.require(case.id)
+    return _json({"case": case.to_json()})
+
+
+async def decide_case(request: web.Request) -> web.Response:
+    identity = await _require(request, _CALL_TAKERS)
+    cases = request.app[CASES_KEY]
+    case = await cases.require(_case_id(request))
+    verdict: ReturnVerdict | SupportVerdict
+    if case.kind is CaseKind.RETURN:
+        body = await _body(request, ReturnDecisionBody)
+        verdict = ReturnVerdict(
+            decision=body.decision,
+            facts=ReturnFacts(**body.facts.model_dump()),
+            refund_amount=body.refund_amount,
+            currency=body.currency,
+            note=body.note,
+        )
+    else:
+        support = await _body(request, SupportDecisionBody)
+        verdict = SupportVerdict(outcome=support.outcome, resolution_note=support.resolution_note)
+    case = await cases.decide(case.id, verdict, actor=identity.subject)
+    return _json({"case": case.to_json()})
+
+
+async def close_case(request: web.Request) -> web.Response:
+    identity = await _require(request, _CALL_TAKERS)
+    case = await request.app[CASES_KEY].close(_case_id(request), actor=identity.subject)
+    return _json({"case": case.to_json()})
+
+
+async def create_user(request: web.Request) -> web.Response:
+    await _require(request, _ADMIN)
+    body = await _body(request, NewUserBody)
+    user = await request.app[AUTH_KEY].create_user(
+        body.username, body.password, body.name, Role(body.role)
+    )
+    return _json({"user": user.to_json()}, status=201)
+
+
+async def create_token(request: web.Request) -> web.Response:
+    identity = await _require(request, _ADMIN)
+    body = await _body(request, NewTokenBody)
+    issued = await request.app[AUTH_KEY].create_api_token(
+        body.name, Role(body.role), created_by=identity.subject
+    )
+    return _json({"token": issued.token, "id": issued.id}, status=201)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    await _require(request, _ADMIN)
+    if not await request.app[AUTH_KEY].revoke_api_token(request.match_info["id"]):
+        raise NotFound("no such API token")
+    return web.Response(status=204)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    await _require(request, _ADMIN)
+    hooks = await request.app[WEBHOOKS_KEY].list_webhooks()
+    return _json({"webhooks": [hook.to_json() for hook in hooks]})
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    identity = await _require(request, _ADMIN)
+    body = await _body(request, NewWebhookBody)
+    hook, secret = await request.app[WEBHOOKS_KEY].add_webhook(
+        str(body.url), body.secret, created_by=identity.subject
+    )
+    return _json({"webhook": hook.to_json(), "secret": secret}, status=201)
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    await _require(request, _ADMIN)
+    if not await request.app[WEBHOOKS_KEY].remove_webhook(request.match_info["id"]):
+        raise NotFound("no such webhook")
+    return web.Response(status=204)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok = await request.app[DB_KEY].ping()
+    body = {"status": "ok" if ok else "degraded", "db": "ok" if ok else "error"}
+    return _json({**body, "version": API_VERSION}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = await request.app[METRICS_KEY].render()
+    return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+_E401 = (401,)
+_CASE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
+
+
+def api_routes() -> list[ApiRoute]:
+    """Every endpoint of the REST API (the OpenAPI route itself is added by ``setup_api``)."""
+    R = ApiRoute
+    return [
+        R("POST", "/api/login", login, "Sign in; sets the session cookie", "anyone",
+          body=(LoginBody,), response=UserResponse, errors=(400, 401, 413, 415), tag="auth"),
+        R("POST", "/api/logout", logout, "Sign out; clears the session cookie", "staff",
+          status=204, tag="auth"),
+        R("GET", "/api/me", me, "The signed-in user", "staff", response=UserResponse,
+          errors=_E401, tag="auth"),
+        R("POST", "/api/cases", create_case, "Create a case and a customer join link",
+          "agent, admin, API", body=(NewCaseBody,), response=CaseCreatedResponse, status=201,
+          errors=(400, 401, 403, 413, 415), tag="cases"),
+        R("GET", "/api/cases", list_cases, "Cases, newest first", "staff",
+          query=CaseListQuery, response=CaseListResponse, errors=(400, 401), tag="cases"),
+        R("GET", "/api/cases/{id}", get_case, "A case and its timeline", "staff",
+          response=CaseDetailResponse, errors=(401, 404), tag="cases"),
+        R("POST", "/api/cases/{id}/join-link", new_join_link, "A fresh customer join link",
+          "agent, admin, API", response=JoinLinkResponse, status=201,
+          errors=(401, 403, 404, 409), tag="cases"),
+        R("POST", "/api/cases/{id}/accept", accept_case, "Take a waiting case (one agent wins)",
+          "agent, admin", response=CaseResponse, errors=(401, 403, 404, 409), tag="cases"),
+        R("POST", "/api/cases/{id}/decision", decide_case,
+          "Record the decision (return) or outcome (support)", "agent, admin",
+          body=(ReturnDecisionBody, SupportDecisionBody), response=CaseResponse,
+          errors=_CASE_ERRORS, tag="cases"),
+        R("POST", "/api/cases/{id}/close", close_case, "Close a decided case", "agent, admin",
+          response=CaseResponse, errors=(401, 403, 404, 409), tag="cases"),
+        R("POST", "/api/users", create_user, "Create a staff account", "admin",
+          body=(NewUserBody,), response=UserResponse, status=201,
+          errors=(400, 401, 403, 409, 413, 415), tag="admin"),
+        R("POST", "/api/tokens", create_token, "Create an API token (shown once)", "admin",
+          body=(NewTokenBody,), response=TokenCreatedResponse, status=201,
+          errors=(400, 401, 403, 413, 415), tag="admin"),
+        R("DELETE", "/api/tokens/{id}", revoke_token, "Revoke an API token", "admin",
+          status=204, errors=(401, 403, 404), tag="admin"),
+        R("GET", "/api/webhooks", list_webhooks, "Configured webhook targets", "admin",
+          response=WebhookListResponse, errors=(401, 403), tag="admin"),
+        R("POST", "/api/webhooks", create_webhook,
+          "Add a webhook target (its secret is shown once)", "admin", body=(NewWebhookBody,),
+          response=WebhookCreatedResponse, status=201, errors=(400, 401, 403, 413, 415),
+          tag="admin"),
+        R("DELETE", "/api/webhooks/{id}", delete_webhook,
+          "Remove a webhook target (cancels its pending deliveries)", "admin", status=204,
+          errors=(401, 403, 404), tag="admin"),
+        R("GET", "/healthz", healthz, "Health (database included)", "anyone",
+          response=HealthResponse, tag="operations"),
+        R("GET", "/metrics", metrics, "Prometheus metrics", "anyone",
+          content_type="text/plain", tag="operations"),
+    ]  # fmt: skip
+
+
+# -- error mapping at the edge -----------------------------------------------------------------
+
+_SIGNALING_STATUS = {
+    SignalingErrorCode.ALREADY_ACCEPTED: 409,
+    SignalingErrorCode.NOT_WAITING: 409,
+    SignalingErrorCode.NOT_FOUND: 404,
+    SignalingErrorCode.FORBIDDEN: 403,
+    SignalingErrorCode.UNAUTHORIZED: 401,
+    SignalingErrorCode.TOKEN_EXPIRED: 401,
+    SignalingErrorCode.INVALID: 400,
+}
+
+_HTTP_CODES = {
+    400: ServerErrorCode.INVALID_REQUEST,
+    401: ServerErrorCode.UNAUTHORIZED,
+    403: ServerErrorCode.FORBIDDEN,
+    404: ServerErrorCode.NOT_FOUND,
+    405: ServerErrorCode.METHOD_NOT_ALLOWED,
+    413: ServerErrorCode.TOO_LARGE,
+    415: ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+def _is_api(request: web.Request) -> bool:
+    path = request.path
+    return path == "/api" or path.startswith("/api/") or path in ("/healthz", "/metrics")
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """JSON errors for the API paths; other paths (pages) keep aiohttp's own."""
+    if not _is_api(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ServerError as exc:
+        if exc.status >= 500:
+            logger.error("request failed: %s", exc.message)
+        return _error_response(exc.status, exc.code.value, exc.message, exc.fields)
+    except SignalingError as exc:
+        status = _SIGNALING_STATUS.get(exc.code, 500)
+        if status >= 500:
+            logger.error("call hub failed: %s", exc.message)
+        return _error_response(status, exc.code.value, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status)
+        if code is None:
+            code = ServerErrorCode.INVALID_REQUEST if exc.status < 500 else ServerErrorCode.INTERNAL
+        message = {
+            404: f"no such endpoint: {request.method} {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+        }.get(exc.status, exc.reason)
+        response = _error_response(exc.status, code.value, message)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return _error_response(500, ServerErrorCode.INTERNAL.value, "internal error")
+
+
+# -- wiring ------------------------------------------------------------------------------------
+
+
+def setup_api(
+    app: web.Application,
+    *,
+    settings: Settings,
+    db: Database,
+    cases: CaseService,
+    auth: Auth,
+    webhooks: WebhookDispatcher,
+    metrics: Metrics,
+    calls: CallControl | None = None,
+) -> None:
+    """Register the REST routes, ``/healthz``, ``/metrics``, ``/api/openapi.json`` and the
+    error middleware, and put the objects under their ``server.keys`` AppKeys. Call before the
+    app starts. Without ``calls``, accepting goes straight to the case service."""
+    app[SETTINGS_KEY] = settings
+    app[DB_KEY] = db
+    app[CASES_KEY] = cases
+    app[AUTH_KEY] = auth
+    app[WEBHOOKS_KEY] = webhooks
+    app[METRICS_KEY] = metrics
+    app[CALL_CONTROL_KEY] = calls if calls is not None else DirectCallControl(cases)
+    metrics.set_case_counts(cases.counts_by_state)
+    app.middlewares.append(error_middleware)
+
+    routes = api_routes()
+    document: dict[str, Any] | None = None
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        nonlocal document
+        if document is None:
+            document = openapi_document(
+                [*routes, openapi_route],
+                title="inspectd API",
+                version=API_VERSION,
+                server_url=settings.base_url,
+            )
+        return _json(document)
+
+    openapi_route = ApiRoute(
+        "GET", "/api/openapi.json", openapi_json, "This OpenAPI 3.1 document", "anyone",
+        tag="operations",
+    )  # fmt: skip
+    for route in [*routes, openapi_route]:
+        app.router.add_route(route.method, route.path, route.handler)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The storage-backed objects of one app, opened together (see :func:`open_services`)."""
+
+    db: Database
+    auth: Auth
+    cases: CaseService
+    webhooks: WebhookDispatcher
+    metrics: Metrics
+
+    async def aclose(self) -> None:
+        await self.webhooks.aclose()
+        await self.db.aclose()
+
+
+async def open_services(
+    settings: Settings, *, metrics: Metrics | None = None, start_webhooks: bool = True
+) -> Services:
+    """Open the database under ``settings.data_dir``, load the secret key and the auth cache,
+    and start the webhook dispatcher."""
+    db = await Database.open(settings.data_dir / "inspect.db")
+    try:
+        secret = await asyncio.get_running_loop().run_in_executor(None, load_secret_key, settings)
+        metrics = metrics or Metrics()
+        auth = Auth(db, settings, secret)
+        await auth.load()
+        webhooks = WebhookDispatcher(db, settings, metrics=metrics)
+        cases = CaseService(db, sink=webhooks)
+        if start_webhooks:
+            await webhooks.start()
+    except BaseException:
+        await db.aclose()
+        raise
+    return Services(db=db, auth=auth, cases=cases, webhooks=webhooks, metrics=metrics)

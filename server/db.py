@@ -1,0 +1,207 @@
+"""SQLite storage: one connection, used only from a dedicated single-thread executor so the event
+loop never blocks on disk. WAL mode; the schema is created at open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["Database", "SCHEMA_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    token_hash  TEXT NOT NULL UNIQUE,   -- SHA-256 hex of the token; the token itself is not kept
+    created_by  TEXT,
+    created_at  REAL NOT NULL,
+    revoked_at  REAL
+);
+CREATE TABLE IF NOT EXISTS cases (
+    id               TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    customer_name    TEXT NOT NULL,
+    customer_contact TEXT,
+    order_id         TEXT,
+    sku              TEXT,
+    reason           TEXT,
+    tracking_number  TEXT,
+    agent_id         TEXT,
+    decision         TEXT,
+    refund_amount    TEXT,              -- decimal as text: money is never a float at rest
+    currency         TEXT,
+    facts            TEXT,              -- JSON
+    note             TEXT,
+    outcome          TEXT,
+    resolution_note  TEXT,
+    created_at       REAL NOT NULL,
+    waiting_at       REAL,
+    in_call_at       REAL,
+    decided_at       REAL,
+    closed_at        REAL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cases_state ON cases (state, created_at);
+CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at);
+CREATE INDEX IF NOT EXISTS cases_order ON cases (order_id);
+CREATE INDEX IF NOT EXISTS cases_tracking ON cases (tracking_number);
+CREATE TABLE IF NOT EXISTS case_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id   TEXT NOT NULL REFERENCES cases (id),
+    at        REAL NOT NULL,
+    type      TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    data      TEXT NOT NULL,            -- JSON object
+    dedup_key TEXT,                     -- e.g. chat seq: a repeat is not stored twice
+    UNIQUE (case_id, dedup_key)
+);
+CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, id);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_by TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id     TEXT NOT NULL UNIQUE,
+    event_id        TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    case_id         TEXT NOT NULL,
+    webhook_id      TEXT,               -- NULL: a target from settings (INSPECT_WEBHOOK_URLS)
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed | cancelled
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    created_at      REAL NOT NULL,
+    finished_at     REAL
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (status, url, case_id, id);
+"""
+
+
+class Database:
+    """An SQLite file behind an async API. Every statement runs on the one database thread, so
+    calls are serialised; :meth:`transaction` runs a function atomically on that thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect-db")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating the file, its folder and the schema if needed)."""
+        db = cls(path)
+        try:
+            await db._call(db._open_sync)
+        except BaseException:
+            db._executor.shutdown(wait=False)
+            raise
+        logger.info("database open at %s", path)
+        return db
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn = conn
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the database thread (autocommit: one statement each)."""
+        return await self._call(lambda: fn(self._connection()))
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back if it
+        raises), on the database thread."""
+
+        def work() -> T:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._call(work)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        return await self.run(lambda conn: conn.execute(sql, params).rowcount)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = await self.run(lambda conn: conn.execute(sql, params).fetchone())
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self.run(lambda conn: list(conn.execute(sql, params).fetchall()))
+
+    async def ping(self) -> bool:
+        """True if the database answers a trivial query (for ``/healthz``)."""
+        try:
+            row = await self.fetchone("SELECT 1")
+        except (sqlite3.Error, RuntimeError):
+            logger.exception("database ping failed")
+            return False
+        return row is not None
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the database thread. Idempotent."""
+        if self._closed:
+            return
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await self._call(close)
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=True)

@@ -1,0 +1,34 @@
+"""``web.AppKey``s of the server's app-wide objects (set by :func:`server.api.setup_api`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .api import CallControl
+    from .auth import Auth
+    from .cases import CaseService
+    from .db import Database
+    from .metrics import Metrics
+    from .settings import Settings
+    from .webhooks import WebhookDispatcher
+
+__all__ = [
+    "AUTH_KEY",
+    "CALL_CONTROL_KEY",
+    "CASES_KEY",
+    "DB_KEY",
+    "METRICS_KEY",
+    "SETTINGS_KEY",
+    "WEBHOOKS_KEY",
+]
+
+SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("inspect_settings")
+DB_KEY: web.AppKey[Database] = web.AppKey("inspect_db")
+CASES_KEY: web.AppKey[CaseService] = web.AppKey("inspect_cases")
+AUTH_KEY: web.AppKey[Auth] = web.AppKey("inspect_auth")
+METRICS_KEY: web.AppKey[Metrics] = web.AppKey("inspect_metrics")
+WEBHOOKS_KEY: web.AppKey[WebhookDispatcher] = web.AppKey("inspect_webhooks")
+CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")

@@ -1,0 +1,100 @@
+"""The bus seam: what signaling needs to share between connections (and, with Redis, nodes).
+
+Two implementations, chosen by the ``bus`` setting: :mod:`.memory` (one process, the embedded
+default) and ``redis`` (several processes or hosts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Bus", "ChatRecord", "Lagged", "QueueEntry", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """A chat message as stored in a room's log; ``seq`` is assigned by the bus."""
+
+    seq: int
+    client_id: str
+    text: str
+    ts: float
+    sender: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "chat",
+            "seq": self.seq,
+            "client_id": self.client_id,
+            "text": self.text,
+            "ts": self.ts,
+            "sender": dict(self.sender),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """A case whose customer is waiting for an agent."""
+
+    case_id: str
+    waiting_since: float
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Lagged(Exception):
+    """A subscriber fell so far behind that events were dropped: it must resynchronise
+    (clients reconnect and resume from their last sequence number)."""
+
+
+class Subscription(Protocol):
+    """Events published to one topic, in order. Iteration raises :class:`Lagged` when the
+    bounded buffer overflowed."""
+
+    def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def publish(self, topic: str, event: Mapping[str, Any]) -> None: ...
+
+    def subscribe(self, topic: str) -> Subscription: ...
+
+    async def chat_append(
+        self,
+        room: str,
+        dedupe_key: str,
+        client_id: str,
+        text: str,
+        ts: float,
+        sender: Mapping[str, Any],
+    ) -> tuple[ChatRecord, bool]:
+        """Append a message unless ``dedupe_key`` was seen in ``room``; returns the stored
+        record (the original for a duplicate) and whether it was new."""
+        ...
+
+    async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]: ...
+
+    async def presence_add(self, room: str, participant: Mapping[str, Any]) -> None: ...
+
+    async def presence_remove(self, room: str, participant_id: str) -> None: ...
+
+    async def presence_list(self, room: str) -> list[Mapping[str, Any]]: ...
+
+    async def queue_put(self, entry: QueueEntry) -> None: ...
+
+    async def queue_remove(self, case_id: str) -> bool: ...
+
+    async def queue_entries(self) -> list[QueueEntry]:
+        """Waiting cases, longest wait first."""
+        ...
+
+    async def queue_claim(self, case_id: str, agent_id: str) -> bool:
+        """Atomically take ``case_id`` off the queue; exactly one concurrent caller wins."""
+        ...

@@ -1,0 +1,140 @@
+"""In-process bus: the embedded default (one process, nothing shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from .base import ChatRecord, Lagged, QueueEntry
+
+__all__ = ["MemoryBus"]
+
+logger = logging.getLogger(__name__)
+
+#: Events buffered per subscriber before it is declared lagging.
+SUBSCRIBER_BUFFER = 512
+#: Chat messages kept per room (older ones are still in the case timeline).
+CHAT_HISTORY = 10_000
+
+
+class _MemorySubscription:
+    def __init__(self, bus: MemoryBus, topic: str) -> None:
+        self._bus = bus
+        self._topic = topic
+        self._events: deque[Mapping[str, Any]] = deque()
+        self._wakeup = asyncio.Event()
+        self._lagged = False
+        self._closed = False
+
+    def _deliver(self, event: Mapping[str, Any]) -> None:
+        if len(self._events) >= SUBSCRIBER_BUFFER:
+            # Never grow without bound: the consumer resynchronises from the logs instead.
+            self._lagged = True
+        else:
+            self._events.append(event)
+        self._wakeup.set()
+
+    async def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]:
+        while not self._closed:
+            if self._lagged:
+                raise Lagged(self._topic)
+            if self._events:
+                yield self._events.popleft()
+                continue
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._unsubscribe(self._topic, self)
+            self._wakeup.set()
+
+
+class MemoryBus:
+    """Everything in dictionaries; each operation completes without yielding, which makes
+    ``queue_claim`` atomic on the event loop."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[_MemorySubscription]] = defaultdict(set)
+        self._chat: dict[str, deque[ChatRecord]] = defaultdict(lambda: deque(maxlen=CHAT_HISTORY))
+        self._chat_seq: dict[str, int] = defaultdict(int)
+        self._chat_keys: dict[str, dict[str, ChatRecord]] = defaultdict(dict)
+        self._presence: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
+        self._queue: dict[str, QueueEntry] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        for subscribers in list(self._subscribers.values()):
+            for subscription in list(subscribers):
+                await subscription.aclose()
+
+    async def publish(self, topic: str, event: Mapping[str, Any]) -> None:
+        for subscription in list(self._subscribers.get(topic, ())):
+            subscription._deliver(event)
+
+    def subscribe(self, topic: str) -> _MemorySubscription:
+        subscription = _MemorySubscription(self, topic)
+        self._subscribers[topic].add(subscription)
+        return subscription
+
+    def _unsubscribe(self, topic: str, subscription: _MemorySubscription) -> None:
+        subscribers = self._subscribers.get(topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[topic]
+
+    async def chat_append(
+        self,
+        room: str,
+        dedupe_key: str,
+        client_id: str,
+        text: str,
+        ts: float,
+        sender: Mapping[str, Any],
+    ) -> tuple[ChatRecord, bool]:
+        seen = self._chat_keys[room].get(dedupe_key)
+        if seen is not None:
+            return seen, False
+        self._chat_seq[room] += 1
+        record = ChatRecord(self._chat_seq[room], client_id, text, ts, dict(sender))
+        self._chat[room].append(record)
+        self._chat_keys[room][dedupe_key] = record
+        return record, True
+
+    async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]:
+        return [record for record in self._chat.get(room, ()) if record.seq > after_seq]
+
+    async def presence_add(self, room: str, participant: Mapping[str, Any]) -> None:
+        self._presence[room][str(participant["participant_id"])] = dict(participant)
+
+    async def presence_remove(self, room: str, participant_id: str) -> None:
+        members = self._presence.get(room)
+        if members is not None:
+            members.pop(participant_id, None)
+            if not members:
+                del self._presence[room]
+
+    async def presence_list(self, room: str) -> list[Mapping[str, Any]]:
+        return list(self._presence.get(room, {}).values())
+
+    async def queue_put(self, entry: QueueEntry) -> None:
+        self._queue[entry.case_id] = entry
+
+    async def queue_remove(self, case_id: str) -> bool:
+        return self._queue.pop(case_id, None) is not None
+
+    async def queue_entries(self) -> list[QueueEntry]:
+        return sorted(self._queue.values(), key=lambda entry: entry.waiting_since)
+
+    async def queue_claim(self, case_id: str, agent_id: str) -> bool:
+        claimed = self._queue.pop(case_id, None) is not None
+        if claimed:
+            logger.debug("case %s claimed by %s", case_id, agent_id)
+        return claimed

@@ -1,0 +1,47 @@
+"""Errors of the signaling package; each carries the code sent to the client."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ProtocolError", "SignalingError", "SignalingErrorCode"]
+
+
+class SignalingErrorCode(StrEnum):
+    MALFORMED = "malformed"  # not JSON, not an object, no type
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID = "invalid"  # fields fail validation
+    TOO_LARGE = "too_large"
+    NOT_JOINED = "not_joined"  # first message must be join
+    ALREADY_JOINED = "already_joined"
+    UNAUTHORIZED = "unauthorized"  # no or bad credentials
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"  # authenticated, but the role may not do this
+    NOT_FOUND = "not_found"
+    ALREADY_ACCEPTED = "already_accepted"  # another agent won the race
+    NOT_WAITING = "not_waiting"  # case is not in the queue
+    NOT_IN_CALL = "not_in_call"
+    BAD_SDP = "bad_sdp"
+    BAD_CANDIDATE = "bad_candidate"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+
+
+class SignalingError(Exception):
+    """Root of the package's errors."""
+
+    code: SignalingErrorCode = SignalingErrorCode.INTERNAL
+    retryable = False
+
+    def __init__(
+        self, code: SignalingErrorCode | None = None, message: str = "", *, ref: str | None = None
+    ) -> None:
+        super().__init__(message or (code or self.code).value)
+        if code is not None:
+            self.code = code
+        self.message = message or self.code.value
+        self.ref = ref
+
+
+class ProtocolError(SignalingError, ValueError):
+    """A client message that cannot be accepted; the connection stays open."""

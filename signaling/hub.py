@@ -1,0 +1,642 @@
+"""The ``/ws`` endpoint: authenticates sockets, runs the agent queue, rooms, chat and
+negotiation with the server-side peers. See ``docs/protocol.md`` for the wire protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from .bus import Bus, Lagged, QueueEntry, Subscription
+from .errors import SignalingError, SignalingErrorCode
+from .messages import (
+    AcceptMessage,
+    CandidateMessage,
+    ChatMessage,
+    ClientMessage,
+    JoinMessage,
+    LeaveMessage,
+    OfferMessage,
+    PingMessage,
+    Role,
+    parse_client_message,
+)
+from .ports import Authenticator, CaseDirectory, CaseSummary, Identity, MediaGateway
+
+__all__ = ["Hub", "HubConfig", "HubObserver"]
+
+logger = logging.getLogger(__name__)
+
+LOBBY = "lobby"
+#: Close codes the pages understand: 4401 = not authorised (do not retry with the same token),
+#: 4008 = fell behind (reconnect and resume), 1001 = server going away.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_LAGGING = 4008
+OUTBOX_LIMIT = 512
+#: States in which a customer may still open the call.
+OPEN_STATES = frozenset({"created", "waiting", "in_call"})
+
+
+def _room_topic(case_id: str) -> str:
+    return f"room:{case_id}"
+
+
+class HubObserver(Protocol):
+    """Metrics hooks (``server.metrics`` fits this)."""
+
+    def ws_message(self, direction: str, kind: str) -> None: ...
+
+    def ws_connected(self, delta: int) -> None: ...
+
+
+class _NoObserver:
+    def ws_message(self, direction: str, kind: str) -> None:
+        return None
+
+    def ws_connected(self, delta: int) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    max_message_bytes: int = 64 * 1024
+    heartbeat_s: float = 20.0
+    #: A waiting customer whose socket drops keeps their queue place this long.
+    waiting_grace_s: float = 15.0
+    shutdown_timeout_s: float = 5.0
+
+
+class _Connection:
+    """One WebSocket: its identity, its room, its outbound queue and subscriptions."""
+
+    def __init__(self, hub: Hub, ws: web.WebSocketResponse, request_identity: Identity | None):
+        self.hub = hub
+        self.ws = ws
+        self.request_identity = request_identity
+        self.identity: Identity | None = None
+        self.participant_id = uuid.uuid4().hex[:16]
+        self.room: str | None = None
+        #: Chat seqs this socket has been sent (history and live events can overlap).
+        self.sent_seqs: set[int] = set()
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.create_task(
+            self._write_loop(), name=f"ws-writer-{self.participant_id}"
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message; a client too slow to drain its queue is told to resume instead."""
+        if self.closing:
+            return
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            logger.warning("socket %s lagging; closing it to resume", self.participant_id)
+            self.close_soon(CLOSE_LAGGING, "lagging: reconnect and resume")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        asyncio.create_task(
+            self.ws.close(code=code, message=reason.encode()),
+            name=f"ws-close-{self.participant_id}",
+        )
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                message = await self._outbox.get()
+                if message is None:
+                    return
+                if self.ws.closed:
+                    return
+                await self.ws.send_json(message)
+                self.hub.observer.ws_message("out", str(message.get("type")))
+        except (ConnectionResetError, RuntimeError) as exc:
+            logger.debug("socket %s write ended: %s", self.participant_id, exc)
+
+    async def stop_writer(self) -> None:
+        if self._writer is None:
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        try:
+            async with asyncio.timeout(1.0):
+                await self._writer
+        except TimeoutError:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def follow(self, topic: str) -> None:
+        if topic in self._subscriptions:
+            return
+        subscription = self.hub.bus.subscribe(topic)
+        task = asyncio.create_task(
+            self._pump(topic, subscription), name=f"ws-follow-{topic}-{self.participant_id}"
+        )
+        self._subscriptions[topic] = (subscription, task)
+
+    async def unfollow(self, topic: str) -> None:
+        entry = self._subscriptions.pop(topic, None)
+        if entry is None:
+            return
+        subscription, task = entry
+        await subscription.aclose()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def unfollow_all(self) -> None:
+        for topic in list(self._subscriptions):
+            await self.unfollow(topic)
+
+    async def _pump(self, topic: str, subscription: Subscription) -> None:
+        try:
+            async for event in subscription:
+                self.hub._deliver(self, topic, event)
+        except Lagged:
+            self.close_soon(CLOSE_LAGGING, "lagging: reconnect and resume")
+        except Exception:
+            logger.exception("subscription %s of %s failed", topic, self.participant_id)
+            self.close_soon(WSCloseCode.INTERNAL_ERROR, "internal error")
+
+    def participant(self) -> dict[str, Any]:
+        assert self.identity is not None
+        return {
+            "participant_id": self.participant_id,
+            "role": self.identity.role.value,
+            "name": self.identity.name,
+        }
+
+
+class Hub:
+    """Owns every socket of this node; ``handle`` is the aiohttp handler for ``/ws``."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        auth: Authenticator,
+        cases: CaseDirectory,
+        media: MediaGateway,
+        ice_servers: Callable[[Identity], list[dict[str, Any]]] = lambda identity: [],
+        config: HubConfig | None = None,
+        observer: HubObserver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.auth = auth
+        self.cases = cases
+        self.media = media
+        self.ice_servers = ice_servers
+        self.config = config or HubConfig()
+        self.observer: HubObserver = observer or _NoObserver()
+        self.clock = clock
+        self._connections: set[_Connection] = set()
+        self._by_participant: dict[str, _Connection] = {}
+        self._departures: dict[str, asyncio.TimerHandle] = {}
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def live_calls(self) -> int:
+        """Rooms on this node with both a customer and staff connected."""
+        roles: dict[str, set[Role]] = {}
+        for conn in self._connections:
+            if conn.room is not None and conn.identity is not None:
+                roles.setdefault(conn.room, set()).add(conn.identity.role)
+        return sum(1 for found in roles.values() if Role.CUSTOMER in found and len(found) > 1)
+
+    async def aclose(self) -> None:
+        """Close every socket with GOING_AWAY and free their peers, within the timeout."""
+        if self._closing:
+            return
+        self._closing = True
+        for handle in self._departures.values():
+            handle.cancel()
+        self._departures.clear()
+        closers = [
+            conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            for conn in list(self._connections)
+        ]
+        if closers:
+            try:
+                async with asyncio.timeout(self.config.shutdown_timeout_s):
+                    await asyncio.gather(*closers, return_exceptions=True)
+            except TimeoutError:
+                logger.warning("%d sockets did not close in time", len(closers))
+
+    # -- the handler --------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.config.heartbeat_s,
+            # aiohttp closes above this; we answer ``too_large`` up to it without closing.
+            max_msg_size=max(4 * self.config.max_message_bytes, 1024 * 1024),
+        )
+        if self._closing:
+            raise web.HTTPServiceUnavailable(text="shutting down")
+        await ws.prepare(request)
+        conn = _Connection(self, ws, self.auth.identify(request))
+        self._connections.add(conn)
+        self._by_participant[conn.participant_id] = conn
+        self.observer.ws_connected(1)
+        conn.start_writer()
+        try:
+            async for raw in ws:
+                if raw.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self._on_raw(conn, raw.data)
+                elif raw.type == WSMsgType.ERROR:
+                    logger.info("socket %s error: %s", conn.participant_id, ws.exception())
+        finally:
+            await self._disconnect(conn)
+        return ws
+
+    async def _on_raw(self, conn: _Connection, data: str | bytes) -> None:
+        ref: str | None = None
+        try:
+            message = parse_client_message(data, max_bytes=self.config.max_message_bytes)
+            ref = message.type
+            self.observer.ws_message("in", message.type)
+            await self._dispatch(conn, message)
+        except SignalingError as exc:
+            self.observer.ws_message("in", "invalid")
+            conn.send(
+                {
+                    "type": "error",
+                    "code": exc.code.value,
+                    "message": exc.message,
+                    "ref": exc.ref or ref,
+                }
+            )
+            if conn.identity is None and exc.code in (
+                SignalingErrorCode.UNAUTHORIZED,
+                SignalingErrorCode.TOKEN_EXPIRED,
+            ):
+                conn.close_soon(CLOSE_UNAUTHORIZED, exc.code.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("socket %s: handling %s failed", conn.participant_id, ref)
+            conn.send(
+                {"type": "error", "code": "internal", "message": "internal error", "ref": ref}
+            )
+
+    async def _dispatch(self, conn: _Connection, message: ClientMessage) -> None:
+        if isinstance(message, JoinMessage):
+            await self._join(conn, message)
+            return
+        if conn.identity is None:
+            raise SignalingError(
+                SignalingErrorCode.NOT_JOINED, "the first message must be 'join'", ref=message.type
+            )
+        match message:
+            case PingMessage():
+                conn.send({"type": "pong", "nonce": message.nonce})
+            case ChatMessage():
+                await self._chat(conn, message)
+            case OfferMessage():
+                await self._offer(conn, message)
+            case CandidateMessage():
+                await self._candidate(conn, message)
+            case AcceptMessage():
+                if not conn.identity.can_take_calls:
+                    raise SignalingError(
+                        SignalingErrorCode.FORBIDDEN, "only agents take calls", ref="accept"
+                    )
+                summary = await self.accept_case(message.case_id, conn.identity)
+                conn.send({"type": "accepted", "case": summary.to_json()})
+                await self._enter_room(conn, summary, resume_from=0)
+            case LeaveMessage():
+                await self._leave_room(conn)
+
+    # -- join -------------------------------------------------------------------------------
+
+    async def _join(self, conn: _Connection, message: JoinMessage) -> None:
+        if conn.identity is not None:
+            if conn.identity.is_staff and message.case_id and conn.room is None:
+                await self._staff_enter(conn, conn.identity, message)
+                return
+            raise SignalingError(SignalingErrorCode.ALREADY_JOINED, "already joined", ref="join")
+        if message.token:
+            identity = self.auth.verify_join_token(message.token)
+        elif conn.request_identity is not None:
+            identity = conn.request_identity
+        else:
+            raise SignalingError(
+                SignalingErrorCode.UNAUTHORIZED,
+                "join needs a customer token or a staff session",
+                ref="join",
+            )
+        if identity.role is Role.CUSTOMER:
+            await self._customer_join(conn, identity, message)
+        else:
+            await self._staff_enter(conn, identity, message)
+
+    async def _customer_join(
+        self, conn: _Connection, identity: Identity, message: JoinMessage
+    ) -> None:
+        case_id = identity.case_id
+        if case_id is None or (message.case_id and message.case_id != case_id):
+            raise SignalingError(
+                SignalingErrorCode.FORBIDDEN, "this link is for another case", ref="join"
+            )
+        summary = await self.cases.get(case_id)
+        if summary is None:
+            raise SignalingError(SignalingErrorCode.NOT_FOUND, "no such case", ref="join")
+        if summary.state not in OPEN_STATES:
+            raise SignalingError(
+                SignalingErrorCode.NOT_IN_CALL, "the call for this case has ended", ref="join"
+            )
+        if message.name:
+            identity = Identity(identity.subject, message.name, identity.role, identity.case_id)
+        conn.identity = identity
+        pending = self._departures.pop(case_id, None)
+        if pending is not None:
+            pending.cancel()
+        summary = await self.cases.customer_arrived(case_id)
+        await self._enter_room(conn, summary, resume_from=message.resume_from)
+        if summary.state == "waiting":
+            entries = {entry.case_id for entry in await self.bus.queue_entries()}
+            if case_id not in entries:
+                await self.bus.queue_put(
+                    QueueEntry(case_id, summary.waiting_since or self.clock(), summary.to_json())
+                )
+            await self._publish_queue()
+
+    async def _staff_enter(
+        self, conn: _Connection, identity: Identity, message: JoinMessage
+    ) -> None:
+        conn.identity = identity
+        if message.case_id is None:
+            await self._enter_lobby(conn)
+            return
+        summary = await self.cases.get(message.case_id)
+        if summary is None:
+            raise SignalingError(SignalingErrorCode.NOT_FOUND, "no such case", ref="join")
+        if summary.state != "in_call":
+            raise SignalingError(
+                SignalingErrorCode.NOT_IN_CALL, "this case has no call in progress", ref="join"
+            )
+        if summary.agent_id != identity.subject and identity.role is not Role.ADMIN:
+            raise SignalingError(
+                SignalingErrorCode.FORBIDDEN, "another agent holds this call", ref="join"
+            )
+        await conn.unfollow(LOBBY)
+        await self._enter_room(conn, summary, resume_from=message.resume_from)
+
+    async def _enter_lobby(self, conn: _Connection) -> None:
+        assert conn.identity is not None
+        if conn.identity.can_take_calls:
+            conn.follow(LOBBY)
+        conn.send(
+            {
+                "type": "joined",
+                **conn.participant(),
+                "case": None,
+                "ice_servers": self.ice_servers(conn.identity),
+                "chat": [],
+                "last_seq": 0,
+                "participants": [],
+            }
+        )
+        if conn.identity.can_take_calls:
+            conn.send(await self._queue_message())
+
+    async def _enter_room(self, conn: _Connection, summary: CaseSummary, resume_from: int) -> None:
+        assert conn.identity is not None
+        room = summary.case_id
+        await conn.unfollow(LOBBY)
+        # Follow first, then read the log: nothing published in between is missed, and
+        # ``sent_seqs`` filters what both paths deliver.
+        conn.follow(_room_topic(room))
+        conn.room = room
+        history = await self.bus.chat_since(room, resume_from)
+        others = [
+            p
+            for p in await self.bus.presence_list(room)
+            if p["participant_id"] != conn.participant_id
+        ]
+        await self.bus.presence_add(room, conn.participant())
+        conn.sent_seqs.update(record.seq for record in history)
+        last_seq = max([resume_from, *conn.sent_seqs])
+        conn.send(
+            {
+                "type": "joined",
+                **conn.participant(),
+                "case": summary.to_json(),
+                "ice_servers": self.ice_servers(conn.identity),
+                "chat": [record.to_json() for record in history],
+                "last_seq": last_seq,
+                "participants": others,
+            }
+        )
+        await self.bus.publish(
+            _room_topic(room),
+            {"type": "participant", "event": "joined", "participant": conn.participant()},
+        )
+        logger.info(
+            "%s %s joined room %s",
+            conn.identity.role.value,
+            conn.participant_id,
+            room,
+            extra={"case_id": room, "participant_id": conn.participant_id},
+        )
+
+    async def _leave_room(self, conn: _Connection) -> None:
+        room = conn.room
+        if room is None or conn.identity is None:
+            return
+        conn.room = None
+        await conn.unfollow(_room_topic(room))
+        await self.media.close_peer(conn.participant_id)
+        await self.bus.presence_remove(room, conn.participant_id)
+        await self.bus.publish(
+            _room_topic(room),
+            {"type": "participant", "event": "left", "participant": conn.participant()},
+        )
+        if conn.identity.role is Role.CUSTOMER:
+            self._customer_gone(room)
+        elif not conn.closing and not conn.ws.closed:
+            await self._enter_lobby(conn)
+
+    def _customer_gone(self, case_id: str) -> None:
+        """A waiting customer keeps their place for a grace period (a phone changing network)."""
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._departures.pop(case_id, None)
+            asyncio.create_task(self._customer_departed(case_id), name=f"depart-{case_id}")
+
+        previous = self._departures.pop(case_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._departures[case_id] = loop.call_later(self.config.waiting_grace_s, expire)
+
+    async def _customer_departed(self, case_id: str) -> None:
+        try:
+            present = [
+                p for p in await self.bus.presence_list(case_id) if p.get("role") == "customer"
+            ]
+            if present:
+                return
+            if await self.bus.queue_remove(case_id):
+                summary = await self.cases.customer_left(case_id)
+                await self._publish_case(summary)
+                await self._publish_queue()
+        except Exception:
+            logger.exception("case %s: departure handling failed", case_id)
+
+    async def _disconnect(self, conn: _Connection) -> None:
+        conn.closing = True
+        try:
+            await self._leave_room(conn)
+        except Exception:
+            logger.exception("socket %s: leaving its room failed", conn.participant_id)
+        await conn.unfollow_all()
+        await self.media.close_peer(conn.participant_id)
+        await conn.stop_writer()
+        self._connections.discard(conn)
+        self._by_participant.pop(conn.participant_id, None)
+        self.observer.ws_connected(-1)
+
+    # -- queue and accept -----------------------------------------------------------------
+
+    async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary:
+        """Take a waiting case: exactly one of several racing agents wins; the others get
+        ``already_accepted``. Used by the ``accept`` message and the REST route."""
+        summary = await self.cases.get(case_id)
+        if summary is None:
+            raise SignalingError(SignalingErrorCode.NOT_FOUND, "no such case", ref="accept")
+        if not await self.bus.queue_claim(case_id, agent.subject):
+            fresh = await self.cases.get(case_id)
+            if fresh is not None and fresh.state == "in_call":
+                raise SignalingError(
+                    SignalingErrorCode.ALREADY_ACCEPTED,
+                    "another agent already accepted this case",
+                    ref="accept",
+                )
+            raise SignalingError(
+                SignalingErrorCode.NOT_WAITING, "the customer is not waiting", ref="accept"
+            )
+        summary = await self.cases.call_started(case_id, agent)
+        await self._publish_case(summary)
+        await self._publish_queue()
+        return summary
+
+    async def _queue_message(self) -> dict[str, Any]:
+        entries = await self.bus.queue_entries()
+        return {
+            "type": "queue",
+            "cases": [
+                {**entry.summary, "case_id": entry.case_id, "waiting_since": entry.waiting_since}
+                for entry in entries
+            ],
+        }
+
+    async def _publish_queue(self) -> None:
+        await self.bus.publish(LOBBY, await self._queue_message())
+
+    async def _publish_case(self, summary: CaseSummary) -> None:
+        event = {"type": "case", "case": summary.to_json()}
+        await self.bus.publish(_room_topic(summary.case_id), event)
+
+    async def case_changed(self, summary: CaseSummary) -> None:
+        """Called by the case service after any change (REST decisions included)."""
+        await self._publish_case(summary)
+        if summary.state != "waiting" and await self.bus.queue_remove(summary.case_id):
+            await self._publish_queue()
+
+    # -- chat -----------------------------------------------------------------------------
+
+    async def _chat(self, conn: _Connection, message: ChatMessage) -> None:
+        assert conn.identity is not None
+        if conn.room is None:
+            raise SignalingError(SignalingErrorCode.NOT_IN_CALL, "join a call to chat", ref="chat")
+        record, created = await self.bus.chat_append(
+            conn.room,
+            f"{conn.identity.subject}:{message.client_id}",
+            message.client_id,
+            message.text,
+            self.clock(),
+            conn.participant(),
+        )
+        if not created:
+            conn.send(record.to_json())
+            return
+        # Publish before anything else can yield, so the room sees messages in seq order.
+        await self.bus.publish(_room_topic(conn.room), record.to_json())
+        await self.cases.record_chat(conn.room, record.to_json())
+
+    # -- media ----------------------------------------------------------------------------
+
+    async def _offer(self, conn: _Connection, message: OfferMessage) -> None:
+        if conn.room is None:
+            raise SignalingError(SignalingErrorCode.NOT_IN_CALL, "join a call first", ref="offer")
+        try:
+            sdp = await self.media.answer(conn.room, conn.participant_id, message.sdp)
+        except ValueError as exc:
+            raise SignalingError(SignalingErrorCode.BAD_SDP, str(exc), ref="offer") from exc
+        conn.send({"type": "answer", "sdp": sdp})
+
+    async def _candidate(self, conn: _Connection, message: CandidateMessage) -> None:
+        if conn.room is None:
+            raise SignalingError(
+                SignalingErrorCode.NOT_IN_CALL, "join a call first", ref="candidate"
+            )
+        try:
+            await self.media.add_candidate(
+                conn.participant_id, message.candidate, message.sdpMid, message.sdpMLineIndex
+            )
+        except (ValueError, LookupError) as exc:
+            raise SignalingError(
+                SignalingErrorCode.BAD_CANDIDATE, str(exc), ref="candidate"
+            ) from exc
+
+    async def renegotiation_needed(
+        self, participant_id: str, tracks: Mapping[str, int] | None = None
+    ) -> None:
+        conn = self._by_participant.get(participant_id)
+        if conn is not None:
+            conn.send({"type": "renegotiate", "tracks": dict(tracks or {})})
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    def _deliver(self, conn: _Connection, topic: str, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "chat":
+            seq = int(event["seq"])
+            if seq in conn.sent_seqs:
+                return
+            conn.sent_seqs.add(seq)
+        elif kind == "participant":
+            participant = event.get("participant", {})
+            if participant.get("participant_id") == conn.participant_id:
+                return
+        elif kind == "queue" and topic != LOBBY:
+            return
+        conn.send(dict(event))

@@ -1,0 +1,261 @@
+"""A whole return verification in real Chromium: customer on a phone, agent at a desk.
+
+The customer page publishes Chromium's fake camera; the agent must see it as real, moving,
+non-black video, both chat directions must arrive exactly once, and the decision the agent
+records must be stored on the case. Chromium that cannot start is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import expect as pw_expect
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WAIT_MS = 20_000
+
+#: Samples the remote video twice, 800 ms apart, and draws the frame to a canvas: a playing
+#: stream has a size, an advancing clock, and pixels that are neither black nor flat.
+_VIDEO_PROBE = """
+async (selector) => {
+  const video = document.querySelector(selector);
+  const t0 = video.currentTime;
+  await new Promise((resolve) => setTimeout(resolve, 800));
+  const canvas = document.createElement('canvas');
+  canvas.width = 160;
+  canvas.height = 120;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
+  const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  let sumSq = 0;
+  const n = px.length / 4;
+  for (let i = 0; i < px.length; i += 4) {
+    const y = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+    sum += y;
+    sumSq += y * y;
+  }
+  const mean = sum / n;
+  return {
+    width: video.videoWidth,
+    height: video.videoHeight,
+    t0,
+    t1: video.currentTime,
+    paused: video.paused,
+    mean,
+    variance: sumSq / n - mean * mean,
+  };
+}
+"""
+
+
+def _tid(test_id: str) -> str:
+    return f'[data-testid="{test_id}"]'
+
+
+async def _new_page(
+    browser: Browser, errors: list[str], **context_args: Any
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(**context_args)
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(f"{page.url}: console: {message.text}")
+
+    page.on("console", on_console)
+    return context, page
+
+
+async def _create_case(base_url: str, token: str) -> dict[str, Any]:
+    body = {
+        "kind": "return",
+        "customer_name": "Maria Lopez",
+        "order_id": "ORD-20931",
+        "sku": "HEADPHONES-X2",
+        "reason": "Left ear cup rattles",
+    }
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.post(f"{base_url}/api/cases", json=body) as response,
+    ):
+        assert response.status == 201, await response.text()
+        created: dict[str, Any] = await response.json()
+    return created
+
+
+async def _get_case(base_url: str, token: str, case_id: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.get(f"{base_url}/api/cases/{case_id}") as response,
+    ):
+        assert response.status == 200, await response.text()
+        data: dict[str, Any] = await response.json()
+    return data
+
+
+async def _log_in(page: Page, base_url: str, username: str, password: str) -> None:
+    await page.goto(f"{base_url}/agent")
+    await pw_expect(page).to_have_url(re.compile(r"/login\?next=/agent$"))
+    await page.fill(_tid("login-username"), username)
+    await page.fill(_tid("login-password"), password)
+    await page.click(_tid("login-submit"))
+    await page.wait_for_url(f"{base_url}/agent", timeout=WAIT_MS)
+
+
+async def _chat(sender: Page, receiver: Page, text: str) -> None:
+    await sender.fill(_tid("chat-input"), text)
+    await sender.click(_tid("chat-send"))
+    for page in (sender, receiver):
+        message = page.locator(f'{_tid("chat-log")} [data-testid="chat-message"]', has_text=text)
+        await pw_expect(message).to_have_count(1, timeout=WAIT_MS)
+
+
+async def _has_audio_track(page: Page) -> None:
+    await page.wait_for_function(
+        """() => {
+          const el = document.querySelector('[data-testid="remote-audio"]');
+          return Boolean(el && el.srcObject && el.srcObject.getAudioTracks().length > 0);
+        }""",
+        timeout=WAIT_MS,
+    )
+
+
+async def test_return_verification_call(live_service: Any) -> None:
+    base_url = live_service.base_url.rstrip("/")
+    created = await _create_case(base_url, live_service.admin_token)
+    case_id = created["case"]["id"]
+    join_url = created["join_url"]
+    assert join_url.startswith(("http://", "https://"))
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    async with async_playwright() as pw:
+        # No try/except: a Chromium that cannot launch fails the test.
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            _, agent = await _new_page(browser, errors, viewport={"width": 1440, "height": 900})
+            _, customer = await _new_page(
+                browser,
+                errors,
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+                permissions=["camera", "microphone"],
+            )
+
+            await _log_in(agent, base_url, live_service.agent_username, live_service.agent_password)
+            await pw_expect(agent.locator(_tid("lobby-state"))).to_have_text("Live", timeout=WAIT_MS)
+
+            # The customer opens the link on the phone and starts the camera.
+            await customer.goto(join_url)
+            await customer.click(_tid("start-camera"))
+            state = customer.locator(_tid("connection-state"))
+            await pw_expect(state).to_have_text("Waiting for an agent", timeout=WAIT_MS)
+
+            # The case shows up in the agent's live queue with a running wait timer.
+            item = agent.locator(_tid(f"queue-item-{case_id}"))
+            await pw_expect(item).to_be_visible(timeout=WAIT_MS)
+            await pw_expect(item).to_contain_text("Maria Lopez")
+            await agent.click(_tid(f"accept-{case_id}"))
+            await pw_expect(item).to_have_count(0, timeout=WAIT_MS)
+
+            await pw_expect(state).to_contain_text("Connected with", timeout=WAIT_MS)
+            await pw_expect(agent.locator(_tid("connection-state"))).to_contain_text(
+                "Connected", timeout=WAIT_MS
+            )
+
+            # The agent sees the customer's camera: real, moving, not black.
+            await agent.wait_for_function(
+                """() => {
+                  const v = document.querySelector('[data-testid="remote-video"]');
+                  return v && v.videoWidth > 0 && v.currentTime > 0 && !v.paused;
+                }""",
+                timeout=WAIT_MS,
+            )
+            probe = await agent.evaluate(_VIDEO_PROBE, _tid("remote-video"))
+            assert probe["width"] > 0 and probe["height"] > 0, probe
+            assert probe["t1"] > probe["t0"], f"remote video is frozen: {probe}"
+            assert not probe["paused"], probe
+            assert probe["mean"] > 20, f"remote video is black: {probe}"
+            assert probe["variance"] > 20, f"remote video is a flat colour: {probe}"
+
+            # Both sides hear each other: each has a remote audio track.
+            await _has_audio_track(agent)
+            await _has_audio_track(customer)
+
+            # Chat in both directions, each message exactly once on both pages.
+            await _chat(customer, agent, "Hi! Here is the box and the headphones.")
+            await _chat(agent, customer, "Thanks Maria, please show the left ear cup.")
+
+            await customer.click(_tid("checklist-label"))
+            await customer.click(_tid("checklist-item"))
+            await customer.screenshot(path=str(ARTIFACTS / "e2e-customer.png"))
+
+            # The agent records a partial refund with the observed facts.
+            await agent.select_option(_tid("decision-select"), "partial_refund")
+            await pw_expect(agent.locator(_tid("refund-amount"))).to_be_visible()
+            await agent.fill(_tid("refund-amount"), "12.50")
+            await agent.select_option(_tid("fact-cosmetic"), "light_wear")
+            await agent.select_option(_tid("fact-functional"), "does_not_work")
+            await agent.select_option(_tid("fact-packaging"), "intact")
+            await agent.fill(_tid("decision-note"), "Left ear cup rattles; cosmetics fine.")
+            await agent.click(_tid("decision-submit"))
+            result = agent.locator(_tid("decision-result"))
+            await pw_expect(result).to_be_visible(timeout=WAIT_MS)
+            await pw_expect(result).to_contain_text("Partial refund")
+            await pw_expect(result).to_contain_text("12.50")
+            await pw_expect(agent.locator(_tid("case-link"))).to_have_attribute(
+                "href", f"/agent/cases/{case_id}"
+            )
+            await agent.screenshot(path=str(ARTIFACTS / "e2e-agent.png"))
+
+            # The customer is told the call is over.
+            await pw_expect(customer.locator(_tid("call-ended"))).to_be_visible(timeout=WAIT_MS)
+            await customer.screenshot(path=str(ARTIFACTS / "e2e-customer-ended.png"))
+
+            # The case page shows the stored decision and the timeline.
+            await agent.click(_tid("case-link"))
+            await pw_expect(agent.locator(_tid("case-state"))).to_have_text(
+                "Decided", timeout=WAIT_MS
+            )
+            await pw_expect(agent.locator(_tid("case-decision"))).to_contain_text("Partial refund")
+            await pw_expect(agent.locator(_tid("timeline-event")).first).to_be_visible()
+            await agent.screenshot(path=str(ARTIFACTS / "e2e-case.png"), full_page=True)
+        finally:
+            await browser.close()
+
+    stored = await _get_case(base_url, live_service.admin_token, case_id)
+    case = stored["case"]
+    assert case["state"] == "decided"
+    assert case["decision"] == "partial_refund"
+    assert float(case["refund_amount"]) == pytest.approx(12.5)
+    facts = case["facts"]
+    assert facts["cosmetic"] == "light_wear"
+    assert facts["functional"] == "does_not_work"
+    assert facts["packaging"] == "intact"
+    assert facts["accessories_complete"] is True
+    assert stored["events"], "the case timeline is empty"
+    assert not errors, "errors in the pages:\n" + "\n".join(errors)

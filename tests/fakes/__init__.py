@@ -1,0 +1,25 @@
+"""Test doubles shared by the test suite and bench/."""
+
+from .camera import (
+    NumberedVideoTrack,
+    ToneAudioTrack,
+    TrackReader,
+    audio_level,
+    client_accept,
+    client_offer,
+    client_pc,
+    read_frame_number,
+    wait_connected,
+)
+
+__all__ = [
+    "NumberedVideoTrack",
+    "ToneAudioTrack",
+    "TrackReader",
+    "audio_level",
+    "client_accept",
+    "client_offer",
+    "client_pc",
+    "read_frame_number",
+    "wait_connected",
+]

@@ -1,0 +1,114 @@
+"""Passwords, the secret key file, session cookies and customer join tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from server.api import Services
+from server.auth import Auth, hash_password, load_secret_key, verify_password
+from server.settings import Settings
+from signaling.errors import SignalingError, SignalingErrorCode
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _auth(services: Services, settings: Settings, clock: Clock, key: bytes = b"k" * 32) -> Auth:
+    return Auth(services.db, settings, key, clock=clock)
+
+
+def test_password_hashes_are_salted_and_verify() -> None:
+    first = hash_password("hunter22 hunter22")
+    second = hash_password("hunter22 hunter22")
+    assert first != second
+    assert "hunter22" not in first
+    assert verify_password("hunter22 hunter22", first)
+    assert verify_password("hunter22 hunter22", second)
+    assert not verify_password("hunter22 hunter2", first)
+    assert not verify_password("x", "not-a-hash")
+
+
+def test_secret_key_generated_once_with_private_mode(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    key = load_secret_key(settings)
+    path = tmp_path / "data" / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) == 32
+    assert load_secret_key(settings) == key  # reused across restarts
+    assert load_secret_key(Settings(data_dir=tmp_path / "data", secret_key="s" * 20)) == b"s" * 20
+
+
+async def test_join_token_bound_to_its_case_and_expiring(
+    services: Services, settings: Settings
+) -> None:
+    clock = Clock()
+    auth = _auth(services, settings, clock)
+    link = auth.issue_join_token("case-a", ttl_s=600)
+    assert link.expires_at == clock.now + 600
+    identity = auth.verify_join_token(link.token)
+    assert (identity.case_id, identity.role, identity.subject) == (
+        "case-a",
+        "customer",
+        "customer:case-a",
+    )
+    assert not identity.is_staff
+    # URL-safe, compact
+    assert all(c.isalnum() or c in "-_." for c in link.token)
+    assert len(link.token) < 200
+
+    payload, signature = link.token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body["c"] = "case-b"
+    other = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+
+    def rejected(token: str, code: SignalingErrorCode = SignalingErrorCode.UNAUTHORIZED) -> None:
+        with pytest.raises(SignalingError) as caught:
+            auth.verify_join_token(token)
+        assert caught.value.code == code
+
+    rejected(f"{other}.{signature}")  # another case, same signature
+    rejected(f"{payload}.{signature[:-1]}A")
+    rejected(f"{payload}.")
+    rejected("no-dot-at-all")
+    rejected("a.b.c")
+    rejected("é.é")
+    rejected("")
+    forger = _auth(services, settings, clock, key=b"other key" * 4)
+    rejected(forger.issue_join_token("case-a").token)
+    # a session cookie is signed with another subkey: never a join token
+    rejected(auth.session_value(await auth.create_user("cora", "password123", "C", "agent")))
+
+    clock.now += 601
+    rejected(link.token, SignalingErrorCode.TOKEN_EXPIRED)
+
+
+async def test_session_expires(services: Services, settings: Settings) -> None:
+    clock = Clock()
+    auth = _auth(services, settings, clock)
+    user = await auth.create_user("dora", "password123", "Dora", "reviewer")
+    value = auth.session_value(user)
+    assert auth.session_user_id(value) == user.id
+    clock.now += settings.session_ttl_s + 1
+    assert auth.session_user_id(value) is None
+
+
+async def test_secure_cookie_when_served_over_https(services: Services, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    settings = Settings(data_dir=tmp_path, public_url="https://inspect.example")
+    auth = Auth(services.db, settings, b"k" * 32)
+    user = await auth.create_user("erin", "password123", "Erin", "agent")
+    response = web.Response()
+    auth.set_session_cookie(response, user)
+    header = response.cookies["inspect_session"].OutputString()
+    assert "Secure" in header and "HttpOnly" in header and "SameSite=Lax" in header

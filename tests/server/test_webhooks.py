@@ -1,0 +1,309 @@
+"""Webhook delivery against a real local aiohttp receiver: signatures, retries with backoff,
+order per case, resuming from the outbox after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from server.cases import CaseKind, CaseService, NewCase
+from server.db import Database
+from server.metrics import Metrics
+from server.settings import Settings
+from server.webhooks import WebhookDispatcher
+from signaling.messages import Role
+from signaling.ports import Identity
+
+SECRET = "settings-secret-0123456789"
+AGENT = Identity(subject="u_agent", name="Alan", role=Role.AGENT)
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    @property
+    def data(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+    @property
+    def case_id(self) -> str:
+        return str(self.data["case"]["id"])
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    fail_cases: set[str] = field(default_factory=set)
+    fail_events: set[str] = field(default_factory=set)
+    fail_times: int = 0  # the next N requests get a 500
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        data = json.loads(body)
+        status = 200
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            status = 500
+        if data["case"]["id"] in self.fail_cases or data["event"] in self.fail_events:
+            status = 503
+        self.hits.append(Hit(request.path, dict(request.headers), body, status))
+        self.changed.set()
+        return web.Response(status=status)
+
+    def delivered(self, case_id: str | None = None) -> list[Hit]:
+        return [
+            h for h in self.hits if h.status == 200 and (case_id is None or h.case_id == case_id)
+        ]
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class FakeTime:
+    """A clock that only moves when the dispatcher sleeps."""
+
+    def __init__(self) -> None:
+        self.now = time.time() + 1.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any) -> Receiver:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    app.router.add_post("/other", rec.handle)
+    server = await aiohttp_server(app)
+    rec.url = str(server.make_url("/hook"))
+    return rec
+
+
+@dataclass
+class Stack:
+    db: Database
+    cases: CaseService
+    dispatcher: WebhookDispatcher
+    metrics: Metrics
+    fake: FakeTime
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Callable[..., Any]:
+    async def make(
+        settings: Settings, *, start: bool = True, fake: FakeTime | None = None
+    ) -> Stack:
+        db = await Database.open(tmp_path / "hooks.db")
+        fake = fake or FakeTime()
+        metrics = Metrics()
+        dispatcher = WebhookDispatcher(
+            db,
+            settings,
+            metrics=metrics,
+            clock=fake.clock,
+            sleep=fake.sleep,
+            rng=lambda: 1.0,
+            base_delay_s=1.0,
+        )
+        stack = Stack(db, CaseService(db, sink=dispatcher), dispatcher, metrics, fake)
+        if start:
+            await dispatcher.start()
+        return stack
+
+    return make
+
+
+@pytest.fixture
+async def stacks(make_stack: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[Stack] = []
+
+    async def make(*args: Any, **kwargs: Any) -> Stack:
+        stack: Stack = await make_stack(*args, **kwargs)
+        opened.append(stack)
+        return stack
+
+    yield make
+    for stack in opened:
+        await stack.dispatcher.aclose()
+        await stack.db.aclose()
+
+
+async def _pending_zero(stack: Stack) -> None:
+    async with asyncio.timeout(5):
+        await stack.dispatcher.flushed()
+
+
+def _settings(tmp_path: Path, receiver: Receiver, **extra: Any) -> Settings:
+    return Settings(data_dir=tmp_path, webhook_urls=(receiver.url,), webhook_secret=SECRET, **extra)
+
+
+async def test_signed_delivery_to_settings_and_admin_targets(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    stack: Stack = await stacks(_settings(tmp_path, receiver))
+    other_url = receiver.url.replace("/hook", "/other")
+    hook, hook_secret = await stack.dispatcher.add_webhook(other_url, "admin-secret-abcdefgh")
+    case = await stack.cases.create(NewCase(CaseKind.RETURN, "Mia", order_id="O-7"), actor="u")
+    await receiver.wait(lambda: len(receiver.delivered()) == 2)
+
+    for hit in receiver.hits:
+        secret = SECRET if hit.path == "/hook" else hook_secret
+        timestamp = hit.headers["X-Inspect-Timestamp"]
+        expected = hmac.new(
+            secret.encode(), timestamp.encode() + b"." + hit.body, hashlib.sha256
+        ).hexdigest()
+        assert hit.headers["X-Inspect-Signature"] == f"sha256={expected}"
+        assert abs(int(timestamp) - stack.fake.now) <= 1
+        assert hit.headers["X-Inspect-Event"] == "case.created"
+        assert hit.headers["Content-Type"] == "application/json"
+        assert set(hit.data) == {"id", "event", "at", "case"}
+        assert hit.data["case"]["id"] == case.id
+        assert hit.data["case"]["order_id"] == "O-7"
+    deliveries = {hit.headers["X-Inspect-Delivery"] for hit in receiver.hits}
+    assert len(deliveries) == 2  # one per target
+    assert len({hit.data["id"] for hit in receiver.hits}) == 1  # the same event
+    # a wrong secret would not verify
+    hit = receiver.hits[0]
+    forged = hmac.new(b"nope", hit.body, hashlib.sha256).hexdigest()
+    assert hit.headers["X-Inspect-Signature"] != f"sha256={forged}"
+    assert hook.url == other_url
+
+
+async def test_retries_after_500_with_backoff(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    stack: Stack = await stacks(_settings(tmp_path, receiver))
+    receiver.fail_times = 2
+    case = await stack.cases.create(NewCase(CaseKind.SUPPORT, "Sam"), actor="u")
+    await receiver.wait(lambda: len(receiver.delivered()) == 1)
+    await _pending_zero(stack)
+    assert [h.status for h in receiver.hits] == [500, 500, 200]
+    assert len({h.headers["X-Inspect-Delivery"] for h in receiver.hits}) == 1  # same delivery
+    assert stack.fake.sleeps[:2] == [1.0, 2.0]  # exponential (jitter pinned to its top)
+    row = await stack.db.fetchone(
+        "SELECT status, attempts, last_error FROM webhook_outbox WHERE case_id = ?", (case.id,)
+    )
+    assert row is not None and (row["status"], row["attempts"]) == ("delivered", 3)
+    text = (await stack.metrics.render()).decode()
+    assert 'inspect_webhook_deliveries_total{outcome="retry"} 2.0' in text
+    assert 'inspect_webhook_deliveries_total{outcome="delivered"} 1.0' in text
+
+
+async def test_in_order_per_case_and_a_failing_case_blocks_only_itself(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    stack: Stack = await stacks(_settings(tmp_path, receiver, webhook_max_attempts=1000))
+    cases = stack.cases
+    first = await cases.create(NewCase(CaseKind.RETURN, "Blocked"), actor="u")
+    receiver.fail_cases.add(first.id)
+    await cases.customer_arrived(first.id)
+    await cases.call_started(first.id, AGENT)
+    second = await cases.create(NewCase(CaseKind.RETURN, "Flowing"), actor="u")
+    await cases.customer_arrived(second.id)
+
+    await receiver.wait(lambda: len(receiver.delivered(second.id)) == 2)
+    await receiver.wait(lambda: sum(h.case_id == first.id for h in receiver.hits) >= 3)
+    blocked = [h for h in receiver.hits if h.case_id == first.id]
+    assert {h.data["event"] for h in blocked} == {"case.created"}  # head of line only
+    assert not receiver.delivered(first.id)
+
+    receiver.fail_cases.clear()
+    stack.dispatcher.notify()
+    await receiver.wait(lambda: len(receiver.delivered(first.id)) == 3)
+    assert [h.data["event"] for h in receiver.delivered(first.id)] == [
+        "case.created",
+        "case.state_changed",
+        "case.state_changed",
+    ]
+    assert [h.data["case"]["state"] for h in receiver.delivered(first.id)] == [
+        "created",
+        "waiting",
+        "in_call",
+    ]
+    assert [h.data["event"] for h in receiver.delivered(second.id)] == [
+        "case.created",
+        "case.state_changed",
+    ]
+
+
+async def test_gives_up_after_max_attempts_then_moves_on(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    stack: Stack = await stacks(_settings(tmp_path, receiver, webhook_max_attempts=2))
+    receiver.fail_events.add("case.created")
+    case = await stack.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await stack.cases.customer_arrived(case.id)
+    await receiver.wait(lambda: len(receiver.delivered()) == 1)
+    assert [(h.data["event"], h.status) for h in receiver.hits] == [
+        ("case.created", 503),
+        ("case.created", 503),
+        ("case.state_changed", 200),
+    ]
+    row = await stack.db.fetchone(
+        "SELECT status, last_error FROM webhook_outbox WHERE event = 'case.created'"
+    )
+    assert row is not None and row["status"] == "failed" and "503" in row["last_error"]
+
+
+async def test_restart_resumes_pending_deliveries(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    settings = _settings(tmp_path, receiver)
+    before: Stack = await stacks(settings, start=False)
+    case = await before.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await before.cases.customer_arrived(case.id)
+    assert await before.dispatcher.pending() == 2
+    await before.dispatcher.aclose()
+    await before.db.aclose()
+    assert receiver.hits == []
+
+    after: Stack = await stacks(settings)
+    await receiver.wait(lambda: len(receiver.delivered()) == 2)
+    assert [h.data["event"] for h in receiver.delivered()] == [
+        "case.created",
+        "case.state_changed",
+    ]
+    await _pending_zero(after)
+
+
+async def test_unreachable_target_is_retried(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any], unused_tcp_port: int
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        webhook_urls=(f"http://127.0.0.1:{unused_tcp_port}/hook",),
+        webhook_max_attempts=3,
+    )
+    stack: Stack = await stacks(settings)
+    await stack.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await _pending_zero(stack)
+    row = await stack.db.fetchone("SELECT status, last_error FROM webhook_outbox")
+    assert row is not None and row["status"] == "failed"
+    assert "Connect" in row["last_error"]

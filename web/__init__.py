@@ -1,0 +1,28 @@
+"""Pages of the service: jinja2 templates, static ES modules and CSS, and their routes.
+
+``web`` imports nothing else of the project: the app factory hands it a :class:`PageBackend`
+that answers the two questions a page render needs (who is the staff member behind this
+request, and what does a customer join token point at).
+"""
+
+from __future__ import annotations
+
+from .pages import (
+    BACKEND_KEY,
+    STATIC_DIR,
+    TEMPLATES_DIR,
+    JoinView,
+    PageBackend,
+    StaffView,
+    setup_pages,
+)
+
+__all__ = [
+    "BACKEND_KEY",
+    "STATIC_DIR",
+    "TEMPLATES_DIR",
+    "JoinView",
+    "PageBackend",
+    "StaffView",
+    "setup_pages",
+]

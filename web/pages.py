@@ -1,0 +1,212 @@
+"""Page routes: staff login, the agent console, the case page and the customer join page.
+
+Pages are thin server renders; the live behaviour (signaling, WebRTC, chat) lives in the ES
+modules under ``static/js``. Nothing here talks to the database or the signaling hub: what a
+render needs comes from the :class:`PageBackend` that ``server`` wires in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+from urllib.parse import quote
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+__all__ = [
+    "BACKEND_KEY",
+    "STATIC_DIR",
+    "TEMPLATES_DIR",
+    "JoinView",
+    "PageBackend",
+    "StaffView",
+    "setup_pages",
+]
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR: Final = Path(__file__).resolve().parent
+TEMPLATES_DIR: Final = PACKAGE_DIR / "templates"
+STATIC_DIR: Final = PACKAGE_DIR / "static"
+
+#: Content types by suffix. ES modules must be served as ``text/javascript`` (browsers refuse
+#: module scripts with a non-JavaScript MIME type), whatever the host's mimetypes table says.
+_CONTENT_TYPES: Final[dict[str, str]] = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+    ".woff2": "font/woff2",
+}
+
+#: Pages only load their own scripts and styles; media comes from the camera and WebRTC.
+_CSP: Final = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self' ws: wss:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffView:
+    """The logged-in staff member, as pages show them."""
+
+    user_id: str
+    username: str
+    name: str
+    role: str  # "agent" | "reviewer" | "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinView:
+    """What a customer join token points at; ``ok`` is false for an expired or invalid link."""
+
+    ok: bool
+    error: str | None  # None | "expired" | "invalid"
+    case_id: str | None = None
+    kind: str | None = None  # "return" | "support"
+    customer_name: str | None = None
+    order_id: str | None = None
+    sku: str | None = None
+
+
+class PageBackend(Protocol):
+    """What the pages need from the rest of the service (wired in by ``server``)."""
+
+    def staff(self, request: web.Request) -> StaffView | None:
+        """The staff member behind the request's session cookie, or ``None``."""
+        ...
+
+    def join_view(self, token: str) -> JoinView | Awaitable[JoinView]:
+        """Check a customer join token (signature, expiry) and describe its case.
+
+        May be a coroutine (it usually reads the case from the database)."""
+        ...
+
+
+BACKEND_KEY: Final = web.AppKey("web.page_backend", PageBackend)
+
+
+def setup_pages(app: web.Application, backend: PageBackend) -> None:
+    """Mount the page routes, the templates and ``/static/`` on ``app``."""
+    app[BACKEND_KEY] = backend
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", _index, name="index")
+    app.router.add_get("/login", _login, name="login")
+    app.router.add_get("/agent", _agent, name="agent")
+    app.router.add_get("/agent/cases/{case_id}", _case, name="agent_case")
+    app.router.add_get("/join/{token}", _join, name="join")
+    app.router.add_get("/static/{path:.+}", _static, name="static")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _backend(request: web.Request) -> PageBackend:
+    return request.app[BACKEND_KEY]
+
+
+def _safe_next(value: str | None) -> str:
+    """A post-login target: a local path only (no scheme, no ``//host``), else ``/agent``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/agent"
+    return value
+
+
+def _render(
+    template: str, request: web.Request, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _require_staff(request: web.Request) -> StaffView:
+    staff = _backend(request).staff(request)
+    if staff is None:
+        raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
+    return staff
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/agent")
+
+
+async def _login(request: web.Request) -> web.StreamResponse:
+    target = _safe_next(request.query.get("next"))
+    return _render("login.html", request, {"title": "Sign in", "next": target})
+
+
+async def _agent(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    return _render("agent.html", request, {"title": "Agent console", "staff": staff})
+
+
+async def _case(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    case_id = request.match_info["case_id"]
+    return _render(
+        "case.html", request, {"title": f"Case {case_id}", "staff": staff, "case_id": case_id}
+    )
+
+
+async def _join(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    found = _backend(request).join_view(token)
+    view = await found if inspect.isawaitable(found) else found
+    if not view.ok:
+        expired = view.error == "expired"
+        return _render(
+            "join_error.html",
+            request,
+            {"title": "Link expired" if expired else "Link not valid", "expired": expired},
+            status=410 if expired else 404,
+        )
+    return _render(
+        "join.html", request, {"title": "Video inspection", "view": view, "token": token}
+    )
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    relative = request.match_info["path"]
+    path = (STATIC_DIR / relative).resolve()
+    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
+        raise web.HTTPNotFound()
+    content_type = _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -1,0 +1,209 @@
+// The browser side of a call: one RTCPeerConnection to the server. The client always offers;
+// the server answers. `renegotiate` asks for more receiving transceivers and a new offer.
+import { Emitter } from './signal.js';
+
+const GATHER_CAP_MS = 1000;
+
+/** Resolve when ICE gathering completes, or after `capMs` (trickle covers the rest). */
+function gatheringDone(pc, capMs = GATHER_CAP_MS) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, capMs);
+    function finish() {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', onChange);
+      resolve();
+    }
+    function onChange() {
+      if (pc.iceGatheringState === 'complete') finish();
+    }
+    pc.addEventListener('icegatheringstatechange', onChange);
+  });
+}
+
+/** The ICE server list of `joined` in the shape RTCPeerConnection wants. */
+function rtcIceServers(servers) {
+  return (servers ?? []).map(({ urls, username, credential }) => {
+    const entry = { urls };
+    if (username) entry.username = username;
+    if (credential) entry.credential = credential;
+    return entry;
+  });
+}
+
+/**
+ * One call's peer connection. Emits `track` ({track, streams}), `state` (connectionState) and
+ * `error` (Error). `localStream` tracks are sent; `recvVideo` adds a recvonly video transceiver.
+ */
+export class CallPeer extends Emitter {
+  #signal;
+  #pc;
+  #offerSent = false;
+  #negotiating = false;
+  #wanted = null;
+  #closed = false;
+  #unsubscribe = [];
+
+  constructor({ signal, iceServers, localStream = null, recvVideo = false }) {
+    super();
+    this.#signal = signal;
+    this.#pc = new RTCPeerConnection({ iceServers: rtcIceServers(iceServers), bundlePolicy: 'max-bundle' });
+    this.#addLocal(localStream, { recvVideo });
+    this.#wireEvents();
+    this.#unsubscribe.push(
+      signal.on('answer', (message) => this.#onAnswer(message)),
+      signal.on('renegotiate', (message) => this.#onRenegotiate(message)),
+    );
+  }
+
+  get connectionState() {
+    return this.#pc.connectionState;
+  }
+
+  /** Send the first offer. */
+  start() {
+    return this.#negotiate();
+  }
+
+  /** Swap the outgoing track of `kind` without renegotiating (camera switch, mic change). */
+  async replaceTrack(kind, track) {
+    const sender = this.#pc.getSenders().find((s) => s.track?.kind === kind
+      || (s.track === null && this.#senderKind(s) === kind));
+    if (!sender) throw new Error(`no ${kind} sender`);
+    await sender.replaceTrack(track);
+  }
+
+  /** Stop the peer connection and forget its handlers. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const off of this.#unsubscribe) off();
+    this.#pc.close();
+    this.emit('state', 'closed');
+  }
+
+  #senderKind(sender) {
+    const transceiver = this.#pc.getTransceivers().find((t) => t.sender === sender);
+    return transceiver?.receiver.track?.kind;
+  }
+
+  #addLocal(stream, { recvVideo }) {
+    const tracks = stream?.getTracks() ?? [];
+    for (const track of tracks) this.#pc.addTrack(track, stream);
+    const hasAudio = tracks.some((t) => t.kind === 'audio');
+    // Without a microphone the call still hears the other side.
+    if (!hasAudio) this.#pc.addTransceiver('audio', { direction: 'recvonly' });
+    if (recvVideo) this.#pc.addTransceiver('video', { direction: 'recvonly' });
+  }
+
+  #wireEvents() {
+    const pc = this.#pc;
+    pc.addEventListener('track', (event) => this.emit('track', { track: event.track, streams: event.streams }));
+    pc.addEventListener('connectionstatechange', () => this.emit('state', pc.connectionState));
+    pc.addEventListener('icecandidate', (event) => {
+      // Candidates found before the offer went out are already inside its SDP.
+      if (!this.#offerSent || this.#closed) return;
+      const c = event.candidate;
+      this.#signal.send(c
+        ? { type: 'candidate', candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
+        : { type: 'candidate', candidate: '' });
+    });
+  }
+
+  async #negotiate() {
+    if (this.#closed) return;
+    this.#negotiating = true;
+    try {
+      const offer = await this.#pc.createOffer();
+      await this.#pc.setLocalDescription(offer);
+      await gatheringDone(this.#pc);
+      if (this.#closed) return;
+      this.#offerSent = true;
+      this.#signal.send({ type: 'offer', sdp: this.#pc.localDescription.sdp });
+    } catch (err) {
+      this.#negotiating = false;
+      this.emit('error', err);
+    }
+  }
+
+  async #onAnswer(message) {
+    if (this.#closed || this.#pc.signalingState !== 'have-local-offer') return;
+    try {
+      await this.#pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+    } catch (err) {
+      this.emit('error', err);
+    } finally {
+      this.#negotiating = false;
+    }
+    if (this.#wanted) {
+      const wanted = this.#wanted;
+      this.#wanted = null;
+      this.#onRenegotiate({ tracks: wanted });
+    }
+  }
+
+  #onRenegotiate(message) {
+    if (this.#closed) return;
+    const wanted = message.tracks ?? {};
+    if (this.#negotiating) {
+      // One offer at a time: apply the newest request after the pending answer.
+      this.#wanted = wanted;
+      return;
+    }
+    for (const kind of ['audio', 'video']) this.#ensureReceivers(kind, wanted[kind] ?? 0);
+    this.#negotiate();
+  }
+
+  #ensureReceivers(kind, count) {
+    const receiving = this.#pc.getTransceivers().filter((t) => !t.stopped
+      && t.receiver.track?.kind === kind
+      && (t.direction === 'recvonly' || t.direction === 'sendrecv'));
+    for (let i = receiving.length; i < count; i += 1) {
+      this.#pc.addTransceiver(kind, { direction: 'recvonly' });
+    }
+  }
+}
+
+/** Why getUserMedia failed, in words a customer can act on. */
+export function describeMediaError(err) {
+  const name = err?.name ?? '';
+  if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+    return {
+      kind: 'denied',
+      title: 'Camera access is blocked',
+      message: 'Your browser is not allowing this page to use the camera. Allow camera and microphone for this site, then tap Try again.',
+    };
+  }
+  if (name === 'NotFoundError' || name === 'DevicesNotFoundError' || name === 'OverconstrainedError') {
+    return {
+      kind: 'missing',
+      title: 'No camera found',
+      message: 'This device has no camera we can use. Open the link on a phone with a camera.',
+    };
+  }
+  if (name === 'NotReadableError' || name === 'TrackStartError' || name === 'AbortError') {
+    return {
+      kind: 'busy',
+      title: 'The camera is busy',
+      message: 'Another app is using the camera. Close it (video calls, camera app), then tap Try again.',
+    };
+  }
+  if (!navigator.mediaDevices?.getUserMedia) {
+    return {
+      kind: 'unsupported',
+      title: 'This browser cannot share video',
+      message: 'Open the link in an up-to-date Chrome or Safari. The page must be opened over https.',
+    };
+  }
+  return { kind: 'other', title: 'The camera could not start', message: err?.message || String(err) };
+}
+
+/** Play a media element; resolves false when autoplay rules blocked it (needs a tap). */
+export async function tryPlay(el) {
+  try {
+    await el.play();
+    return true;
+  } catch (err) {
+    return err?.name !== 'NotAllowedError';
+  }
+}
