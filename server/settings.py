@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
-BusKind = Literal["memory", "redis"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -41,8 +40,6 @@ class Settings:
     secret_key: str = ""
     join_token_ttl_s: int = 24 * 3600
     session_ttl_s: int = 12 * 3600
-    bus: BusKind = "memory"
-    redis_url: str = ""
     #: ICE servers handed to server peers and browsers (``stun:``/``turn:`` URLs). Empty on a LAN
     #: or loopback: aiortc's default public STUN server is never used.
     ice_servers: tuple[str, ...] = ()
@@ -60,7 +57,6 @@ class Settings:
     tls_self_signed: bool = False
     log_level: LogLevel = "INFO"
     shutdown_timeout_s: float = 5.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tls(self) -> bool:
@@ -119,8 +115,6 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "secret_key": str,
     "join_token_ttl_s": int,
     "session_ttl_s": int,
-    "bus": _literal(get_args(BusKind)),
-    "redis_url": str,
     "ice_servers": _csv,
     "turn_secret": str,
     "turn_ttl_s": int,
@@ -153,11 +147,6 @@ def _validate(settings: Settings) -> None:
     need(settings.start_bitrate_kbps >= 100, "start_bitrate_kbps", "must be at least 100")
     need(settings.ws_max_message_bytes >= 1024, "ws_max_message_bytes", "must be at least 1024")
     need(settings.webhook_max_attempts >= 1, "webhook_max_attempts", "must be at least 1")
-    need(
-        settings.bus != "redis" or bool(settings.redis_url),
-        "redis_url",
-        "INSPECT_BUS=redis needs a Redis URL such as redis://127.0.0.1:6379/0",
-    )
     if settings.public_url:
         parts = urlsplit(settings.public_url)
         need(
@@ -218,7 +207,7 @@ def load_settings(
         if not variable.startswith("INSPECT_") or variable == "INSPECT_CONFIG":
             continue
         name = variable.removeprefix("INSPECT_").lower()
-        if name not in known or name == "extra":
+        if name not in known:
             raise SettingsError(variable, "unknown setting (check the spelling)")
         raw[name] = value
     values: dict[str, Any] = {}

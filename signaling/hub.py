@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -51,16 +51,16 @@ def _room_topic(case_id: str) -> str:
 class HubObserver(Protocol):
     """Metrics hooks (``server.metrics`` fits this)."""
 
-    def ws_message(self, direction: str, kind: str) -> None: ...
+    def ws_message(self, direction: Literal["in", "out"], kind: str, /) -> None: ...
 
-    def ws_connected(self, delta: int) -> None: ...
+    def ws_connected(self, delta: int, /) -> None: ...
 
 
 class _NoObserver:
-    def ws_message(self, direction: str, kind: str) -> None:
+    def ws_message(self, direction: Literal["in", "out"], kind: str, /) -> None:
         return None
 
-    def ws_connected(self, delta: int) -> None:
+    def ws_connected(self, delta: int, /) -> None:
         return None
 
 

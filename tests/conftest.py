@@ -57,9 +57,7 @@ async def live_service(service_settings: Settings) -> AsyncIterator[LiveService]
     async with running_service(service_settings) as running:
         state = running.state
         await state.auth.create_user("agent", AGENT_PASSWORD, name="Alex Agent", role=Role.AGENT)
-        await state.auth.create_user(
-            "agent2", AGENT_PASSWORD, name="Sam Second", role=Role.AGENT
-        )
+        await state.auth.create_user("agent2", AGENT_PASSWORD, name="Sam Second", role=Role.AGENT)
         await state.auth.create_user(
             "reviewer", AGENT_PASSWORD, name="Riley Reviewer", role=Role.REVIEWER
         )

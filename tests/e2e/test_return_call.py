@@ -167,7 +167,9 @@ async def test_return_verification_call(live_service: Any) -> None:
             )
 
             await _log_in(agent, base_url, live_service.agent_username, live_service.agent_password)
-            await pw_expect(agent.locator(_tid("lobby-state"))).to_have_text("Live", timeout=WAIT_MS)
+            await pw_expect(agent.locator(_tid("lobby-state"))).to_have_text(
+                "Live", timeout=WAIT_MS
+            )
 
             # The customer opens the link on the phone and starts the camera.
             await customer.goto(join_url)

@@ -43,12 +43,14 @@ const state = {
   queue: [],
   pendingAccept: null,
   currentCase: null, // case summary of the call we are in
+  shownCase: null, // id of the case the console shows (chat, forms)
   joinedCall: false,
   mic: null, // MediaStream | null
   micTried: false,
   peer: null,
   peerState: 'new',
   customer: null,
+  customerLeft: false,
   decided: false,
 };
 
@@ -145,7 +147,7 @@ function toggleMic() {
   if (!track) return;
   track.enabled = !track.enabled;
   ui.toggleMic.setAttribute('aria-pressed', String(!track.enabled));
-  ui.toggleMic.textContent = track.enabled ? '🎙 Mute' : '🎙 Unmute';
+  ui.toggleMic.textContent = track.enabled ? 'Mute microphone' : 'Unmute microphone';
   ui.micState.textContent = track.enabled ? 'Microphone on' : 'Microphone muted';
 }
 
@@ -160,7 +162,9 @@ function renderCallState() {
   if (!state.currentCase) return setPill('idle', 'Not in a call');
   if (state.signal.state === SocketState.RECONNECTING) return setPill('reconnecting', 'Reconnecting…');
   if (!state.joinedCall) return setPill('connecting', 'Connecting…');
-  if (!state.customer) return setPill('waiting', 'Customer not connected');
+  if (!state.customer) {
+    return setPill('waiting', state.customerLeft ? 'Customer left the call' : 'Waiting for the customer');
+  }
   const pc = state.peerState;
   if (pc === 'connected') return setPill('connected', `Connected with ${state.customer.name || 'customer'}`);
   if (pc === 'failed' || pc === 'disconnected') return setPill('reconnecting', 'Reconnecting…');
@@ -177,17 +181,19 @@ function describeCase(c) {
 function enterCall(message) {
   const summary = message.case;
   const id = caseIdOf(summary);
-  const sameCase = caseIdOf(state.currentCase) === id;
   state.currentCase = summary;
   state.joinedCall = true;
   sessionStorage.setItem(CASE_KEY, id);
-  if (!sameCase) {
+  if (state.shownCase !== id) {
+    // A different call than the one on screen (not a reconnect into the same one).
+    state.shownCase = id;
     state.chat.reset();
     state.decided = false;
     resetDecisionForms(summary);
   }
   const customer = (message.participants ?? []).find((p) => p.role === 'customer');
   state.customer = customer ?? null;
+  state.customerLeft = false;
   describeCase(summary);
   show(ui.idle, false);
   show(ui.console);
@@ -234,6 +240,7 @@ function exitCall() {
   state.currentCase = null;
   state.joinedCall = false;
   state.customer = null;
+  state.shownCase = null;
   sessionStorage.removeItem(CASE_KEY);
   ui.video.srcObject = null;
   ui.audio.srcObject = null;
@@ -393,6 +400,7 @@ function onParticipant(message) {
   const p = message.participant ?? {};
   if (p.role !== 'customer') return;
   state.customer = message.event === 'joined' ? p : null;
+  state.customerLeft = message.event === 'left';
   renderCallState();
 }
 

@@ -19,12 +19,24 @@ function pair(term, value) {
   return h('div', {}, h('dt', {}, term), h('dd', {}, value));
 }
 
+function detailValue(key, value) {
+  if (TIME_FIELDS.has(key)) return formatDateTime(value);
+  return key === 'kind' ? label(value) : String(value);
+}
+
+/** Enum-like values ("in_call") read as words; ids and free text stay as they are. */
+function humanValue(value) {
+  return typeof value === 'string' && /^[a-z]+(_[a-z]+)*$/.test(value) ? label(value) : String(value);
+}
+
+const HIDDEN_DATA_KEYS = new Set(['type', 'client_id', 'ts', 'seq']);
+
 function renderDetails(c) {
   byTestId('case-state').textContent = label(c.state);
   byTestId('case-state').dataset.state = c.state;
   const rows = DETAIL_FIELDS
     .filter(([key]) => c[key] !== null && c[key] !== undefined && c[key] !== '')
-    .map(([key, title]) => pair(title, TIME_FIELDS.has(key) ? formatDateTime(c[key]) : label(c[key])));
+    .map(([key, title]) => pair(title, detailValue(key, c[key])));
   byTestId('case-details').replaceChildren(...rows);
   show(byTestId('close-case'), c.state === 'decided');
 }
@@ -54,8 +66,8 @@ function renderDecision(c) {
 function describeData(data) {
   if (!data || typeof data !== 'object') return '';
   return Object.entries(data)
-    .filter(([, v]) => v !== null && v !== undefined && typeof v !== 'object')
-    .map(([k, v]) => `${label(k)}: ${typeof v === 'string' ? label(v) : v}`)
+    .filter(([k, v]) => v !== null && v !== undefined && typeof v !== 'object' && !HIDDEN_DATA_KEYS.has(k))
+    .map(([k, v]) => `${label(k)}: ${humanValue(v)}`)
     .join(' · ');
 }
 
@@ -63,7 +75,7 @@ function renderTimeline(events) {
   const items = (events ?? []).map((event) => h('li', { class: 'timeline-item', 'data-testid': 'timeline-event', 'data-type': event.type },
     h('time', {}, formatDateTime(event.at)),
     h('div', {},
-      h('strong', {}, label(event.type)),
+      h('strong', {}, label(String(event.type).replace(/^case\./, '').replaceAll('.', ' '))),
       event.actor ? h('span', { class: 'muted' }, ` · ${event.actor}`) : null,
       describeData(event.data) ? h('div', { class: 'muted small' }, describeData(event.data)) : null)));
   byTestId('case-timeline').replaceChildren(

@@ -66,7 +66,7 @@ function renderState() {
 
 function setAgent(participant) {
   call.agent = participant;
-  ui.agentName.textContent = participant ? `🎧 ${participant.name || 'Agent'}` : '';
+  ui.agentName.textContent = participant ? `Agent: ${participant.name || 'Agent'}` : '';
   show(ui.agentName, Boolean(participant));
   renderState();
 }
@@ -153,7 +153,7 @@ function toggleMic() {
   if (!track) return;
   track.enabled = !track.enabled;
   ui.toggleMic.setAttribute('aria-pressed', String(!track.enabled));
-  ui.toggleMic.textContent = track.enabled ? '🎙 Mute' : '🎙 Unmute';
+  ui.toggleMic.textContent = track.enabled ? 'Mute mic' : 'Unmute mic';
 }
 
 async function keepScreenOn() {

@@ -1,0 +1,221 @@
+"""Page routes rendered with a fake backend: status codes, redirects, controls, static files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from web import STATIC_DIR, JoinView, StaffView, setup_pages
+
+STAFF = StaffView(user_id="u-1", username="alex", name="Alex <Agent>", role="agent")
+CASE_VIEW = JoinView(
+    ok=True,
+    error=None,
+    case_id="case-42",
+    kind="return",
+    customer_name="Maria",
+    order_id="ORD-7",
+    sku="SKU-9",
+)
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+class FakeBackend:
+    """Staff are recognised by a ``session=ok`` cookie; join tokens name their outcome."""
+
+    def staff(self, request: web.Request) -> StaffView | None:
+        return STAFF if request.cookies.get("session") == "ok" else None
+
+    async def join_view(self, token: str) -> JoinView:
+        if token == "good":
+            return CASE_VIEW
+        if token == "support":
+            return JoinView(True, None, "case-43", "support", "Maria", None, None)
+        return JoinView(False, "expired" if token == "old" else "invalid")
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+    app = web.Application()
+    setup_pages(app, FakeBackend())
+    return await aiohttp_client(app)
+
+
+def _testids(html: str) -> set[str]:
+    return set(re.findall(r'data-testid="([^"]+)"', html))
+
+
+async def _get(client: TestClient[Any, Any], path: str, *, staff: bool = False) -> Any:
+    cookies = {"session": "ok"} if staff else None
+    return await client.get(path, allow_redirects=False, cookies=cookies)
+
+
+async def test_root_redirects_to_the_console(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/")
+    assert response.status == 302
+    assert response.headers["Location"] == "/agent"
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/agent", "/login?next=/agent"),
+        ("/agent/cases/case-42", "/login?next=/agent/cases/case-42"),
+    ],
+)
+async def test_staff_pages_redirect_to_login(
+    client: TestClient[Any, Any], path: str, target: str
+) -> None:
+    response = await _get(client, path)
+    assert response.status == 302
+    assert response.headers["Location"] == target
+
+
+async def test_login_page_has_its_form(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/login?next=/agent/cases/x")
+    assert response.status == 200
+    html = await response.text()
+    assert {"login-username", "login-password", "login-submit", "error-message"} <= _testids(html)
+    assert 'data-next="/agent/cases/x"' in html
+    assert '<script type="module" src="/static/js/login.js">' in html
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "agent"])
+async def test_login_never_redirects_off_site(client: TestClient[Any, Any], target: str) -> None:
+    html = await (await _get(client, f"/login?next={target}")).text()
+    assert 'data-next="/agent"' in html
+
+
+async def test_agent_console_renders_for_staff(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/agent", staff=True)
+    assert response.status == 200
+    assert "Content-Security-Policy" in response.headers
+    html = await response.text()
+    expected = {
+        "queue-list",
+        "queue-notice",
+        "connection-state",
+        "remote-video",
+        "remote-audio",
+        "chat-log",
+        "chat-input",
+        "chat-send",
+        "decision-form",
+        "decision-select",
+        "refund-amount",
+        "fact-cosmetic",
+        "fact-functional",
+        "fact-packaging",
+        "fact-accessories",
+        "decision-note",
+        "decision-submit",
+        "decision-result",
+        "outcome-form",
+        "outcome-select",
+        "resolution-note",
+        "create-case-form",
+        "join-url",
+        "logout",
+        "leave-call",
+    }
+    assert expected <= _testids(html)
+    # Names are escaped, never injected.
+    assert "Alex &lt;Agent&gt;" in html and "Alex <Agent>" not in html
+    for value in ("refund", "partial_refund", "reject", "return_to_warehouse"):
+        assert f'value="{value}"' in html
+    assert re.search(r"<video[^>]*data-testid=\"remote-video\"[^>]*playsinline", html)
+
+
+async def test_case_page_renders_for_staff(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/agent/cases/case-42", staff=True)
+    assert response.status == 200
+    html = await response.text()
+    assert 'data-case-id="case-42"' in html
+    assert {"case-state", "case-details", "case-decision", "case-timeline"} <= _testids(html)
+
+
+async def test_join_page_for_a_valid_link(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/join/good")
+    assert response.status == 200
+    html = await response.text()
+    assert '<meta name="viewport"' in html
+    assert 'data-token="good"' in html
+    ids = _testids(html)
+    assert {
+        "start-camera",
+        "switch-camera",
+        "connection-state",
+        "checklist-label",
+        "checklist-sides",
+        "checklist-item",
+        "checklist-accessories",
+        "chat-log",
+        "chat-input",
+        "chat-send",
+        "remote-audio",
+        "unmute-audio",
+        "camera-error",
+        "call-ended",
+    } <= ids
+    assert re.search(r"<video[^>]*playsinline", html)
+    assert "ORD-7" in html and "Maria" in html
+
+
+async def test_support_join_page_has_no_return_checklist(client: TestClient[Any, Any]) -> None:
+    html = await (await _get(client, "/join/support")).text()
+    assert "checklist-label" not in _testids(html)
+    assert "start-camera" in _testids(html)
+
+
+async def test_expired_join_link(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/join/old")
+    assert response.status == 410
+    html = await response.text()
+    assert "This link has expired — ask the seller for a new one" in html
+    assert "start-camera" not in _testids(html)
+
+
+async def test_invalid_join_link(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/join/forged")
+    assert response.status == 404
+    html = await response.text()
+    assert "This link is not valid" in html
+    assert "start-camera" not in _testids(html)
+
+
+@pytest.mark.parametrize(
+    "name", ["signal.js", "call.js", "chat.js", "agent.js", "join.js", "login.js", "case.js"]
+)
+async def test_modules_are_served_as_javascript(client: TestClient[Any, Any], name: str) -> None:
+    response = await _get(client, f"/static/js/{name}")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert await response.read() == (STATIC_DIR / "js" / name).read_bytes()
+
+
+async def test_stylesheet_is_served_as_css(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/static/css/app.css")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/css")
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/js/missing.js", "/static/../pages.py", "/static/%2e%2e/pages.py"]
+)
+async def test_static_stays_inside_its_folder(client: TestClient[Any, Any], path: str) -> None:
+    response = await _get(client, path)
+    assert response.status == 404
+
+
+async def test_every_module_import_resolves(client: TestClient[Any, Any]) -> None:
+    """A typo in an import path breaks a whole page; check every relative import exists."""
+    for module in (STATIC_DIR / "js").glob("*.js"):
+        for target in re.findall(r"from '(\./[^']+)'", module.read_text()):
+            response = await _get(client, f"/static/js/{target[2:]}")
+            assert response.status == 200, f"{module.name} imports missing {target}"
