@@ -249,7 +249,10 @@ async def service_session(
     timeout_s: float,
 ) -> tuple[float, dict[str, float]]:
     """One return call; returns (seconds to the agent's first frame, stage offsets)."""
-    case_id, join_token = await _create_case(service, customer_client)
+    try:
+        case_id, join_token = await _create_case(service, customer_client)
+    except aiohttp.ClientError as exc:
+        raise SessionFailed(f"POST /api/cases: {type(exc).__name__}: {exc}") from None
     customer = Participant(customer_client, service.base_url, token=join_token)
     agent = Participant(staff_client, service.base_url)
     tracks: list[MediaStreamTrack] = [
@@ -267,6 +270,9 @@ async def service_session(
     def on_video(_frame: Any) -> None:
         mark("first frame")
         first_frame.set()
+
+    def reached() -> str:
+        return max(marks, key=marks.__getitem__) if marks else "customer sent join"
 
     async def customer_side() -> None:
         await customer.join()
@@ -307,13 +313,13 @@ async def service_session(
                 group.create_task(customer_side(), name="bench-customer")
                 group.create_task(agent_side(), name="bench-agent")
         except TimeoutError:
-            reached = max(marks, key=marks.__getitem__) if marks else "customer sent join"
-            raise SessionFailed(f"no first frame after {timeout_s:g} s (last: {reached})") from None
+            raise SessionFailed(
+                f"no first frame after {timeout_s:g} s (last: {reached()})"
+            ) from None
         except ExceptionGroup as group_error:
             # A participant gave up first (closed socket, error, its own wait ran out).
-            raise SessionFailed(
-                "; ".join(f"{type(e).__name__}: {e}" for e in group_error.exceptions)
-            ) from None
+            causes = "; ".join(f"{type(e).__name__} {e}".strip() for e in group_error.exceptions)
+            raise SessionFailed(f"{causes} (last: {reached()})") from None
         return marks["first frame"], marks
     finally:
         for participant in (agent, customer):
@@ -390,6 +396,10 @@ async def run(
 ) -> tuple[Series, Series, dict[str, float]]:
     service_series = Series("service")
     floor_series = Series("floor")
+    # A plain kill unwinds like Ctrl-C does under asyncio.run: peers closed, service stopped.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     async with (
         aiohttp.ClientSession() as customer_client,
         # Cookies for an IP host need the unsafe jar.
@@ -525,13 +535,18 @@ def main() -> int:
     args = _parser().parse_args()
     if args.sessions < 1 or args.warmup < 0 or args.timeout <= 0:
         raise SystemExit("bench: --sessions >= 1, --warmup >= 0, --timeout > 0")
-    # A plain kill unwinds like Ctrl-C, so the service below is stopped too.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with (
         tempfile.TemporaryDirectory(prefix="inspect-bench-") as data_dir,
         inspectd_service(Path(data_dir)) as service,
     ):
-        service_series, floor_series, leftover = asyncio.run(run(args, service))
+        try:
+            service_series, floor_series, leftover = asyncio.run(run(args, service))
+        except asyncio.CancelledError:
+            print("bench: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=sys.stderr)
+            return 130
     figures = report(args, service_series, floor_series, leftover)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 __all__ = ["Participant", "TrackSink"]
@@ -131,7 +131,8 @@ class Participant:
 
     def _peer(self) -> RTCPeerConnection:
         if self.pc is None:
-            self.pc = RTCPeerConnection()
+            # As a page does with an empty ``joined.ice_servers``: no public STUN server.
+            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
             @self.pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
