@@ -34,6 +34,8 @@ from signaling.ports import CaseSummary, Identity
 from .auth import Auth, load_secret_key
 from .cases import (
     Case,
+    CaseEvent,
+    CaseEventType,
     CaseKind,
     CaseService,
     CaseState,
@@ -221,6 +223,8 @@ class CaseOut(BaseModel):
     reason: str | None
     tracking_number: str | None
     agent_id: str | None
+    #: Only in ``GET /api/cases/{id}``: the agent's display name.
+    agent_name: str | None = None
     decision: ReturnDecision | None
     refund_amount: float | None
     currency: str | None
@@ -257,6 +261,8 @@ class EventOut(BaseModel):
     at: str
     type: str
     actor: str
+    #: Who ``actor`` is, for people: a staff name, the customer's name, an API token's name.
+    actor_name: str
     data: dict[str, Any]
 
 
@@ -452,7 +458,41 @@ async def get_case(request: web.Request) -> web.Response:
     cases = request.app[CASES_KEY]
     case = await cases.require(_case_id(request))
     events = await cases.events(case.id)
-    return _json({"case": case.to_json(), "events": [event.to_json() for event in events]})
+    auth = request.app[AUTH_KEY]
+    names = _ActorNames(auth, case)
+    body = case.to_json()
+    body["agent_name"] = names.name(case.agent_id) if case.agent_id else None
+    return _json(
+        {
+            "case": body,
+            "events": [
+                {**event.to_json(), "actor_name": names.for_event(event)} for event in events
+            ],
+        }
+    )
+
+
+class _ActorNames:
+    """Turns the ids kept in the timeline into names people recognise."""
+
+    def __init__(self, auth: Auth, case: Case) -> None:
+        self._auth = auth
+        self._case = case
+
+    def name(self, actor: str) -> str:
+        if actor.startswith("customer:"):
+            return f"{self._case.customer_name} (customer)"
+        if actor.startswith("token:"):
+            token = self._auth.cached_token(actor.removeprefix("token:"))
+            return f"{token.name} (API)" if token is not None else "API token"
+        user = self._auth.cached_user(actor)
+        return user.name if user is not None else actor
+
+    def for_event(self, event: CaseEvent) -> str:
+        sender = event.data.get("sender") if event.type == CaseEventType.CHAT else None
+        if isinstance(sender, dict) and sender.get("name"):
+            return str(sender["name"])
+        return self.name(event.actor)
 
 
 async def new_join_link(request: web.Request) -> web.Response:

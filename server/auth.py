@@ -264,6 +264,10 @@ class Auth:
         row = await self._db.fetchone("SELECT COUNT(*) AS n FROM users")
         return int(row["n"]) if row is not None else 0
 
+    def cached_token(self, token_id: str) -> ApiToken | None:
+        """An API token's record (never the token itself) from the in-memory cache."""
+        return next((t for t in self._tokens.values() if t.id == token_id), None)
+
     def cached_user(self, user_id: str) -> User | None:
         """The user from the in-memory cache (kept by :meth:`load` and every change)."""
         return self._users.get(user_id)

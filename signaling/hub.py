@@ -370,8 +370,9 @@ class Hub:
             raise SignalingError(
                 SignalingErrorCode.NOT_IN_CALL, "the call for this case has ended", ref="join"
             )
-        if message.name:
-            identity = Identity(identity.subject, message.name, identity.role, identity.case_id)
+        # The customer is shown by the name the merchant gave the case unless they give one.
+        name = message.name or summary.customer_name or identity.name
+        identity = Identity(identity.subject, name, identity.role, identity.case_id)
         conn.identity = identity
         pending = self._departures.pop(case_id, None)
         if pending is not None:

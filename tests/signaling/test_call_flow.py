@@ -154,6 +154,9 @@ async def test_chat_resumes_after_a_dropped_socket_with_nothing_lost_or_doubled(
             events = (await response.json())["events"]
         chat_events = [e for e in events if e["type"] == "chat.message"]
         assert len(chat_events) == 6, "the timeline keeps each message once"
+        assert {e["actor_name"] for e in chat_events} == {"Dana Customer", "Alex Agent"}
+        accepted = [e for e in events if e["data"].get("to") == "in_call"]
+        assert [e["actor_name"] for e in accepted] == ["Alex Agent"]
     finally:
         await close_all(customer, agent)
 

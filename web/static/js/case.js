@@ -9,7 +9,7 @@ const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
 const DETAIL_FIELDS = [
   ['kind', 'Kind'], ['customer_name', 'Customer'], ['customer_contact', 'Contact'],
   ['order_id', 'Order'], ['sku', 'SKU'], ['tracking_number', 'Tracking number'],
-  ['reason', 'Reason'], ['agent_id', 'Agent'], ['created_at', 'Created'],
+  ['reason', 'Reason'], ['agent_name', 'Agent'], ['created_at', 'Created'],
   ['waiting_at', 'Customer arrived'], ['in_call_at', 'Call started'],
   ['decided_at', 'Decided'], ['closed_at', 'Closed'],
 ];
@@ -76,7 +76,9 @@ function renderTimeline(events) {
     h('time', {}, formatDateTime(event.at)),
     h('div', {},
       h('strong', {}, label(String(event.type).replace(/^case\./, '').replaceAll('.', ' '))),
-      event.actor ? h('span', { class: 'muted' }, ` · ${event.actor}`) : null,
+      event.actor_name || event.actor
+        ? h('span', { class: 'muted' }, ` · ${event.actor_name || event.actor}`)
+        : null,
       describeData(event.data) ? h('div', { class: 'muted small' }, describeData(event.data)) : null)));
   byTestId('case-timeline').replaceChildren(
     ...(items.length ? items : [h('li', { class: 'muted' }, 'No events yet.')]),
