@@ -6,6 +6,7 @@ from .engine import MediaConfig, MediaEngine, MediaListener
 from .errors import BadCandidate, BadSdp, MediaError, PeerNotFound
 from .forwarder import Forwarder, SubscriberTrack, TrackSource
 from .peer import ServerPeer
+from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "BadSdp",
     "BitrateHints",
     "Forwarder",
+    "FrameSampler",
+    "FrameSink",
     "MediaConfig",
     "MediaEngine",
     "MediaError",
@@ -20,6 +23,7 @@ __all__ = [
     "OfferedMedia",
     "PeerNotFound",
     "ServerPeer",
+    "StreamKey",
     "SubscriberTrack",
     "TrackSource",
     "munge_answer",

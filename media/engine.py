@@ -19,6 +19,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from .errors import BadCandidate, BadSdp, MediaError, PeerNotFound
 from .forwarder import Forwarder, TrackSource
 from .peer import ServerPeer
+from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
 
 __all__ = ["MediaConfig", "MediaEngine", "MediaListener"]
@@ -60,6 +61,8 @@ class MediaConfig:
     max_bitrate_kbps: int | None = None
     #: How long closing one peer (or all of them in :meth:`MediaEngine.aclose`) may take.
     close_timeout_s: float = 5.0
+    #: Decoded frames per second handed to the frame sink (the grading model) per video track.
+    sample_fps: float = 2.0
 
     def __post_init__(self) -> None:
         for url in self.ice_servers:
@@ -73,6 +76,8 @@ class MediaConfig:
             raise ValueError("bitrates must satisfy min <= start <= max")
         if self.close_timeout_s <= 0:
             raise ValueError("close_timeout_s must be positive")
+        if self.sample_fps <= 0:
+            raise ValueError("sample_fps must be positive")
 
     def rtc_configuration(self) -> RTCConfiguration:
         """The aiortc configuration for one peer.
@@ -104,8 +109,11 @@ class MediaEngine:
     candidates :class:`~media.BadCandidate` (both ``ValueError``).
     """
 
-    def __init__(self, config: MediaConfig | None = None) -> None:
+    def __init__(
+        self, config: MediaConfig | None = None, *, frame_sink: FrameSink | None = None
+    ) -> None:
         self._config = config or MediaConfig()
+        self._frame_sink = frame_sink
         self._listener: MediaListener | None = None
         self._peers: dict[str, ServerPeer] = {}
         self._forwarder = Forwarder(on_source_ended=self._source_ended)
@@ -295,6 +303,9 @@ class MediaEngine:
             logger.info(
                 "publishing %s track %s", source.kind, source.track_id, extra=peer.log_extra
             )
+            if source.kind == "video" and self._frame_sink is not None:
+                stream = StreamKey(room_id, participant_id, source.track_id)
+                source.add_tap(FrameSampler(stream, self._frame_sink, self._config.sample_fps))
             self._route(room_id)
 
         @pc.on("connectionstatechange")

@@ -20,14 +20,14 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av.frame import Frame
 from av.packet import Packet
 
-__all__ = ["KINDS", "Forwarder", "SubscriberTrack", "TrackSource"]
+__all__ = ["KINDS", "Forwarder", "SubscriberTrack", "Tap", "TrackSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ DEFAULT_QUEUE = {"audio": 10, "video": 2}
 
 #: What flows through the seam: decoded frames today, encoded packets later.
 MediaItem: TypeAlias = "Frame | Packet[Any]"
+
+
+class Tap(Protocol):
+    """Something that watches a source's frames without being a subscriber (never blocks)."""
+
+    def push(self, frame: MediaItem) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class SubscriberTrack(MediaStreamTrack):
@@ -110,6 +118,7 @@ class TrackSource:
         self._track = track
         self._on_ended = on_ended
         self._outlets: set[SubscriberTrack] = set()
+        self._taps: list[Tap] = []
         self._task: asyncio.Task[None] | None = None
         self.live = True
         #: Frames read from the publisher.
@@ -141,6 +150,15 @@ class TrackSource:
         outlet._set_source(self)
         self._outlets.add(outlet)
 
+    def add_tap(self, tap: Tap) -> None:
+        """Also show every frame to ``tap`` (e.g. the sampler); closed when the source ends."""
+        self._taps.append(tap)
+
+    def _close_taps(self) -> None:
+        taps, self._taps = self._taps, []
+        for tap in taps:
+            tap.close()
+
     def detach(self, outlet: SubscriberTrack) -> None:
         """Stop feeding ``outlet``; it idles until attached again."""
         if outlet in self._outlets:
@@ -158,6 +176,8 @@ class TrackSource:
                 self.frames += 1
                 for outlet in tuple(self._outlets):
                     outlet._push(frame)
+                for tap in self._taps:
+                    tap.push(frame)
         except MediaStreamError:
             logger.debug(
                 "published %s track ended",
@@ -167,6 +187,7 @@ class TrackSource:
         except asyncio.CancelledError:
             self.live = False
             self._detach_all()
+            self._close_taps()
             raise
         except Exception:
             logger.exception(
@@ -176,12 +197,14 @@ class TrackSource:
             )
         self.live = False
         self._detach_all()
+        self._close_taps()
         self._on_ended(self)
 
     async def aclose(self) -> None:
         """Stop reading and detach every subscriber. Idempotent."""
         self.live = False
         self._detach_all()
+        self._close_taps()
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
