@@ -141,6 +141,8 @@ class NewCaseBody(_Body):
     sku: ShortText | None = None
     reason: LongText | None = None
     tracking_number: ShortText | None = None
+    #: The per-unit QR code or serial the returned item should carry.
+    unit_id: ShortText | None = None
 
 
 class ReturnFactsBody(_Body):
@@ -222,6 +224,7 @@ class CaseOut(BaseModel):
     sku: str | None
     reason: str | None
     tracking_number: str | None
+    unit_id: str | None
     agent_id: str | None
     #: Only in ``GET /api/cases/{id}``: the agent's display name.
     agent_name: str | None = None
@@ -232,6 +235,7 @@ class CaseOut(BaseModel):
     note: str | None
     outcome: SupportOutcome | None
     resolution_note: str | None
+    grading: dict[str, Any] | None
     created_at: str
     waiting_at: str | None
     in_call_at: str | None

@@ -153,6 +153,7 @@ class NewCase:
     sku: str | None = None
     reason: str | None = None
     tracking_number: str | None = None
+    unit_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,7 @@ class Case:
     sku: str | None
     reason: str | None
     tracking_number: str | None
+    unit_id: str | None
     agent_id: str | None
     decision: str | None
     refund_amount: Decimal | None
@@ -220,6 +222,9 @@ class Case:
     note: str | None
     outcome: str | None
     resolution_note: str | None
+    #: The model's view during the call, the grade derived from the agent's facts, any override
+    #: and the final grade with its resale channel (see ``inference.grading``).
+    grading: Mapping[str, Any] | None
     created_at: float
     waiting_at: float | None
     in_call_at: float | None
@@ -239,6 +244,7 @@ class Case:
             sku=row["sku"],
             reason=row["reason"],
             tracking_number=row["tracking_number"],
+            unit_id=row["unit_id"],
             agent_id=row["agent_id"],
             decision=row["decision"],
             refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
@@ -247,6 +253,7 @@ class Case:
             note=row["note"],
             outcome=row["outcome"],
             resolution_note=row["resolution_note"],
+            grading=json.loads(row["grading"]) if row["grading"] else None,
             created_at=row["created_at"],
             waiting_at=row["waiting_at"],
             in_call_at=row["in_call_at"],
@@ -267,6 +274,7 @@ class Case:
             "sku": self.sku,
             "reason": self.reason,
             "tracking_number": self.tracking_number,
+            "unit_id": self.unit_id,
             "agent_id": self.agent_id,
             "decision": self.decision,
             "refund_amount": float(self.refund_amount) if self.refund_amount is not None else None,
@@ -275,6 +283,7 @@ class Case:
             "note": self.note,
             "outcome": self.outcome,
             "resolution_note": self.resolution_note,
+            "grading": dict(self.grading) if self.grading is not None else None,
             "created_at": iso_time(self.created_at),
             "waiting_at": iso_time(self.waiting_at),
             "in_call_at": iso_time(self.in_call_at),
@@ -294,7 +303,7 @@ class Case:
             reason=self.reason,
             agent_id=self.agent_id,
             waiting_since=self.waiting_at,
-            extra={"tracking_number": self.tracking_number},
+            extra={"tracking_number": self.tracking_number, "unit_id": self.unit_id},
         )
 
 
@@ -454,8 +463,8 @@ class CaseService:
         def work(conn: sqlite3.Connection) -> Case:
             conn.execute(
                 "INSERT INTO cases (id, kind, state, customer_name, customer_contact, order_id,"
-                " sku, reason, tracking_number, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sku, reason, tracking_number, unit_id, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     case_id,
                     new.kind.value,
@@ -466,6 +475,7 @@ class CaseService:
                     new.sku,
                     new.reason,
                     new.tracking_number,
+                    new.unit_id,
                     now,
                     now,
                 ),

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS cases (
     sku              TEXT,
     reason           TEXT,
     tracking_number  TEXT,
+    unit_id          TEXT,              -- per-unit QR / serial the item should carry
     agent_id         TEXT,
     decision         TEXT,
     refund_amount    TEXT,              -- decimal as text: money is never a float at rest
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS cases (
     note             TEXT,
     outcome          TEXT,
     resolution_note  TEXT,
+    grading          TEXT,              -- JSON: the model's view, the derived and final grade
     created_at       REAL NOT NULL,
     waiting_at       REAL,
     in_call_at       REAL,
@@ -105,6 +107,25 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (status, url
 """
 
 
+#: Changes to databases made by an earlier version, by the version they lead to.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE cases ADD COLUMN unit_id TEXT",
+        "ALTER TABLE cases ADD COLUMN grading TEXT",
+    ),
+}
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a database made by an earlier version up to :data:`SCHEMA_VERSION`."""
+    if version == 0:
+        return  # created just now from the current schema
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS.get(target, ()):
+            conn.execute(statement)
+        logger.info("database migrated to schema %d", target)
+
+
 class Database:
     """An SQLite file behind an async API. Every statement runs on the one database thread, so
     calls are serialised; :meth:`transaction` runs a function atomically on that thread."""
@@ -135,7 +156,9 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         conn.executescript(_SCHEMA)
+        _migrate(conn, version)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
 
