@@ -7,12 +7,11 @@ Bodies are validated by pydantic models (unknown fields rejected); every error l
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import (
@@ -27,10 +26,22 @@ from pydantic import (
     field_validator,
 )
 
+from inference import SnapshotCandidate
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import CaseSummary, Identity
 
+from ._http import (
+    ADMIN,
+    CALL_TAKERS,
+    MAX_BODY_BYTES,
+    case_id_of,
+    error_response,
+    json_response,
+    read_body,
+    require,
+    validation_error,
+)
 from .auth import Auth, load_secret_key
 from .cases import (
     Case,
@@ -52,18 +63,18 @@ from .cases import (
 )
 from .db import Database
 from .errors import (
-    Forbidden,
-    InvalidRequest,
     NotFound,
     ServerError,
     ServerErrorCode,
     Unauthorized,
 )
+from .grading import build_grading_record
 from .keys import (
     AUTH_KEY,
     CALL_CONTROL_KEY,
     CASES_KEY,
     DB_KEY,
+    GRADING_VIEW_KEY,
     METRICS_KEY,
     SETTINGS_KEY,
     WEBHOOKS_KEY,
@@ -89,11 +100,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 API_VERSION = "0.1.0"
-MAX_BODY_BYTES = 64 * 1024
-
-_STAFF = frozenset({Role.AGENT, Role.REVIEWER, Role.ADMIN})
-_CALL_TAKERS = frozenset({Role.AGENT, Role.ADMIN})
-_ADMIN = frozenset({Role.ADMIN})
 
 
 class CallControl(Protocol):
@@ -113,6 +119,24 @@ class DirectCallControl:
     async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary:
         case = await self._cases.accept(case_id, agent)
         return case.summary()
+
+
+class GradingView(Protocol):
+    """What the routes read of live grading (``server.grading.GradingService``)."""
+
+    def latest(self, case_id: str) -> dict[str, Any] | None: ...
+
+    def frames(self, case_id: str) -> list[SnapshotCandidate]: ...
+
+
+class NoGrading:
+    """Grading switched off (``INSPECT_GRADING=false``): no live view, no frames."""
+
+    def latest(self, case_id: str) -> dict[str, Any] | None:
+        return None
+
+    def frames(self, case_id: str) -> list[SnapshotCandidate]:
+        return []
 
 
 # -- wire models -------------------------------------------------------------------------------
@@ -161,6 +185,7 @@ class ReturnDecisionBody(_Body):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
     facts: ReturnFactsBody
     note: LongText | None = None
+    grade_override: GradeOverrideBody | None = None
 
     @field_validator("refund_amount")
     @classmethod
@@ -173,6 +198,13 @@ class ReturnDecisionBody(_Body):
         if decision in (ReturnDecision.REJECT, ReturnDecision.RETURN_TO_WAREHOUSE) and value:
             raise ValueError(f"not allowed with decision {decision.value}")
         return value
+
+
+class GradeOverrideBody(_Body):
+    """The agent's grade where it differs from what the rule table derives from the facts."""
+
+    grade: Literal["A", "B", "C", "D"]
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=2000)]
 
 
 class SupportDecisionBody(_Body):
@@ -303,89 +335,6 @@ class HealthResponse(BaseModel):
 
 # -- helpers -----------------------------------------------------------------------------------
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
-
-
-def _error_response(
-    status: int, code: str, message: str, fields: tuple[str, ...] = ()
-) -> web.Response:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = list(fields)
-    return web.json_response({"error": error}, status=status)
-
-
-def _validation_error(exc: ValidationError) -> InvalidRequest:
-    parts: list[str] = []
-    fields: list[str] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(part) for part in err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {message}" if loc else message)
-        if loc:
-            fields.append(loc)
-    return InvalidRequest("; ".join(parts) or "invalid body", fields=tuple(fields))
-
-
-async def _read_json(request: web.Request) -> Any:
-    content_type = request.headers.get("Content-Type")
-    if content_type is not None:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        if mime != "application/json" and not mime.endswith("+json"):
-            raise ServerError(
-                f"send the body as application/json, not {mime or 'nothing'}",
-                code=ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            )
-    limit = MAX_BODY_BYTES
-    if request.content_length is not None and request.content_length > limit:
-        raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidRequest("a JSON object body is required")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except (ValueError, RecursionError):
-        raise InvalidRequest("body is not valid UTF-8 JSON") from None
-
-
-async def _body(request: web.Request, model: type[M]) -> M:
-    data = await _read_json(request)
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
-
-
-async def _require(request: web.Request, roles: frozenset[Role] = _STAFF) -> Identity:
-    identity = await request.app[AUTH_KEY].authenticate(request)
-    if identity is None or not identity.is_staff:
-        raise Unauthorized("sign in (POST /api/login) or send an API bearer token")
-    if identity.role not in roles:
-        allowed = ", ".join(sorted(role.value for role in roles))
-        raise Forbidden(f"this needs the role {allowed}; you are {identity.role.value}")
-    return identity
-
-
-def _case_id(request: web.Request) -> str:
-    return request.match_info["id"]
-
 
 async def _user_json(request: web.Request, identity: Identity) -> dict[str, Any]:
     if identity.subject.startswith("token:"):
@@ -416,10 +365,10 @@ def _join_link_json(request: web.Request, case: Case) -> dict[str, Any]:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await _body(request, LoginBody)
+    body = await read_body(request, LoginBody)
     auth = request.app[AUTH_KEY]
     user = await auth.login(body.username, body.password)
-    response = _json({"user": user.to_json()})
+    response = json_response({"user": user.to_json()})
     auth.set_session_cookie(response, user)
     return response
 
@@ -431,42 +380,42 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    identity = await _require(request)
-    return _json({"user": await _user_json(request, identity)})
+    identity = await require(request)
+    return json_response({"user": await _user_json(request, identity)})
 
 
 async def create_case(request: web.Request) -> web.Response:
-    identity = await _require(request, _CALL_TAKERS)
-    body = await _body(request, NewCaseBody)
+    identity = await require(request, CALL_TAKERS)
+    body = await read_body(request, NewCaseBody)
     cases = request.app[CASES_KEY]
     case = await cases.create(NewCase(**body.model_dump()), actor=identity.subject)
     link = _join_link_json(request, case)
     await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
-    return _json({"case": case.to_json(), **link}, status=201)
+    return json_response({"case": case.to_json(), **link}, status=201)
 
 
 async def list_cases(request: web.Request) -> web.Response:
-    await _require(request)
+    await require(request)
     try:
         query = CaseListQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
     cases = await request.app[CASES_KEY].list_cases(
         query.state, limit=query.limit, offset=query.offset
     )
-    return _json({"cases": [case.to_json() for case in cases]})
+    return json_response({"cases": [case.to_json() for case in cases]})
 
 
 async def get_case(request: web.Request) -> web.Response:
-    await _require(request)
+    await require(request)
     cases = request.app[CASES_KEY]
-    case = await cases.require(_case_id(request))
+    case = await cases.require(case_id_of(request))
     events = await cases.events(case.id)
     auth = request.app[AUTH_KEY]
     names = _ActorNames(auth, case)
     body = case.to_json()
     body["agent_name"] = names.name(case.agent_id) if case.agent_id else None
-    return _json(
+    return json_response(
         {
             "case": body,
             "events": [
@@ -500,92 +449,100 @@ class _ActorNames:
 
 
 async def new_join_link(request: web.Request) -> web.Response:
-    identity = await _require(request, _CALL_TAKERS)
+    identity = await require(request, CALL_TAKERS)
     cases = request.app[CASES_KEY]
-    case = await cases.require(_case_id(request))
+    case = await cases.require(case_id_of(request))
     link = _join_link_json(request, case)
     await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
-    return _json(link, status=201)
+    return json_response(link, status=201)
 
 
 async def accept_case(request: web.Request) -> web.Response:
-    identity = await _require(request, _CALL_TAKERS)
+    identity = await require(request, CALL_TAKERS)
     cases = request.app[CASES_KEY]
-    case = await cases.require(_case_id(request))
+    case = await cases.require(case_id_of(request))
     await request.app[CALL_CONTROL_KEY].accept_case(case.id, identity)
     case = await cases.require(case.id)
-    return _json({"case": case.to_json()})
+    return json_response({"case": case.to_json()})
 
 
 async def decide_case(request: web.Request) -> web.Response:
-    identity = await _require(request, _CALL_TAKERS)
+    identity = await require(request, CALL_TAKERS)
     cases = request.app[CASES_KEY]
-    case = await cases.require(_case_id(request))
+    case = await cases.require(case_id_of(request))
     verdict: ReturnVerdict | SupportVerdict
     if case.kind is CaseKind.RETURN:
-        body = await _body(request, ReturnDecisionBody)
+        body = await read_body(request, ReturnDecisionBody)
+        facts = ReturnFacts(**body.facts.model_dump())
+        live = request.app[GRADING_VIEW_KEY].latest(case.id)
+        stored = (case.grading or {}).get("model")
         verdict = ReturnVerdict(
             decision=body.decision,
-            facts=ReturnFacts(**body.facts.model_dump()),
+            facts=facts,
             refund_amount=body.refund_amount,
             currency=body.currency,
             note=body.note,
+            grading=build_grading_record(
+                facts.to_json(),
+                model_view=live if live is not None else stored,
+                override=body.grade_override.model_dump() if body.grade_override else None,
+            ),
         )
     else:
-        support = await _body(request, SupportDecisionBody)
+        support = await read_body(request, SupportDecisionBody)
         verdict = SupportVerdict(outcome=support.outcome, resolution_note=support.resolution_note)
     case = await cases.decide(case.id, verdict, actor=identity.subject)
-    return _json({"case": case.to_json()})
+    return json_response({"case": case.to_json()})
 
 
 async def close_case(request: web.Request) -> web.Response:
-    identity = await _require(request, _CALL_TAKERS)
-    case = await request.app[CASES_KEY].close(_case_id(request), actor=identity.subject)
-    return _json({"case": case.to_json()})
+    identity = await require(request, CALL_TAKERS)
+    case = await request.app[CASES_KEY].close(case_id_of(request), actor=identity.subject)
+    return json_response({"case": case.to_json()})
 
 
 async def create_user(request: web.Request) -> web.Response:
-    await _require(request, _ADMIN)
-    body = await _body(request, NewUserBody)
+    await require(request, ADMIN)
+    body = await read_body(request, NewUserBody)
     user = await request.app[AUTH_KEY].create_user(
         body.username, body.password, body.name, Role(body.role)
     )
-    return _json({"user": user.to_json()}, status=201)
+    return json_response({"user": user.to_json()}, status=201)
 
 
 async def create_token(request: web.Request) -> web.Response:
-    identity = await _require(request, _ADMIN)
-    body = await _body(request, NewTokenBody)
+    identity = await require(request, ADMIN)
+    body = await read_body(request, NewTokenBody)
     issued = await request.app[AUTH_KEY].create_api_token(
         body.name, Role(body.role), created_by=identity.subject
     )
-    return _json({"token": issued.token, "id": issued.id}, status=201)
+    return json_response({"token": issued.token, "id": issued.id}, status=201)
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    await _require(request, _ADMIN)
+    await require(request, ADMIN)
     if not await request.app[AUTH_KEY].revoke_api_token(request.match_info["id"]):
         raise NotFound("no such API token")
     return web.Response(status=204)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
-    await _require(request, _ADMIN)
+    await require(request, ADMIN)
     hooks = await request.app[WEBHOOKS_KEY].list_webhooks()
-    return _json({"webhooks": [hook.to_json() for hook in hooks]})
+    return json_response({"webhooks": [hook.to_json() for hook in hooks]})
 
 
 async def create_webhook(request: web.Request) -> web.Response:
-    identity = await _require(request, _ADMIN)
-    body = await _body(request, NewWebhookBody)
+    identity = await require(request, ADMIN)
+    body = await read_body(request, NewWebhookBody)
     hook, secret = await request.app[WEBHOOKS_KEY].add_webhook(
         str(body.url), body.secret, created_by=identity.subject
     )
-    return _json({"webhook": hook.to_json(), "secret": secret}, status=201)
+    return json_response({"webhook": hook.to_json(), "secret": secret}, status=201)
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
-    await _require(request, _ADMIN)
+    await require(request, ADMIN)
     if not await request.app[WEBHOOKS_KEY].remove_webhook(request.match_info["id"]):
         raise NotFound("no such webhook")
     return web.Response(status=204)
@@ -594,7 +551,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     ok = await request.app[DB_KEY].ping()
     body = {"status": "ok" if ok else "degraded", "db": "ok" if ok else "error"}
-    return _json({**body, "version": API_VERSION}, status=200 if ok else 503)
+    return json_response({**body, "version": API_VERSION}, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -698,12 +655,12 @@ async def error_middleware(
     except ServerError as exc:
         if exc.status >= 500:
             logger.error("request failed: %s", exc.message)
-        return _error_response(exc.status, exc.code.value, exc.message, exc.fields)
+        return error_response(exc.status, exc.code.value, exc.message, exc.fields)
     except SignalingError as exc:
         status = _SIGNALING_STATUS.get(exc.code, 500)
         if status >= 500:
             logger.error("call hub failed: %s", exc.message)
-        return _error_response(status, exc.code.value, exc.message)
+        return error_response(status, exc.code.value, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -714,13 +671,13 @@ async def error_middleware(
             404: f"no such endpoint: {request.method} {request.path}",
             405: f"{request.method} is not allowed on {request.path}",
         }.get(exc.status, exc.reason)
-        response = _error_response(exc.status, code.value, message)
+        response = error_response(exc.status, code.value, message)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
-        return _error_response(500, ServerErrorCode.INTERNAL.value, "internal error")
+        return error_response(500, ServerErrorCode.INTERNAL.value, "internal error")
 
 
 # -- wiring ------------------------------------------------------------------------------------
@@ -736,6 +693,8 @@ def setup_api(
     webhooks: WebhookDispatcher,
     metrics: Metrics,
     calls: CallControl | None = None,
+    grading: GradingView | None = None,
+    extra_routes: Sequence[ApiRoute] = (),
 ) -> None:
     """Register the REST routes, ``/healthz``, ``/metrics``, ``/api/openapi.json`` and the
     error middleware, and put the objects under their ``server.keys`` AppKeys. Call before the
@@ -747,10 +706,11 @@ def setup_api(
     app[WEBHOOKS_KEY] = webhooks
     app[METRICS_KEY] = metrics
     app[CALL_CONTROL_KEY] = calls if calls is not None else DirectCallControl(cases)
+    app[GRADING_VIEW_KEY] = grading if grading is not None else NoGrading()
     metrics.set_case_counts(cases.counts_by_state)
     app.middlewares.append(error_middleware)
 
-    routes = api_routes()
+    routes = [*api_routes(), *extra_routes]
     document: dict[str, Any] | None = None
 
     async def openapi_json(request: web.Request) -> web.Response:
@@ -762,7 +722,7 @@ def setup_api(
                 version=API_VERSION,
                 server_url=settings.base_url,
             )
-        return _json(document)
+        return json_response(document)
 
     openapi_route = ApiRoute(
         "GET", "/api/openapi.json", openapi_json, "This OpenAPI 3.1 document", "anyone",

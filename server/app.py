@@ -8,9 +8,11 @@ import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from inference import BatcherMetrics
 from media import MediaConfig, MediaEngine
 from signaling import Hub, HubConfig, MemoryBus, SignalingError
 from signaling.ports import CaseSummary
@@ -19,6 +21,8 @@ from web import JoinView, StaffView, setup_pages
 from .api import Services, open_services, setup_api
 from .auth import Auth
 from .cases import CaseService
+from .grading import GradingService, open_grading
+from .grading_api import grading_routes
 from .ice import IceServers, turn_credentials
 from .settings import Settings
 
@@ -120,13 +124,50 @@ def _media_config(settings: Settings) -> MediaConfig:
         turn_credential=credential,
         start_bitrate_kbps=settings.start_bitrate_kbps,
         close_timeout_s=settings.shutdown_timeout_s,
+        sample_fps=settings.sample_fps,
     )
+
+
+async def _lookup_refs(cases: CaseService, case_id: str) -> dict[str, str | None]:
+    """What codes read in a case's video may match: its order, tracking number and unit."""
+    case = await cases.get_case(case_id)
+    if case is None:
+        return {}
+    return {
+        "order_id": case.order_id,
+        "tracking_number": case.tracking_number,
+        "unit_id": case.unit_id,
+    }
 
 
 async def create_app(settings: Settings) -> web.Application:
     """Open the state under ``settings.data_dir`` and build the application."""
     services = await open_services(settings)
-    media = MediaEngine(_media_config(settings))
+    try:
+        stack = (
+            await open_grading(settings, BatcherMetrics(services.metrics.registry))
+            if settings.grading
+            else None
+        )
+    except BaseException:
+        await services.aclose()
+        raise
+    hub_ref: list[Hub] = []
+
+    async def publish_to_staff(case_id: str, event: Mapping[str, Any]) -> None:
+        await hub_ref[0].publish_to_staff(case_id, event)
+
+    grading = (
+        GradingService(
+            stack.analyzers,
+            publish=publish_to_staff,
+            lookup_refs=lambda case_id: _lookup_refs(services.cases, case_id),
+            store_view=services.cases.record_model_view,
+        )
+        if stack is not None
+        else None
+    )
+    media = MediaEngine(_media_config(settings), frame_sink=grading)
     ice = IceServers(settings)
     bus = MemoryBus()
     hub = Hub(
@@ -142,6 +183,7 @@ async def create_app(settings: Settings) -> web.Application:
         ),
         observer=services.metrics,
     )
+    hub_ref.append(hub)
     media.set_listener(_Renegotiation(hub, media))
 
     async def case_changed(summary: CaseSummary) -> None:
@@ -163,6 +205,8 @@ async def create_app(settings: Settings) -> web.Application:
         webhooks=services.webhooks,
         metrics=services.metrics,
         calls=hub,
+        grading=grading,
+        extra_routes=grading_routes(),
     )
     setup_pages(app, _Pages(services.auth, services.cases))
     app.router.add_get("/ws", hub.handle, name="ws")
@@ -171,6 +215,9 @@ async def create_app(settings: Settings) -> web.Application:
         # Sockets first (GOING_AWAY), then peers, then storage.
         await hub.aclose()
         await media.aclose()
+        if grading is not None and stack is not None:
+            await grading.aclose()
+            await stack.aclose()
         await bus.aclose()
         await services.aclose()
 

@@ -107,6 +107,7 @@ class CaseEventType(StrEnum):
     CLOSED = "case.closed"
     JOIN_LINK = "case.join_link"
     CHAT = "chat.message"
+    MODEL_VIEW = "grading.model_view"
 
 
 WEBHOOK_EVENTS = frozenset(
@@ -181,6 +182,8 @@ class ReturnVerdict:
     refund_amount: Decimal | None = None
     currency: str | None = None
     note: str | None = None
+    #: The grading record (model view, derived and final grade): ``server.grading``.
+    grading: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.decision is ReturnDecision.PARTIAL_REFUND:
@@ -586,6 +589,7 @@ class CaseService:
                     "currency": verdict.currency,
                     "facts": json.dumps(verdict.facts.to_json()),
                     "note": verdict.note,
+                    "grading": json.dumps(dict(verdict.grading)) if verdict.grading else None,
                 }
                 data: dict[str, Any] = {
                     "from": case.state.value,
@@ -594,6 +598,9 @@ class CaseService:
                     "currency": verdict.currency,
                     "facts": verdict.facts.to_json(),
                 }
+                if verdict.grading:
+                    data["final_grade"] = verdict.grading.get("final_grade")
+                    data["grade_source"] = verdict.grading.get("source")
             else:
                 if case.kind is not CaseKind.SUPPORT:
                     raise InvalidRequest("a return case takes a decision, not a support outcome")
@@ -630,6 +637,29 @@ class CaseService:
             return case
 
         return await self._db.transaction(work)
+
+    async def record_model_view(self, case_id: str, view: Mapping[str, Any]) -> None:
+        """Keep the model's final view of a video stream with the case (evidence for the agent,
+        not the verdict) and note it in the timeline."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> None:
+            case = _load(conn, case_id)
+            grading = dict(case.grading or {})
+            grading["model"] = dict(view)
+            conn.execute(
+                "UPDATE cases SET grading = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(grading), now, case_id),
+            )
+            summary = {
+                key: view.get(key) for key in ("grade", "confidence", "status", "model_version")
+            }
+            damage = view.get("damage")
+            if isinstance(damage, list):
+                summary["damage"] = [d.get("label") for d in damage if isinstance(d, Mapping)]
+            self._append(conn, case, CaseEventType.MODEL_VIEW, "model", summary, now)
+
+        await self._db.transaction(work)
 
     async def record_chat(self, case_id: str, message: Mapping[str, Any]) -> None:
         """Keep a chat message in the timeline; a repeat of the same ``seq`` is ignored."""

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from inference import InferenceError
+
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -153,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"inspectd: {exc}", file=sys.stderr)
         return 1
+    except InferenceError as exc:
+        # A model that breaks the contract, or an unavailable provider: refuse to start.
+        print(f"inspectd: grading model: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .api import CallControl
+    from .api import CallControl, GradingView
     from .auth import Auth
     from .cases import CaseService
     from .db import Database
@@ -20,6 +20,7 @@ __all__ = [
     "CALL_CONTROL_KEY",
     "CASES_KEY",
     "DB_KEY",
+    "GRADING_VIEW_KEY",
     "METRICS_KEY",
     "SETTINGS_KEY",
     "WEBHOOKS_KEY",
@@ -32,3 +33,4 @@ AUTH_KEY: web.AppKey[Auth] = web.AppKey("inspect_auth")
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("inspect_metrics")
 WEBHOOKS_KEY: web.AppKey[WebhookDispatcher] = web.AppKey("inspect_webhooks")
 CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
+GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")

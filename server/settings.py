@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+InferenceProvider = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 
 class SettingsError(ValueError):
@@ -57,6 +58,18 @@ class Settings:
     tls_self_signed: bool = False
     log_level: LogLevel = "INFO"
     shutdown_timeout_s: float = 5.0
+    #: Grade the customer's video live with the model (sampled frames, dynamic batching).
+    grading: bool = True
+    #: The grading model (ONNX, see the model contract); empty: the shipped default model.
+    model_path: Path | None = None
+    inference_provider: InferenceProvider = "auto"
+    #: Threads onnxruntime may use for one batch; 0: half the cores, at least one.
+    inference_threads: int = 0
+    #: Decoded frames per second and per video track handed to the model.
+    sample_fps: float = 2.0
+    batch_max: int = 16
+    batch_delay_ms: float = 10.0
+    batch_queue: int = 64
 
     @property
     def tls(self) -> bool:
@@ -129,6 +142,14 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "tls_self_signed": _bool,
     "log_level": lambda text: _literal(get_args(LogLevel))(text.upper()),
     "shutdown_timeout_s": float,
+    "grading": _bool,
+    "model_path": _path,
+    "inference_provider": _literal(get_args(InferenceProvider)),
+    "inference_threads": int,
+    "sample_fps": float,
+    "batch_max": int,
+    "batch_delay_ms": float,
+    "batch_queue": int,
 }
 
 
@@ -177,7 +198,12 @@ def _validate(settings: Settings) -> None:
         "tls_self_signed",
         "choose either a self-signed certificate or INSPECT_TLS_CERT/INSPECT_TLS_KEY",
     )
-    for name in ("tls_cert", "tls_key"):
+    need(0 < settings.sample_fps <= 30, "sample_fps", "must be between 0 and 30")
+    need(settings.inference_threads >= 0, "inference_threads", "must be 0 (automatic) or more")
+    need(1 <= settings.batch_max <= 256, "batch_max", "must be between 1 and 256")
+    need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")
+    need(settings.batch_queue >= settings.batch_max, "batch_queue", "must be at least batch_max")
+    for name in ("tls_cert", "tls_key", "model_path"):
         path = getattr(settings, name)
         need(path is None or path.is_file(), name, f"no such file: {path}")
 

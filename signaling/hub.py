@@ -40,6 +40,8 @@ LOBBY = "lobby"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_LAGGING = 4008
 OUTBOX_LIMIT = 512
+#: Bus events carrying this key go only to that audience; the key is not sent on.
+_AUDIENCE = "_audience"
 #: States in which a customer may still open the call.
 OPEN_STATES = frozenset({"created", "waiting", "in_call"})
 
@@ -627,7 +629,18 @@ class Hub:
 
     # -- fan-out --------------------------------------------------------------------------
 
+    async def publish_to_staff(self, case_id: str, event: Mapping[str, Any]) -> None:
+        """Send ``event`` to the staff in a case's room (e.g. the model's live assessment,
+        which the customer does not see)."""
+        await self.bus.publish(_room_topic(case_id), {**event, _AUDIENCE: "staff"})
+
     def _deliver(self, conn: _Connection, topic: str, event: Mapping[str, Any]) -> None:
+        if _AUDIENCE in event:
+            if event[_AUDIENCE] == "staff" and (
+                conn.identity is None or not conn.identity.is_staff
+            ):
+                return
+            event = {key: value for key, value in event.items() if key != _AUDIENCE}
         kind = event.get("type")
         if kind == "chat":
             seq = int(event["seq"])

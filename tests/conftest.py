@@ -47,7 +47,8 @@ class LiveService:
 
 @pytest.fixture
 def service_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "var", port=0, shutdown_timeout_s=2.0)
+    # Grading has its own tests (tests/server/test_grading_flow.py); elsewhere the model is off.
+    return Settings(data_dir=tmp_path / "var", port=0, shutdown_timeout_s=2.0, grading=False)
 
 
 @pytest.fixture

@@ -111,3 +111,21 @@ async def test_a_bad_setting_exits_naming_the_variable(tmp_path: Path) -> None:
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert b"INSPECT_PORT" in stderr
+
+
+async def test_a_model_that_breaks_the_contract_stops_the_start(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an ONNX model")
+    env = {
+        **os.environ,
+        "INSPECT_DATA_DIR": str(tmp_path / "var"),
+        "INSPECT_MODEL_PATH": str(broken),
+        "INSPECT_PORT": str(free_port()),
+    }
+    process = await asyncio.create_subprocess_exec(
+        *INSPECTD, "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert b"grading model" in stderr and b"broken.onnx" in stderr

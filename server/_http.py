@@ -1,0 +1,119 @@
+"""HTTP helpers shared by the REST route modules: JSON bodies validated by pydantic models,
+JSON responses, and the role checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from signaling.messages import Role
+from signaling.ports import Identity
+
+from .errors import Forbidden, InvalidRequest, ServerError, ServerErrorCode, Unauthorized
+from .keys import AUTH_KEY
+
+__all__ = [
+    "ADMIN",
+    "CALL_TAKERS",
+    "MAX_BODY_BYTES",
+    "STAFF",
+    "case_id_of",
+    "error_response",
+    "json_response",
+    "read_body",
+    "read_json",
+    "require",
+    "validation_error",
+]
+
+MAX_BODY_BYTES = 64 * 1024
+
+STAFF = frozenset({Role.AGENT, Role.REVIEWER, Role.ADMIN})
+CALL_TAKERS = frozenset({Role.AGENT, Role.ADMIN})
+ADMIN = frozenset({Role.ADMIN})
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def error_response(
+    status: int, code: str, message: str, fields: tuple[str, ...] = ()
+) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = list(fields)
+    return web.json_response({"error": error}, status=status)
+
+
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    parts: list[str] = []
+    fields: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+        if loc:
+            fields.append(loc)
+    return InvalidRequest("; ".join(parts) or "invalid body", fields=tuple(fields))
+
+
+async def read_json(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        if mime != "application/json" and not mime.endswith("+json"):
+            raise ServerError(
+                f"send the body as application/json, not {mime or 'nothing'}",
+                code=ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            )
+    limit = MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidRequest("a JSON object body is required")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body is not valid UTF-8 JSON") from None
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def require(request: web.Request, roles: frozenset[Role] = STAFF) -> Identity:
+    identity = await request.app[AUTH_KEY].authenticate(request)
+    if identity is None or not identity.is_staff:
+        raise Unauthorized("sign in (POST /api/login) or send an API bearer token")
+    if identity.role not in roles:
+        allowed = ", ".join(sorted(role.value for role in roles))
+        raise Forbidden(f"this needs the role {allowed}; you are {identity.role.value}")
+    return identity
+
+
+def case_id_of(request: web.Request) -> str:
+    return request.match_info["id"]
