@@ -180,6 +180,7 @@ async def create_app(settings: Settings) -> web.Application:
             max_message_bytes=settings.ws_max_message_bytes,
             heartbeat_s=settings.ws_heartbeat_s,
             shutdown_timeout_s=settings.shutdown_timeout_s,
+            grading=stack is not None,
         ),
         observer=services.metrics,
     )

@@ -52,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--name", help="display name (default: the username)")
     user.add_argument("--password", help="password (asked for when omitted)")
 
+    commands.add_parser(
+        "eval",
+        add_help=False,
+        help="score a grading model: accuracy, confusion matrix, per-damage AUROC, calibration"
+        " (inspectd eval [MODEL] [DIR]; DIR holds A/ B/ C/ D/ photo folders)",
+    ).add_argument("args", nargs=argparse.REMAINDER)
+    commands.add_parser(
+        "train",
+        add_help=False,
+        help="fine-tune the grading model on your own labelled photos (inspectd train DIR"
+        " --out model.onnx); needs the train extra: pip install -e '.[train]'",
+    ).add_argument("args", nargs=argparse.REMAINDER)
+
     token = commands.add_parser("add-token", help="create an API bearer token for an integration")
     token.add_argument("name")
     token.add_argument("--role", choices=("agent", "reviewer", "admin"), default="admin")
@@ -130,8 +143,31 @@ async def _add_token(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+def _model_tool(command: str, argv: list[str]) -> int:
+    """``eval`` and ``train`` run the training package's own command lines."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if command == "eval":
+        from inference.training.evaluate import main as evaluate
+
+        return evaluate(argv)
+    try:
+        from inference.training.train import main_train_folder
+    except ImportError as exc:
+        print(
+            f"inspectd train needs the train extra ({exc.name} is missing):"
+            " pip install -e '.[train]'",
+            file=sys.stderr,
+        )
+        return 2
+    return main_train_folder(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in ("eval", "train"):
+        # Their own parsers own every option, --help included.
+        return _model_tool(arguments[0], arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         settings = _settings_for(args)
     except SettingsError as exc:

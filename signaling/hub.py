@@ -73,6 +73,8 @@ class HubConfig:
     #: A waiting customer whose socket drops keeps their queue place this long.
     waiting_grace_s: float = 15.0
     shutdown_timeout_s: float = 5.0
+    #: Whether the server grades video live (staff consoles show it, or say it is off).
+    grading: bool = False
 
 
 class _Connection:
@@ -454,6 +456,7 @@ class Hub:
                 "chat": [record.to_json() for record in history],
                 "last_seq": last_seq,
                 "participants": others,
+                **({"grading": self.config.grading} if conn.identity.is_staff else {}),
             }
         )
         await self.bus.publish(

@@ -7,32 +7,25 @@ records must be stored on the case. Chromium that cannot start is a failure, not
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Page, async_playwright
 from playwright.async_api import expect as pw_expect
 
-pytestmark = pytest.mark.e2e
+from tests.e2e._browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WAIT_MS,
+    create_case,
+    get_case,
+    log_in,
+    new_page,
+    tid,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-WAIT_MS = 20_000
+pytestmark = pytest.mark.e2e
 
 #: Samples the remote video twice, 800 ms apart, and draws the frame to a canvas: a playing
 #: stream has a size, an advancing clock, and pixels that are neither black nor flat.
@@ -69,66 +62,11 @@ async (selector) => {
 """
 
 
-def _tid(test_id: str) -> str:
-    return f'[data-testid="{test_id}"]'
-
-
-async def _new_page(
-    browser: Browser, errors: list[str], **context_args: Any
-) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context(**context_args)
-    page = await context.new_page()
-    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(f"{page.url}: console: {message.text}")
-
-    page.on("console", on_console)
-    return context, page
-
-
-async def _create_case(base_url: str, token: str) -> dict[str, Any]:
-    body = {
-        "kind": "return",
-        "customer_name": "Maria Lopez",
-        "order_id": "ORD-20931",
-        "sku": "HEADPHONES-X2",
-        "reason": "Left ear cup rattles",
-    }
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
-        http.post(f"{base_url}/api/cases", json=body) as response,
-    ):
-        assert response.status == 201, await response.text()
-        created: dict[str, Any] = await response.json()
-    return created
-
-
-async def _get_case(base_url: str, token: str, case_id: str) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
-        http.get(f"{base_url}/api/cases/{case_id}") as response,
-    ):
-        assert response.status == 200, await response.text()
-        data: dict[str, Any] = await response.json()
-    return data
-
-
-async def _log_in(page: Page, base_url: str, username: str, password: str) -> None:
-    await page.goto(f"{base_url}/agent")
-    await pw_expect(page).to_have_url(re.compile(r"/login\?next=/agent$"))
-    await page.fill(_tid("login-username"), username)
-    await page.fill(_tid("login-password"), password)
-    await page.click(_tid("login-submit"))
-    await page.wait_for_url(f"{base_url}/agent", timeout=WAIT_MS)
-
-
 async def _chat(sender: Page, receiver: Page, text: str) -> None:
-    await sender.fill(_tid("chat-input"), text)
-    await sender.click(_tid("chat-send"))
+    await sender.fill(tid("chat-input"), text)
+    await sender.click(tid("chat-send"))
     for page in (sender, receiver):
-        message = page.locator(f'{_tid("chat-log")} [data-testid="chat-message"]', has_text=text)
+        message = page.locator(f'{tid("chat-log")} [data-testid="chat-message"]', has_text=text)
         await pw_expect(message).to_have_count(1, timeout=WAIT_MS)
 
 
@@ -144,7 +82,7 @@ async def _has_audio_track(page: Page) -> None:
 
 async def test_return_verification_call(live_service: Any) -> None:
     base_url = live_service.base_url.rstrip("/")
-    created = await _create_case(base_url, live_service.admin_token)
+    created = await create_case(base_url, live_service.admin_token)
     case_id = created["case"]["id"]
     join_url = created["join_url"]
     assert join_url.startswith(("http://", "https://"))
@@ -155,8 +93,8 @@ async def test_return_verification_call(live_service: Any) -> None:
         # No try/except: a Chromium that cannot launch fails the test.
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            _, agent = await _new_page(browser, errors, viewport={"width": 1440, "height": 900})
-            _, customer = await _new_page(
+            _, agent = await new_page(browser, errors, viewport={"width": 1440, "height": 900})
+            _, customer = await new_page(
                 browser,
                 errors,
                 viewport={"width": 390, "height": 844},
@@ -166,26 +104,24 @@ async def test_return_verification_call(live_service: Any) -> None:
                 permissions=["camera", "microphone"],
             )
 
-            await _log_in(agent, base_url, live_service.agent_username, live_service.agent_password)
-            await pw_expect(agent.locator(_tid("lobby-state"))).to_have_text(
-                "Live", timeout=WAIT_MS
-            )
+            await log_in(agent, base_url, live_service.agent_username, live_service.agent_password)
+            await pw_expect(agent.locator(tid("lobby-state"))).to_have_text("Live", timeout=WAIT_MS)
 
             # The customer opens the link on the phone and starts the camera.
             await customer.goto(join_url)
-            await customer.click(_tid("start-camera"))
-            state = customer.locator(_tid("connection-state"))
+            await customer.click(tid("start-camera"))
+            state = customer.locator(tid("connection-state"))
             await pw_expect(state).to_have_text("Waiting for an agent", timeout=WAIT_MS)
 
             # The case shows up in the agent's live queue with a running wait timer.
-            item = agent.locator(_tid(f"queue-item-{case_id}"))
+            item = agent.locator(tid(f"queue-item-{case_id}"))
             await pw_expect(item).to_be_visible(timeout=WAIT_MS)
             await pw_expect(item).to_contain_text("Maria Lopez")
-            await agent.click(_tid(f"accept-{case_id}"))
+            await agent.click(tid(f"accept-{case_id}"))
             await pw_expect(item).to_have_count(0, timeout=WAIT_MS)
 
             await pw_expect(state).to_contain_text("Connected with", timeout=WAIT_MS)
-            await pw_expect(agent.locator(_tid("connection-state"))).to_contain_text(
+            await pw_expect(agent.locator(tid("connection-state"))).to_contain_text(
                 "Connected", timeout=WAIT_MS
             )
 
@@ -197,7 +133,7 @@ async def test_return_verification_call(live_service: Any) -> None:
                 }""",
                 timeout=WAIT_MS,
             )
-            probe = await agent.evaluate(_VIDEO_PROBE, _tid("remote-video"))
+            probe = await agent.evaluate(_VIDEO_PROBE, tid("remote-video"))
             assert probe["width"] > 0 and probe["height"] > 0, probe
             assert probe["t1"] > probe["t0"], f"remote video is frozen: {probe}"
             assert not probe["paused"], probe
@@ -212,44 +148,44 @@ async def test_return_verification_call(live_service: Any) -> None:
             await _chat(customer, agent, "Hi! Here is the box and the headphones.")
             await _chat(agent, customer, "Thanks Maria, please show the left ear cup.")
 
-            await customer.click(_tid("checklist-label"))
-            await customer.click(_tid("checklist-item"))
+            await customer.click(tid("checklist-label"))
+            await customer.click(tid("checklist-item"))
             await customer.screenshot(path=str(ARTIFACTS / "e2e-customer.png"))
 
             # The agent records a partial refund with the observed facts.
-            await agent.select_option(_tid("decision-select"), "partial_refund")
-            await pw_expect(agent.locator(_tid("refund-amount"))).to_be_visible()
-            await agent.fill(_tid("refund-amount"), "12.50")
-            await agent.select_option(_tid("fact-cosmetic"), "light_wear")
-            await agent.select_option(_tid("fact-functional"), "does_not_work")
-            await agent.select_option(_tid("fact-packaging"), "intact")
-            await agent.fill(_tid("decision-note"), "Left ear cup rattles; cosmetics fine.")
-            await agent.click(_tid("decision-submit"))
-            result = agent.locator(_tid("decision-result"))
+            await agent.select_option(tid("decision-select"), "partial_refund")
+            await pw_expect(agent.locator(tid("refund-amount"))).to_be_visible()
+            await agent.fill(tid("refund-amount"), "12.50")
+            await agent.select_option(tid("fact-cosmetic"), "light_wear")
+            await agent.select_option(tid("fact-functional"), "does_not_work")
+            await agent.select_option(tid("fact-packaging"), "intact")
+            await agent.fill(tid("decision-note"), "Left ear cup rattles; cosmetics fine.")
+            await agent.click(tid("decision-submit"))
+            result = agent.locator(tid("decision-result"))
             await pw_expect(result).to_be_visible(timeout=WAIT_MS)
             await pw_expect(result).to_contain_text("Partial refund")
             await pw_expect(result).to_contain_text("12.50")
-            await pw_expect(agent.locator(_tid("case-link"))).to_have_attribute(
+            await pw_expect(agent.locator(tid("case-link"))).to_have_attribute(
                 "href", f"/agent/cases/{case_id}"
             )
             await agent.screenshot(path=str(ARTIFACTS / "e2e-agent.png"))
 
             # The customer is told the call is over.
-            await pw_expect(customer.locator(_tid("call-ended"))).to_be_visible(timeout=WAIT_MS)
+            await pw_expect(customer.locator(tid("call-ended"))).to_be_visible(timeout=WAIT_MS)
             await customer.screenshot(path=str(ARTIFACTS / "e2e-customer-ended.png"))
 
             # The case page shows the stored decision and the timeline.
-            await agent.click(_tid("case-link"))
-            await pw_expect(agent.locator(_tid("case-state"))).to_have_text(
+            await agent.click(tid("case-link"))
+            await pw_expect(agent.locator(tid("case-state"))).to_have_text(
                 "Decided", timeout=WAIT_MS
             )
-            await pw_expect(agent.locator(_tid("case-decision"))).to_contain_text("Partial refund")
-            await pw_expect(agent.locator(_tid("timeline-event")).first).to_be_visible()
+            await pw_expect(agent.locator(tid("case-decision"))).to_contain_text("Partial refund")
+            await pw_expect(agent.locator(tid("timeline-event")).first).to_be_visible()
             await agent.screenshot(path=str(ARTIFACTS / "e2e-case.png"), full_page=True)
         finally:
             await browser.close()
 
-    stored = await _get_case(base_url, live_service.admin_token, case_id)
+    stored = await get_case(base_url, live_service.admin_token, case_id)
     case = stored["case"]
     assert case["state"] == "decided"
     assert case["decision"] == "partial_refund"

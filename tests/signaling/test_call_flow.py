@@ -76,6 +76,8 @@ async def test_customer_video_reaches_the_agent_and_audio_flows_both_ways(
         assert accepted["case"]["state"] == "in_call"
         in_room = await agent.expect("joined")
         assert in_room["case"]["case_id"] == case_id
+        assert in_room["grading"] is False, "this service runs without the model"
+        assert "grading" not in joined, "customers are not told about grading"
         assert [p["role"] for p in in_room["participants"]] == ["customer"]
         await customer.expect("participant", where=lambda m: m["event"] == "joined")
 

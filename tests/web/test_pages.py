@@ -132,12 +132,67 @@ async def test_agent_console_renders_for_staff(client: TestClient[Any, Any]) -> 
     assert re.search(r"<video[^>]*data-testid=\"remote-video\"[^>]*playsinline", html)
 
 
+async def test_agent_console_has_the_live_grading_panel(client: TestClient[Any, Any]) -> None:
+    html = await (await _get(client, "/agent", staff=True)).text()
+    assert {
+        "grading-panel",
+        "grading-waiting",
+        "live-grade",
+        "live-confidence",
+        "live-status",
+        "grade-probs",
+        "damage-list",
+        "code-list",
+        "frames-count",
+        "best-frames",
+        "model-version",
+        "grading-note",
+    } <= _testids(html)
+    assert "Waiting for video…" in html
+    assert "evidence for you, not the verdict" in html
+    # The grading panel sits in the call console, after the video.
+    assert html.index('data-testid="remote-video"') < html.index('data-testid="grading-panel"')
+    # Rows, chips and frames are drawn by the grading module with these ids.
+    module = (STATIC_DIR / "js" / "grading.js").read_text()
+    for test_id in ("damage-${d.label}", "code-match", "best-frame"):
+        assert f"'data-testid': `{test_id}`" in module or f"'data-testid': '{test_id}'" in module
+    assert "'analysis'" in (STATIC_DIR / "js" / "agent.js").read_text()
+
+
+async def test_decision_form_shows_the_derived_grade_and_an_override(
+    client: TestClient[Any, Any],
+) -> None:
+    html = await (await _get(client, "/agent", staff=True)).text()
+    form = html[
+        html.index('data-testid="decision-form"') : html.index('data-testid="outcome-form"')
+    ]
+    assert {
+        "derived-grade",
+        "derived-explanation",
+        "resale-channel",
+        "decision-model-grade",
+        "grade-override-toggle",
+        "grade-override-select",
+        "grade-override-reason",
+    } <= _testids(form)
+    for grade in "ABCD":
+        assert f'<option value="{grade}">' in form
+    # The override reason is hidden until the agent chooses to override.
+    assert re.search(r'class="override-fields" hidden data-testid="grade-override-fields"', form)
+
+
 async def test_case_page_renders_for_staff(client: TestClient[Any, Any]) -> None:
     response = await _get(client, "/agent/cases/case-42", staff=True)
     assert response.status == 200
     html = await response.text()
     assert 'data-case-id="case-42"' in html
-    assert {"case-state", "case-details", "case-decision", "case-timeline"} <= _testids(html)
+    assert {
+        "case-state",
+        "case-details",
+        "case-decision",
+        "case-grading",
+        "case-timeline",
+    } <= _testids(html)
 
 
 async def test_join_page_for_a_valid_link(client: TestClient[Any, Any]) -> None:
@@ -190,7 +245,18 @@ async def test_invalid_join_link(client: TestClient[Any, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["signal.js", "call.js", "chat.js", "agent.js", "join.js", "login.js", "case.js"]
+    "name",
+    [
+        "signal.js",
+        "call.js",
+        "chat.js",
+        "agent.js",
+        "join.js",
+        "login.js",
+        "case.js",
+        "grading.js",
+        "gradeform.js",
+    ],
 )
 async def test_modules_are_served_as_javascript(client: TestClient[Any, Any], name: str) -> None:
     response = await _get(client, f"/static/js/{name}")

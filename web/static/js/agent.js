@@ -1,7 +1,9 @@
 // Agent console: the live queue, accepting a case, the call (customer video and voice in, the
-// agent's microphone out), chat, and the decision or outcome form.
+// agent's microphone out), chat, live grading, and the decision or outcome form.
 import { CallPeer, tryPlay } from './call.js';
 import { ChatPanel } from './chat.js';
+import { GradeForm } from './gradeform.js';
+import { GradingPanel, channelText, percent } from './grading.js';
 import { SignalClient, SocketState } from './signal.js';
 import {
   api, byTestId, copyFrom, formatDuration, h, label, show, wireLogout,
@@ -52,6 +54,8 @@ const state = {
   customer: null,
   customerLeft: false,
   decided: false,
+  grading: null, // GradingPanel
+  gradeForm: null, // GradeForm
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
@@ -188,9 +192,11 @@ function enterCall(message) {
     // A different call than the one on screen (not a reconnect into the same one).
     state.shownCase = id;
     state.chat.reset();
+    state.grading.reset();
     state.decided = false;
     resetDecisionForms(summary);
   }
+  state.grading.start(id, message.grading !== false);
   const customer = (message.participants ?? []).find((p) => p.role === 'customer');
   state.customer = customer ?? null;
   state.customerLeft = false;
@@ -226,7 +232,10 @@ function startPeer(iceServers) {
 async function onTrack(track, streams) {
   if (track.kind === 'video') {
     ui.video.srcObject = streams[0] ?? new MediaStream([track]);
-    ui.video.addEventListener('playing', () => show(ui.placeholder, false), { once: true });
+    ui.video.addEventListener('playing', () => {
+      show(ui.placeholder, false);
+      state.grading.videoPlaying();
+    }, { once: true });
     await tryPlay(ui.video);
   } else {
     ui.audio.srcObject = new MediaStream([track]);
@@ -249,6 +258,7 @@ function exitCall() {
   show(ui.idle);
   state.chat.setEnabled(false);
   state.chat.reset();
+  state.grading.reset();
   renderQueue();
   renderCallState();
 }
@@ -271,6 +281,7 @@ function resetDecisionForms(summary) {
   show(ui.result, false);
   ui.leave.textContent = 'Leave call';
   syncAmountField();
+  if (!isSupport) state.gradeForm.reset();
 }
 
 function syncAmountField() {
@@ -292,6 +303,8 @@ function decisionBody(form) {
   };
   const note = String(data.get('note') ?? '').trim();
   if (note) body.note = note;
+  const override = state.gradeForm.override();
+  if (override) body.grade_override = override;
   if (body.decision === 'partial_refund') {
     const amount = Number(data.get('refund_amount'));
     if (!Number.isFinite(amount) || amount <= 0) throw new Error('Enter the refund amount (more than 0).');
@@ -348,7 +361,18 @@ function resultRows(c) {
     ['Packaging', label(facts.packaging)],
     ['Accessories', facts.accessories_complete ? 'Complete' : 'Incomplete'],
   );
-  if (c.grade) rows.push(['Grade', String(c.grade)]);
+  const grading = c.grading;
+  if (grading?.final_grade) {
+    rows.push(['Final grade', grading.final_grade, 'result-final-grade']);
+    rows.push(['Grade source', grading.source === 'override' ? 'Agent override' : 'Rule table', 'result-grade-source']);
+    if (grading.override?.reason) rows.push(['Override reason', grading.override.reason]);
+    rows.push(['Resale channel', channelText(grading.resale_channel), 'result-resale-channel']);
+    if (grading.model?.grade) {
+      rows.push(['Model saw', `${grading.model.grade} · ${percent(grading.model.confidence)}`]);
+    }
+  } else if (c.grade) {
+    rows.push(['Grade', String(c.grade)]);
+  }
   if (c.note) rows.push(['Note', c.note]);
   return rows;
 }
@@ -361,10 +385,12 @@ function showResult(c) {
   ui.result.replaceChildren(
     h('h2', {}, 'Decision recorded'),
     h('p', { class: 'muted' }, `State: ${label(c.state)}`),
-    h('dl', { class: 'details' }, resultRows(c).map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
+    h('dl', { class: 'details' }, resultRows(c).map(([k, v, testId]) => h('div', {}, h('dt', {}, k), h('dd', { 'data-testid': testId }, v)))),
     h('a', { href: `/agent/cases/${encodeURIComponent(id)}`, 'data-testid': 'case-link', class: 'btn btn-secondary btn-small' }, 'Open case page →'),
   );
   ui.result.dataset.decision = c.decision ?? c.outcome ?? '';
+  ui.result.dataset.finalGrade = c.grading?.final_grade ?? '';
+  ui.result.dataset.gradeSource = c.grading?.source ?? '';
   show(ui.result);
   ui.leave.textContent = 'End call · back to queue';
 }
@@ -445,6 +471,7 @@ function connect() {
   signal.on('joined', onJoined);
   signal.on('participant', onParticipant);
   signal.on('case', (message) => onCaseChanged(message.case));
+  signal.on('analysis', (message) => state.grading.onMessage(message));
   signal.on('error', onError);
   signal.on('fatal', () => window.location.assign('/login?next=/agent'));
   window.addEventListener('online', () => signal.reconnectNow());
@@ -488,8 +515,13 @@ function wireCreateCase() {
 function main() {
   wireLogout();
   wireCreateCase();
+  state.grading = new GradingPanel();
+  state.gradeForm = new GradeForm(ui.decisionForm);
+  state.grading.onChange((view) => state.gradeForm.showModel(view));
   ui.decisionSelect.addEventListener('change', syncAmountField);
   ui.decisionForm.addEventListener('submit', (e) => submitDecision(e, ui.decisionForm, ui.decisionError, decisionBody));
+  // A message about what was wrong goes away once the agent changes the form.
+  ui.decisionForm.addEventListener('input', () => show(ui.decisionError, false));
   ui.outcomeForm.addEventListener('submit', (e) => submitDecision(e, ui.outcomeForm, ui.outcomeError, outcomeBody));
   ui.toggleMic.addEventListener('click', toggleMic);
   ui.leave.addEventListener('click', leaveCall);

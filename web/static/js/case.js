@@ -1,7 +1,11 @@
-// Case page: details, the stored decision and the timeline from GET /api/cases/{id}.
+// Case page: details, the stored decision, the grading record and the timeline from
+// GET /api/cases/{id}.
 import {
   api, byTestId, copyFrom, formatDateTime, h, label, show, wireLogout,
 } from './util.js';
+import {
+  channelText, codeRows, damageChips, framesText, gradeBadge, percent, statusText,
+} from './grading.js';
 
 const caseId = document.body.dataset.caseId;
 const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
@@ -57,10 +61,87 @@ function renderDecision(c) {
       pair('Functional', label(facts.functional)),
       pair('Packaging', label(facts.packaging)),
       pair('Accessories', facts.accessories_complete ? 'Complete' : 'Incomplete'),
-      c.grade ? pair('Grade', String(c.grade)) : null,
+      c.grading?.final_grade ? pair('Final grade', c.grading.final_grade)
+        : (c.grade ? pair('Grade', String(c.grade)) : null),
       c.note ? pair('Note', c.note) : null,
     ];
   box.replaceChildren(h('dl', { class: 'details', 'data-decision': c.decision ?? c.outcome }, rows));
+}
+
+function gradingItem(title, testId, ...children) {
+  return h('section', { class: 'grading-record-item', 'data-testid': testId }, h('h3', {}, title), children);
+}
+
+function modelItem(model) {
+  if (!model) {
+    return gradingItem('Model view', 'grading-model', h('p', { class: 'muted small' }, 'The model did not see the video.'));
+  }
+  return gradingItem('Model view', 'grading-model',
+    h('div', { class: 'grading-record-head' },
+      gradeBadge(model.grade),
+      h('div', {},
+        h('div', {}, h('strong', {}, `${percent(model.confidence)} confident`)),
+        h('div', { class: 'muted small' }, statusText(model)))),
+    model.damage?.length ? h('ul', { class: 'chip-list' }, damageChips(model.damage)) : h('div', { class: 'muted small' }, 'No damage seen'),
+    model.codes?.length ? h('ul', { class: 'code-list' }, codeRows(model.codes)) : null,
+    h('div', { class: 'muted small' }, [framesText(model.frames), model.model_version && `model ${model.model_version}`]
+      .filter(Boolean).join(' · ')),
+    h('div', { class: 'muted small' }, 'Evidence for the agent, not the verdict.'));
+}
+
+function renderGrading(c) {
+  const box = byTestId('case-grading');
+  const grading = c.grading;
+  if (!grading || (!grading.final_grade && !grading.model)) {
+    box.replaceChildren(h('p', { class: 'muted' }, c.kind === 'support' ? 'Support calls are not graded.' : 'No grading recorded yet.'));
+    return;
+  }
+  const items = [modelItem(grading.model)];
+  const derived = grading.derived;
+  if (derived) {
+    items.push(gradingItem('From the facts', 'grading-derived',
+      h('div', { class: 'grading-record-head' },
+        gradeBadge(derived.grade),
+        h('div', {}, h('div', {}, derived.explanation), h('div', { class: 'muted small' }, `${derived.rules_version} · rule ${derived.rule}`)))));
+  }
+  if (grading.override) {
+    items.push(gradingItem('Agent override', 'grading-override',
+      h('div', { class: 'grading-record-head' },
+        gradeBadge(grading.override.grade),
+        h('div', {}, h('div', { class: 'muted small' }, 'Reason'), h('div', {}, grading.override.reason)))));
+  }
+  if (grading.final_grade) {
+    items.push(h('section', { class: 'grading-record-item grading-record-final', 'data-testid': 'grading-final', 'data-grade': grading.final_grade, 'data-source': grading.source },
+      h('h3', {}, 'Final grade'),
+      h('div', { class: 'grading-record-head' },
+        gradeBadge(grading.final_grade),
+        h('div', {},
+          h('div', {}, h('strong', {}, grading.source === 'override' ? 'Set by the agent (override)' : 'Derived by the rule table')),
+          h('div', { class: 'muted small', 'data-testid': 'grading-resale-channel' }, `Resale: ${channelText(grading.resale_channel)}`)))));
+  }
+  box.replaceChildren(h('div', { class: 'grading-record' }, items));
+}
+
+/** What a timeline event's data says, in words; some event types get their own wording. */
+function describeEvent(event) {
+  const data = event.data;
+  if (event.type === 'grading.model_view' && data) {
+    const parts = [
+      data.grade && `Grade ${data.grade}`,
+      data.confidence != null && `${percent(data.confidence)} confident`,
+      data.status && statusText(data),
+      data.damage?.length ? `damage: ${data.damage.map((d) => label(d).toLowerCase()).join(', ')}` : 'no damage seen',
+      data.model_version && `model ${data.model_version}`,
+    ];
+    return parts.filter(Boolean).join(' · ');
+  }
+  return describeData(data);
+}
+
+const EVENT_TITLES = { 'grading.model_view': "Model's view of the video" };
+
+function eventTitle(type) {
+  return EVENT_TITLES[type] ?? label(String(type).replace(/^case\./, '').replaceAll('.', ' '));
 }
 
 function describeData(data) {
@@ -75,11 +156,11 @@ function renderTimeline(events) {
   const items = (events ?? []).map((event) => h('li', { class: 'timeline-item', 'data-testid': 'timeline-event', 'data-type': event.type },
     h('time', {}, formatDateTime(event.at)),
     h('div', {},
-      h('strong', {}, label(String(event.type).replace(/^case\./, '').replaceAll('.', ' '))),
+      h('strong', {}, eventTitle(event.type)),
       event.actor_name || event.actor
         ? h('span', { class: 'muted' }, ` · ${event.actor_name || event.actor}`)
         : null,
-      describeData(event.data) ? h('div', { class: 'muted small' }, describeData(event.data)) : null)));
+      describeEvent(event) ? h('div', { class: 'muted small' }, describeEvent(event)) : null)));
   byTestId('case-timeline').replaceChildren(
     ...(items.length ? items : [h('li', { class: 'muted' }, 'No events yet.')]),
   );
@@ -96,6 +177,7 @@ async function load() {
     const data = await api('GET', casePath);
     renderDetails(data.case);
     renderDecision(data.case);
+    renderGrading(data.case);
     renderTimeline(data.events);
   } catch (err) {
     if (err.status === 401) {
