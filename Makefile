@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench chromium clean
+.PHONY: run test lint format bench chromium clean model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Train, export and evaluate the default grader from its seed (CPU, ~15 min on 2 cores):
+## writes inference/models/grader-v1.onnx, grader-v1-fp16.onnx and grader-v1.json
+model: | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m inference.training --seed 20250101 --count 14000 --epochs 3 \
+	  --out-dir inference/models --name grader-v1
+
 bench: $(STAMP)
 	$(BIN)/python bench/connect.py
+	$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -22,6 +22,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+# The facts an agent records are the rule table's inputs: one definition, in inference.
+from inference.grading import Cosmetic, Functional, Packaging
 from signaling.ports import CaseSummary, Identity
 
 from .db import Database
@@ -70,25 +72,6 @@ class ReturnDecision(StrEnum):
     PARTIAL_REFUND = "partial_refund"
     REJECT = "reject"
     RETURN_TO_WAREHOUSE = "return_to_warehouse"
-
-
-class Cosmetic(StrEnum):
-    AS_NEW = "as_new"
-    LIGHT_WEAR = "light_wear"
-    COSMETIC_FLAWS = "cosmetic_flaws"
-    DAMAGED = "damaged"
-
-
-class Functional(StrEnum):
-    WORKS = "works"
-    DOES_NOT_WORK = "does_not_work"
-    UNTESTED = "untested"
-
-
-class Packaging(StrEnum):
-    INTACT = "intact"
-    DAMAGED = "damaged"
-    MISSING = "missing"
 
 
 class SupportOutcome(StrEnum):
