@@ -38,7 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Train, export and evaluate the default grader from its seed (CPU, ~15 min on 2 cores):
+## Train, export and evaluate the default grader from its seed (CPU: ~12 min on 2 cores):
 ## writes inference/models/grader-v1.onnx, grader-v1-fp16.onnx and grader-v1.json
 model: | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,dev]'
