@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -377,6 +376,7 @@ def train_folder(
     base: Path | None = None,
     epochs: int = 8,
     seed: int = 0,
+    threads: int = 2,
 ) -> Path:
     """Fine-tune a grader on labelled photos (``DIR/A/*.jpg`` ...) and export it to ``out``.
 
@@ -387,7 +387,7 @@ def train_folder(
     """
     from inference.training import export as exporter
 
-    _seed_everything(seed, int(os.environ.get("INSPECT_TRAIN_THREADS", "2")))
+    _seed_everything(seed, threads)
     base = base or exporter.DEFAULT_MODEL
     meta = {p.key: p.value for p in onnx.load(str(base), load_external_data=False).metadata_props}
     h, w = (int(v) for v in meta.get("inspect.input_size", "224x224").split("x"))
@@ -452,8 +452,9 @@ def main_train_folder(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for training")
     args = parser.parse_args(argv)
-    out = train_folder(args.data_dir, args.out, args.base, args.epochs, args.seed)
+    out = train_folder(args.data_dir, args.out, args.base, args.epochs, args.seed, args.threads)
     print(f"wrote {out}")
     return 0
 

@@ -97,4 +97,3 @@ async def test_engine_samples_a_published_video_track_and_ends_it_with_the_peer(
         if publisher is not None:
             await publisher.aclose()
         await engine.aclose()
-
