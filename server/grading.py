@@ -94,10 +94,10 @@ class GradingService:
                 case_id, {"type": "analysis", "case_id": case_id, "assessment": compact(snapshot)}
             )
 
-        analyzer = self._analyzers.open(stream.id, on_update=on_update)
+        self._analyzers.open(stream.id, on_update=on_update)
+        # The case's references are looked up at once; they land long before the first frame.
         self._spawn(self._set_refs(case_id, stream.id), f"grading-refs-{stream.id}")
         logger.info("grading stream %s", stream.id, extra={"case_id": case_id})
-        del analyzer
 
     def frame_sampled(self, stream: StreamKey, image: np.ndarray[Any, Any], ts: float) -> None:
         self._analyzers.offer(stream.id, image, ts)
