@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from .capture import CaptureHandle
 from .engine import MediaConfig, MediaEngine, MediaListener
-from .errors import BadCandidate, BadSdp, MediaError, PeerNotFound
+from .errors import (
+    BadCandidate,
+    BadSdp,
+    CaptureNotFound,
+    MediaError,
+    NothingToRecord,
+    PeerNotFound,
+)
 from .forwarder import Forwarder, SubscriberTrack, TrackSource
 from .peer import ServerPeer
+from .preroll import PrerollBuffer
+from .recorder import RecordedFile, Recorder
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
 
@@ -13,6 +23,8 @@ __all__ = [
     "BadCandidate",
     "BadSdp",
     "BitrateHints",
+    "CaptureHandle",
+    "CaptureNotFound",
     "Forwarder",
     "FrameSampler",
     "FrameSink",
@@ -20,8 +32,12 @@ __all__ = [
     "MediaEngine",
     "MediaError",
     "MediaListener",
+    "NothingToRecord",
     "OfferedMedia",
     "PeerNotFound",
+    "PrerollBuffer",
+    "RecordedFile",
+    "Recorder",
     "ServerPeer",
     "StreamKey",
     "SubscriberTrack",

@@ -9,16 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+import uuid
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
-from .errors import BadCandidate, BadSdp, MediaError, PeerNotFound
+from . import _aiortc
+from .capture import CaptureHandle, LatestFrame, Publication
+from .errors import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRecord, PeerNotFound
 from .forwarder import Forwarder, TrackSource
 from .peer import ServerPeer
+from .preroll import PrerollBuffer
+from .recorder import RecordedFile, Recorder, container_for
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
 
@@ -63,6 +72,14 @@ class MediaConfig:
     close_timeout_s: float = 5.0
     #: Decoded frames per second handed to the frame sink (the grading model) per video track.
     sample_fps: float = 2.0
+    #: Seconds of encoded frames kept per published track so a capture can start before it
+    #: was asked for (from the newest keyframe at least this far back). 0 disables pre-roll.
+    preroll_s: float = 10.0
+    #: Whether captures are possible at all (no pre-roll buffers, no keyframe requests if not).
+    recording: bool = True
+    #: While pre-roll is armed, ask each video publisher for a keyframe this often (Chromium
+    #: sends almost none on its own, and a pre-roll can only start at one).
+    keyframe_interval_s: float = 2.0
 
     def __post_init__(self) -> None:
         for url in self.ice_servers:
@@ -78,6 +95,14 @@ class MediaConfig:
             raise ValueError("close_timeout_s must be positive")
         if self.sample_fps <= 0:
             raise ValueError("sample_fps must be positive")
+        if self.preroll_s < 0:
+            raise ValueError("preroll_s must not be negative")
+        if self.keyframe_interval_s <= 0:
+            raise ValueError("keyframe_interval_s must be positive")
+
+    @property
+    def preroll_armed(self) -> bool:
+        return self.recording and self.preroll_s > 0
 
     def rtc_configuration(self) -> RTCConfiguration:
         """The aiortc configuration for one peer.
@@ -119,6 +144,9 @@ class MediaEngine:
         self._forwarder = Forwarder(on_source_ended=self._source_ended)
         self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
+        self._publications: dict[str, list[Publication]] = {}
+        self._captures: dict[str, list[Recorder]] = {}
+        self._snapshot_pool: ThreadPoolExecutor | None = None
 
     @property
     def config(self) -> MediaConfig:
@@ -250,6 +278,8 @@ class MediaEngine:
         if peer is None:
             return
         peer.closed = True
+        for publication in self._publications.pop(participant_id, []):
+            self._end_publication(publication)
         await self._forwarder.leave(participant_id)
         self._route(peer.room_id)
         # Never cancel RTCPeerConnection.close(): a close that aiortc started itself (remote
@@ -275,6 +305,9 @@ class MediaEngine:
         if self._closed:
             return
         self._closed = True
+        # Finalise every file first: a capture's index is written when its recorder closes.
+        for capture_id in list(self._captures):
+            await self._stop_recorders(self._captures.pop(capture_id))
         try:
             async with asyncio.timeout(self._config.close_timeout_s):
                 await asyncio.gather(*(self.close_peer(pid) for pid in list(self._peers)))
@@ -286,6 +319,9 @@ class MediaEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._forwarder.aclose()
+        if self._snapshot_pool is not None:
+            self._snapshot_pool.shutdown(wait=True)
+            self._snapshot_pool = None
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -306,6 +342,7 @@ class MediaEngine:
             if source.kind == "video" and self._frame_sink is not None:
                 stream = StreamKey(room_id, participant_id, source.track_id)
                 source.add_tap(FrameSampler(stream, self._frame_sink, self._config.sample_fps))
+            self._add_publication(peer, source, track)
             self._route(room_id)
 
         @pc.on("connectionstatechange")
@@ -324,6 +361,10 @@ class MediaEngine:
             await self.close_peer(peer.participant_id)
 
     def _source_ended(self, source: TrackSource) -> None:
+        publications = self._publications.get(source.publisher_id, [])
+        for publication in [p for p in publications if p.source is source]:
+            publications.remove(publication)
+            self._end_publication(publication)
         if not self._closed:
             self._route(source.room_id)
 
@@ -359,3 +400,232 @@ class MediaEngine:
     def _own(self, task: asyncio.Future[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def _add_publication(self, peer: ServerPeer, source: TrackSource, track: Any) -> None:
+        config = self._config
+        preroll = PrerollBuffer(config.preroll_s) if config.preroll_armed else None
+        publication = Publication(source=source, preroll=preroll)
+        if source.kind == "video":
+            publication.latest = LatestFrame()
+            source.add_tap(publication.latest)
+        if config.recording:
+            receiver = _aiortc.receiver_of(peer.pc, track)
+            if receiver is None:
+                logger.warning("no receiver for track %s", source.track_id, extra=peer.log_extra)
+            else:
+                publication.receiver = receiver
+                _aiortc.tap_encoded_frames(receiver, publication.on_encoded)
+                if source.kind == "video" and config.preroll_armed:
+                    publication.keyframe_task = asyncio.create_task(
+                        self._ask_keyframes(publication),
+                        name=f"media-keyframes-{peer.participant_id}-{source.track_id}",
+                    )
+        self._publications.setdefault(peer.participant_id, []).append(publication)
+
+    async def _ask_keyframes(self, publication: Publication) -> None:
+        """Ask for a keyframe every ``keyframe_interval_s`` while the pre-roll is armed."""
+        while True:
+            await asyncio.sleep(self._config.keyframe_interval_s)
+            await self._request_keyframe(publication)
+
+    async def _request_keyframe(self, publication: Publication) -> None:
+        if publication.receiver is None:
+            return
+        try:
+            await _aiortc.request_keyframe(publication.receiver)
+        except ConnectionError:
+            pass  # the transport is closing; the publication ends with it
+        except Exception:
+            logger.exception(
+                "asking for a keyframe failed", extra={"participant_id": publication.participant_id}
+            )
+
+    def _end_publication(self, publication: Publication) -> None:
+        """The track is gone: stop asking for keyframes; finish recordings left with no track."""
+        task, publication.keyframe_task = publication.keyframe_task, None
+        if task is not None:
+            task.cancel()
+        if publication.preroll is not None:
+            publication.preroll.clear()
+        sinks, publication.sinks = publication.sinks, set()
+        for recorder in sinks:
+            if recorder.end_track(publication.key) and not recorder.stopping:
+                self._spawn(self._finish_recorder(recorder), f"media-finish-{recorder.path.name}")
+
+    async def _finish_recorder(self, recorder: Recorder) -> None:
+        result = await recorder.aclose()
+        logger.info(
+            "recording %s finished: %d frames, %.1f s",
+            result.path,
+            result.frames,
+            result.duration_s,
+        )
+
+    def _room_publications(self, room_id: str) -> dict[str, list[Publication]]:
+        by_participant: dict[str, list[Publication]] = {}
+        for participant_id, publications in self._publications.items():
+            peer = self._peers.get(participant_id)
+            live = [p for p in publications if p.source.live]
+            if peer is not None and peer.room_id == room_id and live:
+                by_participant[participant_id] = live
+        return by_participant
+
+    def _check_recording(self, room_id: str) -> dict[str, list[Publication]]:
+        if self._closed:
+            raise MediaError("the media engine is shutting down")
+        if not self._config.recording:
+            raise MediaError("recording is disabled on this server")
+        publishers = self._room_publications(room_id)
+        if not publishers:
+            raise NothingToRecord(room_id)
+        return publishers
+
+    def _recorder(
+        self,
+        directory: Path,
+        name: str,
+        participant_id: str,
+        publications: list[Publication],
+        requested_at: float,
+        seconds: float | None,
+    ) -> tuple[Recorder, list[tuple[Publication, list[Any]]]]:
+        """A recorder for one participant and the buffered frames each track starts with
+        (``seconds=None``: no pre-roll)."""
+        video = [p for p in publications if p.kind == "video"]
+        codecs = [p.codec for p in publications]
+        if video and video[0].codec is None:
+            codecs = [None]  # not known yet: Matroska takes any codec
+        container, ext = container_for(codecs)
+        path = directory / f"{name}-{participant_id}{ext}"
+        buffered: list[tuple[Publication, list[Any]]] = []
+        origin = requested_at
+        if seconds is not None:
+            # Video decides where the file starts (a keyframe); other tracks line up with it.
+            for publication in video:
+                if publication.preroll is not None:
+                    frames = publication.preroll.last(seconds)
+                    if frames:
+                        origin = min(origin, frames[0].arrival)
+                    buffered.append((publication, frames))
+            for publication in publications:
+                if publication.kind != "video" and publication.preroll is not None:
+                    if video:
+                        frames = publication.preroll.since(origin)
+                    else:
+                        frames = publication.preroll.last(seconds)
+                        if frames:
+                            origin = min(origin, frames[0].arrival)
+                    buffered.append((publication, frames))
+        recorder = Recorder(
+            path, participant_id, container, origin=origin, requested_at=requested_at
+        )
+        for publication in sorted(publications, key=lambda p: p.kind != "video"):
+            recorder.add_track(publication.key, publication.kind)
+        return recorder, buffered
+
+    async def start_capture(
+        self, room_id: str, directory: Path, *, name: str, preroll: bool = True
+    ) -> CaptureHandle:
+        """Record every track published in ``room_id`` until :meth:`stop_capture`.
+
+        One file per publishing participant, ``directory/<name>-<participant>.webm`` (VP8 and
+        Opus) or ``.mkv`` (H.264), holding its encoded frames as they arrived (no re-encode).
+        With ``preroll`` the files start at the newest keyframe at least ``preroll_s`` seconds
+        before this call. A file is finished when its publisher leaves, at :meth:`stop_capture`
+        or at :meth:`aclose`. Raises :class:`NothingToRecord` when nobody publishes in the room.
+        """
+        publishers = self._check_recording(room_id)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        publishers = self._check_recording(room_id)  # the room may have changed meanwhile
+        now = time.monotonic()
+        seconds = self._config.preroll_s if preroll and self._config.preroll_armed else None
+        recorders: list[Recorder] = []
+        for participant_id, publications in publishers.items():
+            recorder, buffered = self._recorder(
+                directory, name, participant_id, publications, now, seconds
+            )
+            recorder.start()
+            # No await from here on: nothing arrives between the buffer and the live frames.
+            for publication, frames in buffered:
+                for frame in frames:
+                    recorder.write(publication.key, frame)
+            for publication in publications:
+                publication.sinks.add(recorder)
+                if publication.kind == "video":
+                    self._spawn(self._request_keyframe(publication), f"media-pli-{participant_id}")
+            recorders.append(recorder)
+        capture_id = uuid.uuid4().hex
+        self._captures[capture_id] = recorders
+        logger.info("capture %s started in %s: %d files", capture_id, room_id, len(recorders))
+        return CaptureHandle(
+            id=capture_id,
+            room_id=room_id,
+            name=name,
+            files=tuple(r.path for r in recorders),
+            requested_at=time.time(),
+        )
+
+    async def stop_capture(self, handle: CaptureHandle) -> list[RecordedFile]:
+        """Finish a capture's files and describe them (raises :class:`CaptureNotFound` if it
+        was already stopped)."""
+        recorders = self._captures.pop(handle.id, None)
+        if recorders is None:
+            raise CaptureNotFound(handle.id)
+        return await self._stop_recorders(recorders)
+
+    async def _stop_recorders(self, recorders: list[Recorder]) -> list[RecordedFile]:
+        for publications in self._publications.values():
+            for publication in publications:
+                publication.sinks.difference_update(recorders)
+        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
+
+    async def save_last(
+        self, room_id: str, seconds: float, directory: Path, *, name: str
+    ) -> list[RecordedFile]:
+        """Write the last ``seconds`` (at most ``preroll_s``) of every track published in the
+        room from the pre-roll buffers: files start at the newest keyframe at least that far
+        back. Same file naming as :meth:`start_capture`."""
+        if not 0 < seconds <= self._config.preroll_s:
+            raise ValueError(f"seconds must be in (0, {self._config.preroll_s}]")
+        publishers = self._check_recording(room_id)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        now = time.monotonic()
+        recorders: list[Recorder] = []
+        for participant_id, publications in self._room_publications(room_id).items():
+            recorder, buffered = self._recorder(
+                directory, name, participant_id, publications, now, seconds
+            )
+            recorder.start()
+            for publication, frames in buffered:
+                for frame in frames:
+                    recorder.write(publication.key, frame)
+            recorders.append(recorder)
+        del publishers
+        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
+
+    async def snapshot(self, room_id: str) -> bytes | None:
+        """A JPEG of the newest decoded frame of a video published in the room (``None`` when
+        no video frame has arrived). Encoded off the event loop."""
+        frames = [
+            p.latest.frame
+            for publications in self._room_publications(room_id).values()
+            for p in publications
+            if p.latest is not None and p.latest.frame is not None
+        ]
+        if not frames:
+            return None
+        if self._snapshot_pool is None:
+            self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="media-snapshot")
+        frame = frames[0]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._snapshot_pool, _jpeg, frame)
+
+
+def _jpeg(frame: Any) -> bytes:
+    image = frame.to_ndarray(format="bgr24")
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise MediaError("JPEG encoding failed")
+    return bytes(encoded.tobytes())

@@ -6,7 +6,14 @@ bases let callers that only know the ``MediaGateway`` contract catch ``ValueErro
 
 from __future__ import annotations
 
-__all__ = ["BadCandidate", "BadSdp", "MediaError", "PeerNotFound"]
+__all__ = [
+    "BadCandidate",
+    "BadSdp",
+    "CaptureNotFound",
+    "MediaError",
+    "NothingToRecord",
+    "PeerNotFound",
+]
 
 
 class MediaError(Exception):
@@ -41,3 +48,23 @@ class PeerNotFound(MediaError, LookupError):
     def __init__(self, participant_id: str) -> None:
         super().__init__(f"no media session for participant {participant_id!r}")
         self.participant_id = participant_id
+
+
+class NothingToRecord(MediaError, LookupError):
+    """Nobody publishes a track in that room, so there is nothing to capture."""
+
+    code = "nothing_to_record"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"nothing is published in room {room_id!r}")
+        self.room_id = room_id
+
+
+class CaptureNotFound(MediaError, LookupError):
+    """No running capture has that id (never started, or already stopped)."""
+
+    code = "capture_not_found"
+
+    def __init__(self, capture_id: str) -> None:
+        super().__init__(f"no running capture {capture_id!r}")
+        self.capture_id = capture_id

@@ -26,7 +26,9 @@ from pydantic import (
     field_validator,
 )
 
+from evidence import EvidenceError, EvidenceErrorCode
 from inference import SnapshotCandidate
+from media import MediaError
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import CaseSummary, Identity
@@ -617,6 +619,17 @@ def api_routes() -> list[ApiRoute]:
 
 # -- error mapping at the edge -----------------------------------------------------------------
 
+_EVIDENCE_STATUS = {
+    EvidenceErrorCode.NOT_FOUND: 404,
+    EvidenceErrorCode.INVALID: 400,
+    EvidenceErrorCode.ON_LEGAL_HOLD: 409,
+    EvidenceErrorCode.RETENTION_ACTIVE: 409,
+    EvidenceErrorCode.STORAGE_FULL: 507,
+}
+
+#: Media errors that are not "the call is not in a state for this" (409).
+_MEDIA_STATUS = {"capture_not_found": 404}
+
 _SIGNALING_STATUS = {
     SignalingErrorCode.ALREADY_ACCEPTED: 409,
     SignalingErrorCode.NOT_WAITING: 409,
@@ -656,6 +669,14 @@ async def error_middleware(
         if exc.status >= 500:
             logger.error("request failed: %s", exc.message)
         return error_response(exc.status, exc.code.value, exc.message, exc.fields)
+    except EvidenceError as exc:
+        status = _EVIDENCE_STATUS.get(exc.code, 500)
+        if status >= 500:
+            logger.error("evidence archive failed: %s", exc.message)
+        return error_response(status, exc.code.value, exc.message)
+    except MediaError as exc:
+        status = 400 if isinstance(exc, ValueError) else _MEDIA_STATUS.get(exc.code, 409)
+        return error_response(status, exc.code, exc.message)
     except SignalingError as exc:
         status = _SIGNALING_STATUS.get(exc.code, 500)
         if status >= 500:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -12,18 +13,22 @@ from typing import Any
 
 from aiohttp import web
 
+from evidence import EvidenceArchive
 from inference import BatcherMetrics
 from media import MediaConfig, MediaEngine
 from signaling import Hub, HubConfig, MemoryBus, SignalingError
 from signaling.ports import CaseSummary
 from web import JoinView, StaffView, setup_pages
 
-from .api import Services, open_services, setup_api
+from .api import NoGrading, Services, open_services, setup_api
 from .auth import Auth
+from .captures import CaptureService
 from .cases import CaseService
-from .grading import GradingService, open_grading
+from .evidence_api import evidence_routes, setup_evidence_reads
+from .grading import GradingService, GradingStack, open_grading
 from .grading_api import grading_routes
 from .ice import IceServers, turn_credentials
+from .keys import CAPTURES_KEY, EVIDENCE_KEY
 from .settings import Settings
 
 __all__ = [
@@ -49,6 +54,7 @@ class AppState:
     services: Services
     media: MediaEngine
     hub: Hub
+    archive: EvidenceArchive
 
     @property
     def auth(self) -> Auth:
@@ -125,6 +131,8 @@ def _media_config(settings: Settings) -> MediaConfig:
         start_bitrate_kbps=settings.start_bitrate_kbps,
         close_timeout_s=settings.shutdown_timeout_s,
         sample_fps=settings.sample_fps,
+        recording=settings.recording,
+        preroll_s=settings.preroll_s,
     )
 
 
@@ -140,15 +148,32 @@ async def _lookup_refs(cases: CaseService, case_id: str) -> dict[str, str | None
     }
 
 
+async def _sweep_retention(archive: EvidenceArchive, interval_s: float) -> None:
+    """Delete expired evidence that is not on legal hold, now and then (log entries stay)."""
+    while True:
+        try:
+            removed = await archive.purge_expired()
+            if removed:
+                logger.info("retention: %d expired evidence items deleted", len(removed))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("retention sweep failed")
+        await asyncio.sleep(interval_s)
+
+
 async def create_app(settings: Settings) -> web.Application:
     """Open the state under ``settings.data_dir`` and build the application."""
     services = await open_services(settings)
+    stack: GradingStack | None = None
     try:
-        stack = (
-            await open_grading(settings, BatcherMetrics(services.metrics.registry))
-            if settings.grading
-            else None
-        )
+        archive = await EvidenceArchive.open(settings.data_dir / "evidence")
+        try:
+            if settings.grading:
+                stack = await open_grading(settings, BatcherMetrics(services.metrics.registry))
+        except BaseException:
+            await archive.aclose()
+            raise
     except BaseException:
         await services.aclose()
         raise
@@ -194,9 +219,14 @@ async def create_app(settings: Settings) -> web.Application:
     services.metrics.watch("peers", lambda: media.peer_count)
     services.metrics.watch("live_calls", lambda: hub.live_calls)
 
+    captures = CaptureService(settings, media, archive, grading or NoGrading())
+
     app = web.Application(client_max_size=1024 * 1024)
-    state = AppState(settings=settings, services=services, media=media, hub=hub)
+    state = AppState(settings=settings, services=services, media=media, hub=hub, archive=archive)
     app[STATE_KEY] = state
+    app[EVIDENCE_KEY] = archive
+    app[CAPTURES_KEY] = captures
+    setup_evidence_reads(app)
     setup_api(
         app,
         settings=settings,
@@ -207,21 +237,36 @@ async def create_app(settings: Settings) -> web.Application:
         metrics=services.metrics,
         calls=hub,
         grading=grading,
-        extra_routes=grading_routes(),
+        extra_routes=[*grading_routes(), *evidence_routes()],
     )
     setup_pages(app, _Pages(services.auth, services.cases))
     app.router.add_get("/ws", hub.handle, name="ws")
 
+    sweeper: list[asyncio.Task[None]] = []
+
+    async def startup(app: web.Application) -> None:
+        await captures.recover(services.cases)
+        sweeper.append(
+            asyncio.create_task(
+                _sweep_retention(archive, settings.retention_sweep_s), name="evidence-retention"
+            )
+        )
+
     async def shutdown(app: web.Application) -> None:
-        # Sockets first (GOING_AWAY), then peers, then storage.
+        # Sockets first (GOING_AWAY), then running captures are filed, then peers, then storage.
+        for task in sweeper:
+            task.cancel()
         await hub.aclose()
+        await captures.aclose()
         await media.aclose()
         if grading is not None and stack is not None:
             await grading.aclose()
             await stack.aclose()
         await bus.aclose()
+        await archive.aclose()
         await services.aclose()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return app
 

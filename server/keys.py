@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from evidence import EvidenceArchive
+
     from .api import CallControl, GradingView
     from .auth import Auth
+    from .captures import CaptureService
     from .cases import CaseService
     from .db import Database
     from .metrics import Metrics
@@ -18,8 +21,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTH_KEY",
     "CALL_CONTROL_KEY",
+    "CAPTURES_KEY",
     "CASES_KEY",
     "DB_KEY",
+    "EVIDENCE_KEY",
     "GRADING_VIEW_KEY",
     "METRICS_KEY",
     "SETTINGS_KEY",
@@ -34,3 +39,5 @@ METRICS_KEY: web.AppKey[Metrics] = web.AppKey("inspect_metrics")
 WEBHOOKS_KEY: web.AppKey[WebhookDispatcher] = web.AppKey("inspect_webhooks")
 CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
 GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")
+EVIDENCE_KEY: web.AppKey[EvidenceArchive] = web.AppKey("inspect_evidence")
+CAPTURES_KEY: web.AppKey[CaptureService] = web.AppKey("inspect_captures")

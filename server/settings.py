@@ -70,6 +70,16 @@ class Settings:
     batch_max: int = 16
     batch_delay_ms: float = 10.0
     batch_queue: int = 64
+    #: Record evidence from calls (encoded frames copied, never re-encoded).
+    recording: bool = True
+    #: Seconds of video kept before "start recording" (from the last keyframe that far back).
+    preroll_s: float = 10.0
+    #: Retention class of new evidence (evidence/retention.py names the classes and periods).
+    evidence_retention_class: str = "standard"
+    #: How often expired evidence (not on legal hold) is deleted; its log entries stay.
+    retention_sweep_s: float = 3600.0
+    #: The privacy notice customers were shown, recorded with every evidence item.
+    privacy_notice_version: str = "2026-11"
 
     @property
     def tls(self) -> bool:
@@ -150,6 +160,11 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "batch_max": int,
     "batch_delay_ms": float,
     "batch_queue": int,
+    "recording": _bool,
+    "preroll_s": float,
+    "evidence_retention_class": str,
+    "retention_sweep_s": float,
+    "privacy_notice_version": str,
 }
 
 
@@ -203,6 +218,8 @@ def _validate(settings: Settings) -> None:
     need(1 <= settings.batch_max <= 256, "batch_max", "must be between 1 and 256")
     need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")
     need(settings.batch_queue >= settings.batch_max, "batch_queue", "must be at least batch_max")
+    need(1 <= settings.preroll_s <= 120, "preroll_s", "must be between 1 and 120 seconds")
+    need(settings.retention_sweep_s >= 10, "retention_sweep_s", "must be at least 10 seconds")
     for name in ("tls_cert", "tls_key", "model_path"):
         path = getattr(settings, name)
         need(path is None or path.is_file(), name, f"no such file: {path}")

@@ -1,4 +1,5 @@
-"""Page routes: staff login, the agent console, the case page and the customer join page.
+"""Page routes: staff login, the agent console, the case page, the evidence archive and the
+customer join page.
 
 Pages are thin server renders; the live behaviour (signaling, WebRTC, chat) lives in the ES
 modules under ``static/js``. Nothing here talks to the database or the signaling hub: what a
@@ -47,6 +48,29 @@ _CONTENT_TYPES: Final[dict[str, str]] = {
     ".json": "application/json",
     ".woff2": "font/woff2",
 }
+
+#: Logistics stages an evidence item can be filed under (value, label), in shipping order.
+LOGISTICS_STAGES: Final = (
+    ("packing", "Packing"),
+    ("domestic_pickup", "Domestic pickup"),
+    ("export_customs", "Export customs"),
+    ("international_transport", "International transport"),
+    ("import_customs", "Import customs"),
+    ("last_mile", "Last mile"),
+    ("return_receipt", "Return receipt"),
+    ("refurbishment_qc", "Refurbishment QC"),
+)
+
+#: What a capture was for.
+EVIDENCE_USES: Final = (
+    ("return", "Return"),
+    ("walkthrough", "Walkthrough"),
+    ("support", "Support"),
+    ("packing", "Packing"),
+)
+
+#: Roles that may open the evidence archive (the API enforces the same; this is the friendly page).
+ARCHIVE_ROLES: Final = frozenset({"reviewer", "admin"})
 
 #: Pages only load their own scripts and styles; media comes from the camera and WebRTC.
 _CSP: Final = "; ".join(
@@ -118,6 +142,7 @@ def setup_pages(app: web.Application, backend: PageBackend) -> None:
     app.router.add_get("/login", _login, name="login")
     app.router.add_get("/agent", _agent, name="agent")
     app.router.add_get("/agent/cases/{case_id}", _case, name="agent_case")
+    app.router.add_get("/evidence", _evidence, name="evidence")
     app.router.add_get("/join/{token}", _join, name="join")
     app.router.add_get("/static/{path:.+}", _static, name="static")
 
@@ -154,6 +179,16 @@ def _require_staff(request: web.Request) -> StaffView:
     return staff
 
 
+def _forbidden(request: web.Request, staff: StaffView, message: str) -> web.Response:
+    """A 403 page that says why, inside the staff frame (the header still works)."""
+    return _render(
+        "forbidden.html",
+        request,
+        {"title": "Not allowed", "staff": staff, "message": message},
+        status=403,
+    )
+
+
 # -- handlers ----------------------------------------------------------------------------------
 
 
@@ -168,7 +203,11 @@ async def _login(request: web.Request) -> web.StreamResponse:
 
 async def _agent(request: web.Request) -> web.StreamResponse:
     staff = _require_staff(request)
-    return _render("agent.html", request, {"title": "Agent console", "staff": staff})
+    return _render(
+        "agent.html",
+        request,
+        {"title": "Agent console", "staff": staff, "stages": LOGISTICS_STAGES},
+    )
 
 
 async def _case(request: web.Request) -> web.StreamResponse:
@@ -177,6 +216,19 @@ async def _case(request: web.Request) -> web.StreamResponse:
     return _render(
         "case.html", request, {"title": f"Case {case_id}", "staff": staff, "case_id": case_id}
     )
+
+
+async def _evidence(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    if staff.role not in ARCHIVE_ROLES:
+        return _forbidden(request, staff, "The evidence archive is for reviewers")
+    context = {
+        "title": "Evidence archive",
+        "staff": staff,
+        "stages": LOGISTICS_STAGES,
+        "uses": EVIDENCE_USES,
+    }
+    return _render("evidence.html", request, context)
 
 
 async def _join(request: web.Request) -> web.StreamResponse:

@@ -71,6 +71,7 @@ class Participant:
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._negotiating = asyncio.Lock()
+        self._track_added = asyncio.Event()
 
     # -- signaling --------------------------------------------------------------------
 
@@ -137,8 +138,18 @@ class Participant:
             @self.pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
                 self.sinks[track.kind] = TrackSink(track, lambda frame: self._frame(track, frame))
+                self._track_added.set()
 
         return self.pc
+
+    async def sinks_ready(self, kind: str) -> TrackSink:
+        """Wait until a remote track of ``kind`` has delivered its first frame."""
+        while kind not in self.sinks:
+            self._track_added.clear()
+            await self._track_added.wait()
+        sink = self.sinks[kind]
+        await sink.first_frame.wait()
+        return sink
 
     def _frame(self, track: MediaStreamTrack, frame: Any) -> None:
         # Looked up per frame: a test may set the callbacks after negotiating.

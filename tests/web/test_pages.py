@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from web import STATIC_DIR, JoinView, StaffView, setup_pages
 
 STAFF = StaffView(user_id="u-1", username="alex", name="Alex <Agent>", role="agent")
+REVIEWER = StaffView(user_id="u-2", username="riley", name="Riley Reviewer", role="reviewer")
+ADMIN = StaffView(user_id="u-3", username="ada", name="Ada Admin", role="admin")
 CASE_VIEW = JoinView(
     ok=True,
     error=None,
@@ -27,10 +30,13 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 class FakeBackend:
-    """Staff are recognised by a ``session=ok`` cookie; join tokens name their outcome."""
+    """Staff are recognised by a ``session`` cookie (``ok`` is the agent, else the role's name);
+    join tokens name their outcome."""
 
     def staff(self, request: web.Request) -> StaffView | None:
-        return STAFF if request.cookies.get("session") == "ok" else None
+        return {"ok": STAFF, "reviewer": REVIEWER, "admin": ADMIN}.get(
+            request.cookies.get("session", "")
+        )
 
     async def join_view(self, token: str) -> JoinView:
         if token == "good":
@@ -51,8 +57,12 @@ def _testids(html: str) -> set[str]:
     return set(re.findall(r'data-testid="([^"]+)"', html))
 
 
-async def _get(client: TestClient[Any, Any], path: str, *, staff: bool = False) -> Any:
-    cookies = {"session": "ok"} if staff else None
+async def _get(
+    client: TestClient[Any, Any], path: str, *, staff: bool = False, role: str | None = None
+) -> Any:
+    """GET without following redirects; ``staff`` signs in the agent, ``role`` another member."""
+    session = role or ("ok" if staff else None)
+    cookies = {"session": session} if session else None
     return await client.get(path, allow_redirects=False, cookies=cookies)
 
 
@@ -67,6 +77,7 @@ async def test_root_redirects_to_the_console(client: TestClient[Any, Any]) -> No
     [
         ("/agent", "/login?next=/agent"),
         ("/agent/cases/case-42", "/login?next=/agent/cases/case-42"),
+        ("/evidence", "/login?next=/evidence"),
     ],
 )
 async def test_staff_pages_redirect_to_login(
@@ -256,6 +267,12 @@ async def test_invalid_join_link(client: TestClient[Any, Any]) -> None:
         "case.js",
         "grading.js",
         "gradeform.js",
+        "capture.js",
+        "evidence.js",
+        "archive.js",
+        "evidencedetail.js",
+        "gradetimeline.js",
+        "staff.js",
     ],
 )
 async def test_modules_are_served_as_javascript(client: TestClient[Any, Any], name: str) -> None:
@@ -285,3 +302,121 @@ async def test_every_module_import_resolves(client: TestClient[Any, Any]) -> Non
         for target in re.findall(r"from '(\./[^']+)'", module.read_text()):
             response = await _get(client, f"/static/js/{target[2:]}")
             assert response.status == 200, f"{module.name} imports missing {target}"
+
+
+STAGES = (
+    "packing",
+    "domestic_pickup",
+    "export_customs",
+    "international_transport",
+    "import_customs",
+    "last_mile",
+    "return_receipt",
+    "refurbishment_qc",
+)
+
+
+async def test_agent_console_has_the_capture_controls(client: TestClient[Any, Any]) -> None:
+    html = await (await _get(client, "/agent", staff=True)).text()
+    assert {
+        "capture-panel",
+        "capture-start",
+        "capture-stop",
+        "capture-state",
+        "capture-save-last",
+        "capture-snapshot",
+        "capture-stage",
+        "capture-error",
+        "evidence-list",
+    } <= _testids(html)
+    # Under the customer's video, before the grading panel.
+    video = html.index('data-testid="remote-video"')
+    start = html.index('data-testid="capture-panel"')
+    end = html.index('data-testid="grading-panel"')
+    assert video < start < end
+    panel = html[start:end]
+    for stage in STAGES:
+        assert f'<option value="{stage}">' in panel
+    assert "Save last 30 s" in panel and "pre-roll" in panel
+    # Stop is hidden until a recording runs; nothing is enabled before a call.
+    assert re.search(r'<button[^>]*hidden[^>]*data-testid="capture-stop"', panel)
+    assert re.search(r'<button[^>]*disabled[^>]*data-testid="capture-start"', panel)
+    module = (STATIC_DIR / "js" / "capture.js").read_text()
+    for path in ("/captures`", "/captures/last`", "/snapshots`", "/evidence`", "/stop`"):
+        assert path in module
+    assert "'data-testid': 'save-frame'" in (STATIC_DIR / "js" / "grading.js").read_text()
+    assert "'data-testid': 'evidence-item'" in (STATIC_DIR / "js" / "evidence.js").read_text()
+
+
+async def test_archive_login_comes_back_to_the_search(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/evidence?case_id=c-1")
+    assert response.status == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/login"
+    assert parse_qs(location.query)["next"] == ["/evidence?case_id=c-1"]
+
+
+async def test_agents_see_no_evidence_link(client: TestClient[Any, Any]) -> None:
+    html = await (await _get(client, "/agent", staff=True)).text()
+    assert "nav-evidence" not in _testids(html)
+
+
+@pytest.mark.parametrize("role", ["reviewer", "admin"])
+async def test_evidence_archive_renders_for_reviewers(
+    client: TestClient[Any, Any], role: str
+) -> None:
+    response = await _get(client, "/evidence", role=role)
+    assert response.status == 200
+    assert "Content-Security-Policy" in response.headers
+    html = await response.text()
+    assert {
+        "nav-evidence",
+        "view-reason",
+        "evidence-search",
+        "search-order",
+        "search-tracking",
+        "search-case",
+        "search-unit",
+        "search-since",
+        "search-until",
+        "search-grade",
+        "search-stage",
+        "search-submit",
+        "evidence-results",
+        "evidence-detail",
+        "evidence-video",
+        "evidence-image",
+        "grade-timeline",
+        "integrity-status",
+        "custody-log",
+        "export-bundle",
+        "hold-toggle",
+        "delete-item",
+        "action-reason",
+        "action-confirm",
+        "action-error",
+    } <= _testids(html)
+    assert "Why are you opening evidence?" in html
+    assert re.search(r"<video[^>]*controls[^>]*playsinline", html)
+    for stage in STAGES:
+        assert f'<option value="{stage}">' in html
+    for grade in "ABCD":
+        assert f'<option value="{grade}">' in html
+    assert '<script type="module" src="/static/js/archive.js">' in html
+
+
+async def test_evidence_archive_is_refused_to_agents(client: TestClient[Any, Any]) -> None:
+    response = await _get(client, "/evidence", staff=True)
+    assert response.status == 403
+    html = await response.text()
+    assert "The evidence archive is for reviewers" in html
+    assert "evidence-search" not in _testids(html)
+    assert "logout" in _testids(html)
+
+
+async def test_case_page_lists_evidence(client: TestClient[Any, Any]) -> None:
+    agent = await (await _get(client, "/agent/cases/case-42", staff=True)).text()
+    assert {"case-evidence", "evidence-list"} <= _testids(agent)
+    assert "case-evidence-archive" not in _testids(agent)
+    reviewer = await (await _get(client, "/agent/cases/case-42", role="reviewer")).text()
+    assert 'href="/evidence?case_id=case-42"' in reviewer

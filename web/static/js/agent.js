@@ -1,6 +1,7 @@
 // Agent console: the live queue, accepting a case, the call (customer video and voice in, the
-// agent's microphone out), chat, live grading, and the decision or outcome form.
+// agent's microphone out), chat, live grading, evidence capture, and the decision or outcome form.
 import { CallPeer, tryPlay } from './call.js';
+import { CapturePanel } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
 import { GradingPanel, channelText, percent } from './grading.js';
@@ -56,6 +57,7 @@ const state = {
   decided: false,
   grading: null, // GradingPanel
   gradeForm: null, // GradeForm
+  capture: null, // CapturePanel
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
@@ -193,10 +195,12 @@ function enterCall(message) {
     state.shownCase = id;
     state.chat.reset();
     state.grading.reset();
+    state.capture.reset();
     state.decided = false;
     resetDecisionForms(summary);
   }
   state.grading.start(id, message.grading !== false);
+  state.capture.start(id, summary.kind);
   const customer = (message.participants ?? []).find((p) => p.role === 'customer');
   state.customer = customer ?? null;
   state.customerLeft = false;
@@ -244,6 +248,8 @@ async function onTrack(track, streams) {
 }
 
 function exitCall() {
+  // A running recording is stopped, so the clip is kept (best effort, in the background).
+  state.capture.end();
   state.peer?.close();
   state.peer = null;
   state.currentCase = null;
@@ -263,7 +269,9 @@ function exitCall() {
   renderCallState();
 }
 
-function leaveCall() {
+async function leaveCall() {
+  // Stop a running recording while the customer is still in the call.
+  await state.capture.end();
   state.signal.send({ type: 'leave' });
   exitCall();
 }
@@ -516,6 +524,8 @@ function main() {
   wireLogout();
   wireCreateCase();
   state.grading = new GradingPanel();
+  state.capture = new CapturePanel();
+  state.grading.setFrameAction((frame, button) => state.capture.saveFrame(frame, button));
   state.gradeForm = new GradeForm(ui.decisionForm);
   state.grading.onChange((view) => state.gradeForm.showModel(view));
   ui.decisionSelect.addEventListener('change', syncAmountField);

@@ -1,11 +1,12 @@
 // Case page: details, the stored decision, the grading record and the timeline from
-// GET /api/cases/{id}.
+// GET /api/cases/{id}, and the case's evidence from GET /api/cases/{id}/evidence.
 import {
   api, byTestId, copyFrom, formatDateTime, h, label, show, wireLogout,
 } from './util.js';
 import {
   channelText, codeRows, damageChips, framesText, gradeBadge, percent, statusText,
 } from './grading.js';
+import { evidenceListItem, normalizeItem } from './evidence.js';
 
 const caseId = document.body.dataset.caseId;
 const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
@@ -166,6 +167,20 @@ function renderTimeline(events) {
   );
 }
 
+/** The case's clips and snapshots; reviewers and admins get links into the archive. */
+async function loadEvidence() {
+  const list = byTestId('evidence-list');
+  const archiveLink = ['reviewer', 'admin'].includes(document.body.dataset.role);
+  try {
+    const data = await api('GET', `${casePath}/evidence`);
+    const items = (data.items ?? []).map(normalizeItem).sort((a, b) => String(b.added_at).localeCompare(String(a.added_at)));
+    list.replaceChildren(...items.map((item) => evidenceListItem(item, { archiveLink })));
+    list.dataset.count = String(items.length);
+  } catch (err) {
+    list.dataset.empty = err.status === 404 ? 'No clips or snapshots saved for this case.' : `Evidence not available: ${err.message}`;
+  }
+}
+
 function showError(err) {
   const el = byTestId('error-message');
   el.textContent = err.status === 404 ? 'This case does not exist.' : err.message;
@@ -215,3 +230,4 @@ function wireActions() {
 wireLogout();
 wireActions();
 load();
+loadEvidence();

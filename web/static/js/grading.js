@@ -127,6 +127,7 @@ export class GradingPanel {
   #frameIds = '';
   #silentTimer = null;
   #listeners = new Set();
+  #frameAction = null;
 
   constructor(root = byTestId('grading-panel')) {
     this.#el = {
@@ -155,6 +156,12 @@ export class GradingPanel {
   onChange(fn) {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
+  }
+
+  /** Put a "Save" button under each best frame that calls `fn(frame, button)`. */
+  setFrameAction(fn) {
+    this.#frameAction = fn;
+    this.#frameIds = ''; // draw the frames again, with their buttons
   }
 
   /** Follow a case: clear the panel if it is another one, fetch now, then every few seconds.
@@ -277,8 +284,19 @@ export class GradingPanel {
         h('img', {
           src: f.url, alt: `Frame, sharpness ${Math.round(f.sharpness)}`, loading: 'lazy',
           width: f.width, height: f.height, 'data-testid': 'best-frame',
-        }))));
+        })),
+      this.#saveButton(f)));
     this.#el.bestFrames.replaceChildren(...items);
+  }
+
+  #saveButton(frame) {
+    const action = this.#frameAction;
+    if (!action) return null;
+    return h('button', {
+      type: 'button', class: 'btn btn-secondary btn-small frame-save', 'data-testid': 'save-frame',
+      title: 'Save this frame as evidence (JPEG)',
+      onclick: (event) => action(frame, event.currentTarget),
+    }, 'Save');
   }
 
   #emit() {

@@ -1,0 +1,95 @@
+"""SQLite on one dedicated thread: every call runs there, the event loop never blocks on it."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from evidence.errors import StorageFull
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+class Database:
+    """A single connection owned by a single worker thread."""
+
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._conn: sqlite3.Connection | None = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-db")
+
+        def connect() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # Evidence: a committed entry survives a power cut.
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, conn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the database thread."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the evidence database is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, conn)
+        except (sqlite3.Error, OSError) as exc:
+            if _is_full(exc):
+                raise StorageFull("the evidence disk is full") from exc
+            raise
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error."""
+
+        def wrapped(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self.run(wrapped)
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the thread; idempotent."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, conn.close)
+        finally:
+            self._executor.shutdown(wait=True)

@@ -1,0 +1,308 @@
+"""Evidence capture: the media engine's recordings and snapshots become evidence items, tied to
+their case, order, tracking number, unit, stage and operator, with the grade data the model and
+the agent produced while they were recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
+from media import CaptureHandle, MediaEngine, RecordedFile
+from signaling.ports import Identity
+
+from .cases import Case, CaseKind, CaseService
+from .errors import Conflict, NotFound
+from .settings import Settings
+
+__all__ = ["CaptureInfo", "CaptureService"]
+
+logger = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    """Where the sharpest recent frames come from (``server.grading.GradingService``)."""
+
+    def latest(self, case_id: str) -> dict[str, Any] | None: ...
+
+    def frames(self, case_id: str) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureInfo:
+    id: str
+    case_id: str
+    started_at: float
+    preroll_s: float
+    stage: str | None
+    note: str
+    operator: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "case_id": self.case_id,
+            "started_at": _dt(self.started_at).isoformat(),
+            "preroll_s": self.preroll_s,
+            "stage": self.stage,
+        }
+
+
+@dataclass(slots=True)
+class _Active:
+    case: Case
+    info: CaptureInfo
+    handle: CaptureHandle
+
+
+#: Written beside a recording while it runs, so one cut off by a crash can be filed at restart.
+MANIFEST = "capture.json"
+
+
+def _recordings_in(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".webm", ".mkv"))
+
+
+def _newest_change(paths: list[Path]) -> float:
+    return max(p.stat().st_mtime for p in paths)
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class CaptureService:
+    """Starts and stops recordings and files the results in the evidence archive."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        media: MediaEngine,
+        archive: EvidenceArchive,
+        grading: FrameSource,
+    ) -> None:
+        self._settings = settings
+        self._media = media
+        self._archive = archive
+        self._grading = grading
+        self._spool = settings.data_dir / "recording"
+        self._active: dict[str, _Active] = {}
+
+    # -- the agent's actions ------------------------------------------------------------------
+
+    async def start(
+        self, case: Case, operator: Identity, *, stage: str | None, note: str
+    ) -> CaptureInfo:
+        """Record the call from the last keyframe ``preroll_s`` back until :meth:`stop`."""
+        capture_id = secrets.token_hex(6)
+        directory = self._spool / capture_id
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        handle = await self._media.start_capture(case.id, directory, name="clip")
+        info = CaptureInfo(
+            id=capture_id,
+            case_id=case.id,
+            started_at=handle.requested_at - self._settings.preroll_s,
+            preroll_s=self._settings.preroll_s,
+            stage=self._stage(case, stage),
+            note=note,
+            operator=operator.name,
+        )
+        manifest = {**info.to_json(), "started_at": info.started_at, "note": note}
+        manifest["operator"] = operator.name
+        await asyncio.to_thread((directory / MANIFEST).write_text, json.dumps(manifest), "utf-8")
+        self._active[capture_id] = _Active(case, info, handle)
+        logger.info("capture %s started", capture_id, extra={"case_id": case.id})
+        return info
+
+    async def stop(self, case: Case, capture_id: str, operator: Identity) -> EvidenceItem:
+        active = self._active.get(capture_id)
+        if active is None or active.info.case_id != case.id:
+            raise NotFound(f"no running capture {capture_id!r} for this case")
+        del self._active[capture_id]
+        files = await self._media.stop_capture(active.handle)
+        return await self._file_clip(case, files, active.info, operator.name)
+
+    async def save_last(
+        self, case: Case, seconds: float, operator: Identity, *, stage: str | None, note: str
+    ) -> EvidenceItem:
+        capture_id = secrets.token_hex(6)
+        directory = self._spool / capture_id
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        files = await self._media.save_last(case.id, seconds, directory, name="last")
+        now = time.time()
+        info = CaptureInfo(
+            capture_id, case.id, now - seconds, seconds, self._stage(case, stage), note,
+            operator.name,
+        )  # fmt: skip
+        return await self._file_clip(case, files, info, operator.name)
+
+    async def snapshot(
+        self,
+        case: Case,
+        operator: Identity,
+        *,
+        frame_id: str | None,
+        stage: str | None,
+        note: str,
+    ) -> EvidenceItem:
+        """One of the sharpest frames the grading kept (``frame_id``), or the newest frame."""
+        taken_at = time.time()
+        jpeg: bytes | None
+        if frame_id is not None:
+            frame = next(
+                (f for f in self._grading.frames(case.id) if str(int(f.ts * 1000)) == frame_id),
+                None,
+            )
+            if frame is None:
+                raise NotFound(f"no frame {frame_id!r}: pick one of the case's best frames")
+            jpeg, taken_at = frame.jpeg, frame.ts
+        else:
+            jpeg = await self._media.snapshot(case.id)
+            if jpeg is None:
+                raise Conflict("no video frame has arrived yet: nothing to photograph")
+        directory = self._spool / secrets.token_hex(6)
+        path = directory / "snapshot.jpg"
+
+        def write() -> None:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(jpeg)
+
+        await asyncio.to_thread(write)
+        record = self._record(
+            case, "snapshot", operator.name, taken_at, taken_at, self._stage(case, stage), note
+        )
+        try:
+            return await self._archive.add_item(
+                [("snapshot.jpg", path)], record, actor=operator.name
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    # -- filing ---------------------------------------------------------------------------------
+
+    async def _file_clip(
+        self, case: Case, files: list[RecordedFile], info: CaptureInfo, actor: str
+    ) -> EvidenceItem:
+        usable = [f for f in files if f.frames > 0 and f.path.exists()]
+        directory = self._spool / info.id
+        try:
+            if not usable:
+                problems = "; ".join(f.error for f in files if f.error) or "no frames arrived"
+                raise Conflict(f"nothing was recorded: {problems}")
+            started = min(f.started_at for f in usable)
+            ended = max(f.ended_at for f in usable)
+            record = self._record(
+                case, "clip", info.operator, started, ended, info.stage, info.note
+            )
+            named = [(f.path.name, f.path) for f in usable]
+            item = await self._archive.add_item(named, record, actor=actor)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+        logger.info("capture %s filed as %s", info.id, item.item_id, extra={"case_id": case.id})
+        return item
+
+    def _stage(self, case: Case, stage: str | None) -> str | None:
+        if stage:
+            return LogisticsStage(stage).value
+        return LogisticsStage.RETURN_RECEIPT.value if case.kind is CaseKind.RETURN else None
+
+    def _record(
+        self,
+        case: Case,
+        kind: str,
+        operator: str,
+        started: float,
+        ended: float,
+        stage: str | None,
+        note: str,
+    ) -> EvidenceRecord:
+        grading: dict[str, Any] = {}
+        live = self._grading.latest(case.id)
+        stored: Mapping[str, Any] = case.grading or {}
+        model = live if live is not None else stored.get("model")
+        if model:
+            grading["model"] = {
+                key: model.get(key)
+                for key in (
+                    "grade", "confidence", "status", "grade_probs", "damage", "codes",
+                    "model_version", "started_at", "updated_at", "frames",
+                )
+            }  # fmt: skip
+        if stored.get("final_grade"):
+            grading["agent"] = {
+                "grade": stored.get("final_grade"),
+                "source": stored.get("source"),
+                "facts": (stored.get("derived") or {}).get("facts"),
+            }
+            grading["grade"] = stored.get("final_grade")
+        return EvidenceRecord(
+            case_id=case.id,
+            use=Use.SUPPORT if case.kind is CaseKind.SUPPORT else Use.RETURN,
+            operator=operator,
+            started_at=_dt(started),
+            ended_at=_dt(max(started, ended)),
+            kind=ItemKind(kind),
+            order_id=case.order_id,
+            tracking_number=case.tracking_number,
+            unit_id=case.unit_id,
+            sku=case.sku,
+            logistics_stage=LogisticsStage(stage) if stage else None,
+            grading=grading or None,
+            privacy_notice_version=self._settings.privacy_notice_version,
+            note=note,
+            retention_class=self._settings.evidence_retention_class,
+        )
+
+    async def recover(self, cases: CaseService) -> list[EvidenceItem]:
+        """File recordings a crash cut off (their manifest is still in the spool): the files
+        play up to the last frames written, and the item says it was recovered."""
+        if not await asyncio.to_thread(self._spool.is_dir):
+            return []
+        items = []
+        for manifest in await asyncio.to_thread(lambda: sorted(self._spool.glob(f"*/{MANIFEST}"))):
+            directory = manifest.parent
+            try:
+                data = json.loads(await asyncio.to_thread(manifest.read_text, "utf-8"))
+                case = await cases.get_case(str(data["case_id"]))
+                media = await asyncio.to_thread(_recordings_in, directory)
+                if case is None or not media:
+                    continue
+                stat = await asyncio.to_thread(_newest_change, media)
+                note = (
+                    data.get("note") or ""
+                ) + " (recovered after the server stopped during the recording)"
+                record = self._record(
+                    case, "clip", str(data["operator"]), float(data["started_at"]), stat,
+                    data.get("stage"), note.strip(),
+                )  # fmt: skip
+                items.append(
+                    await self._archive.add_item(
+                        [(p.name, p) for p in media], record, actor="recovery"
+                    )
+                )
+                logger.warning("filed an interrupted recording of case %s", case.id)
+            except Exception:
+                logger.exception("could not recover the recording in %s", directory)
+                continue
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+        return items
+
+    async def aclose(self) -> None:
+        """File every running capture (a shutdown must not lose what was recorded)."""
+        for capture_id, active in list(self._active.items()):
+            del self._active[capture_id]
+            try:
+                files = await self._media.stop_capture(active.handle)
+                await self._file_clip(active.case, files, active.info, active.info.operator)
+                logger.info("capture %s filed at shutdown", capture_id)
+            except Exception:
+                logger.exception("capture %s could not be filed", capture_id)

@@ -1,0 +1,74 @@
+"""Fixtures for the evidence tests: a fake clock, records and real files in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evidence import EvidenceArchive, EvidenceRecord
+
+T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    now: float = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta.total_seconds()
+
+
+def make_record(**overrides: Any) -> EvidenceRecord:
+    fields: dict[str, Any] = {
+        "case_id": "case-1",
+        "use": "return",
+        "operator": "agent-7",
+        "started_at": T0 - timedelta(minutes=2),
+        "ended_at": T0 - timedelta(minutes=1),
+        "kind": "clip",
+        "order_id": "ORD-1",
+        "tracking_number": "1Z999",
+        "unit_id": "UNIT-1",
+        "sku": "SKU-1",
+        "logistics_stage": "return_receipt",
+        "grading": {"grade": "B", "model": {"grade": "B", "defects": [{"kind": "scratch"}]}},
+        "privacy_notice_version": "pn-3",
+        "note": "box dented",
+        "retention_class": "standard",
+    }
+    fields.update(overrides)
+    return EvidenceRecord(**fields)
+
+
+def make_files(directory: Path, tag: str = "a", *, snapshot: bool = True) -> list[tuple[str, Path]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    clip = directory / f"clip-{tag}.webm"
+    clip.write_bytes(b"\x1a\x45\xdf\xa3" + tag.encode() * 5000)
+    files = [("clip.webm", clip)]
+    if snapshot:
+        jpg = directory / f"snap-{tag}.jpg"
+        jpg.write_bytes(b"\xff\xd8\xff\xe0" + tag.encode() * 300 + b"\xff\xd9")
+        files.append(("snapshot.jpg", jpg))
+    return files
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def archive(tmp_path: Path, clock: FakeClock) -> AsyncIterator[EvidenceArchive]:
+    opened = await EvidenceArchive.open(tmp_path / "data", clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
