@@ -589,11 +589,12 @@ class MediaEngine:
         back. Same file naming as :meth:`start_capture`."""
         if not 0 < seconds <= self._config.preroll_s:
             raise ValueError(f"seconds must be in (0, {self._config.preroll_s}]")
-        publishers = self._check_recording(room_id)
+        self._check_recording(room_id)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        publishers = self._check_recording(room_id)  # the room may have changed meanwhile
         now = time.monotonic()
         recorders: list[Recorder] = []
-        for participant_id, publications in self._room_publications(room_id).items():
+        for participant_id, publications in publishers.items():
             recorder, buffered = self._recorder(
                 directory, name, participant_id, publications, now, seconds
             )
@@ -602,7 +603,6 @@ class MediaEngine:
                 for frame in frames:
                     recorder.write(publication.key, frame)
             recorders.append(recorder)
-        del publishers
         return list(await asyncio.gather(*(r.aclose() for r in recorders)))
 
     async def snapshot(self, room_id: str) -> bytes | None:

@@ -10,12 +10,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import (
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from evidence import EvidenceError, EvidenceErrorCode
+from evidence import EvidenceError, EvidenceErrorCode, claim_deadlines
 from inference import SnapshotCandidate
 from media import MediaError
 from signaling.errors import SignalingError, SignalingErrorCode
@@ -169,6 +171,11 @@ class NewCaseBody(_Body):
     tracking_number: ShortText | None = None
     #: The per-unit QR code or serial the returned item should carry.
     unit_id: ShortText | None = None
+    #: Carriers and marketplaces involved, e.g. "UPS, Amazon": the case shows their claim
+    #: deadlines (from ``evidence.retention``'s rule table) counted from these dates.
+    carrier: ShortText | None = None
+    shipped_at: AwareDatetime | None = None
+    delivered_at: AwareDatetime | None = None
 
 
 class ReturnFactsBody(_Body):
@@ -259,9 +266,14 @@ class CaseOut(BaseModel):
     reason: str | None
     tracking_number: str | None
     unit_id: str | None
+    carrier: str | None
+    shipped_at: str | None
+    delivered_at: str | None
     agent_id: str | None
     #: Only in ``GET /api/cases/{id}``: the agent's display name.
     agent_name: str | None = None
+    #: Only in ``GET /api/cases/{id}``: claim deadlines of the case's carriers, soonest first.
+    claim_deadlines: list[dict[str, Any]] | None = None
     decision: ReturnDecision | None
     refund_amount: float | None
     currency: str | None
@@ -390,7 +402,10 @@ async def create_case(request: web.Request) -> web.Response:
     identity = await require(request, CALL_TAKERS)
     body = await read_body(request, NewCaseBody)
     cases = request.app[CASES_KEY]
-    case = await cases.create(NewCase(**body.model_dump()), actor=identity.subject)
+    fields = body.model_dump()
+    for name in ("shipped_at", "delivered_at"):
+        fields[name] = fields[name].timestamp() if fields[name] is not None else None
+    case = await cases.create(NewCase(**fields), actor=identity.subject)
     link = _join_link_json(request, case)
     await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
     return json_response({"case": case.to_json(), **link}, status=201)
@@ -417,6 +432,7 @@ async def get_case(request: web.Request) -> web.Response:
     names = _ActorNames(auth, case)
     body = case.to_json()
     body["agent_name"] = names.name(case.agent_id) if case.agent_id else None
+    body["claim_deadlines"] = _claim_deadlines(case)
     return json_response(
         {
             "case": body,
@@ -425,6 +441,23 @@ async def get_case(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+def _claim_deadlines(case: Case) -> list[dict[str, Any]]:
+    """The named carriers' and marketplaces' claim deadlines, soonest first."""
+    if not case.carrier or (case.shipped_at is None and case.delivered_at is None):
+        return []
+    names = [name.strip() for name in case.carrier.split(",") if name.strip()]
+    return [
+        deadline.to_json()
+        for deadline in claim_deadlines(
+            delivered_at=_utc(case.delivered_at), shipped_at=_utc(case.shipped_at), carriers=names
+        )
+    ]
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
 class _ActorNames:

@@ -138,6 +138,10 @@ class NewCase:
     reason: str | None = None
     tracking_number: str | None = None
     unit_id: str | None = None
+    #: Carriers and marketplaces involved ("UPS, Amazon"): their claim deadlines show on the case.
+    carrier: str | None = None
+    shipped_at: float | None = None
+    delivered_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,9 @@ class Case:
     reason: str | None
     tracking_number: str | None
     unit_id: str | None
+    carrier: str | None
+    shipped_at: float | None
+    delivered_at: float | None
     agent_id: str | None
     decision: str | None
     refund_amount: Decimal | None
@@ -231,6 +238,9 @@ class Case:
             reason=row["reason"],
             tracking_number=row["tracking_number"],
             unit_id=row["unit_id"],
+            carrier=row["carrier"],
+            shipped_at=row["shipped_at"],
+            delivered_at=row["delivered_at"],
             agent_id=row["agent_id"],
             decision=row["decision"],
             refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
@@ -261,6 +271,9 @@ class Case:
             "reason": self.reason,
             "tracking_number": self.tracking_number,
             "unit_id": self.unit_id,
+            "carrier": self.carrier,
+            "shipped_at": iso_time(self.shipped_at),
+            "delivered_at": iso_time(self.delivered_at),
             "agent_id": self.agent_id,
             "decision": self.decision,
             "refund_amount": float(self.refund_amount) if self.refund_amount is not None else None,
@@ -449,8 +462,9 @@ class CaseService:
         def work(conn: sqlite3.Connection) -> Case:
             conn.execute(
                 "INSERT INTO cases (id, kind, state, customer_name, customer_contact, order_id,"
-                " sku, reason, tracking_number, unit_id, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sku, reason, tracking_number, unit_id, carrier, shipped_at, delivered_at,"
+                " created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     case_id,
                     new.kind.value,
@@ -462,6 +476,9 @@ class CaseService:
                     new.reason,
                     new.tracking_number,
                     new.unit_id,
+                    new.carrier,
+                    new.shipped_at,
+                    new.delivered_at,
                     now,
                     now,
                 ),

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS cases (
     reason           TEXT,
     tracking_number  TEXT,
     unit_id          TEXT,              -- per-unit QR / serial the item should carry
+    carrier          TEXT,              -- carriers / marketplaces involved, comma-separated
+    shipped_at       REAL,
+    delivered_at     REAL,
     agent_id         TEXT,
     decision         TEXT,
     refund_amount    TEXT,              -- decimal as text: money is never a float at rest
@@ -112,6 +115,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE cases ADD COLUMN unit_id TEXT",
         "ALTER TABLE cases ADD COLUMN grading TEXT",
+    ),
+    3: (
+        "ALTER TABLE cases ADD COLUMN carrier TEXT",
+        "ALTER TABLE cases ADD COLUMN shipped_at REAL",
+        "ALTER TABLE cases ADD COLUMN delivered_at REAL",
     ),
 }
 
