@@ -14,11 +14,15 @@ const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
 const DETAIL_FIELDS = [
   ['kind', 'Kind'], ['customer_name', 'Customer'], ['customer_contact', 'Contact'],
   ['order_id', 'Order'], ['sku', 'SKU'], ['tracking_number', 'Tracking number'],
+  ['unit_id', 'Unit code'], ['carrier', 'Carrier / marketplace'], ['shipped_at', 'Shipped'],
+  ['delivered_at', 'Delivered'],
   ['reason', 'Reason'], ['agent_name', 'Agent'], ['created_at', 'Created'],
   ['waiting_at', 'Customer arrived'], ['in_call_at', 'Call started'],
   ['decided_at', 'Decided'], ['closed_at', 'Closed'],
 ];
-const TIME_FIELDS = new Set(['created_at', 'waiting_at', 'in_call_at', 'decided_at', 'closed_at']);
+const TIME_FIELDS = new Set([
+  'created_at', 'waiting_at', 'in_call_at', 'decided_at', 'closed_at', 'shipped_at', 'delivered_at',
+]);
 
 function pair(term, value) {
   return h('div', {}, h('dt', {}, term), h('dd', {}, value));
@@ -44,6 +48,20 @@ function renderDetails(c) {
     .map(([key, title]) => pair(title, detailValue(key, c[key])));
   byTestId('case-details').replaceChildren(...rows);
   show(byTestId('close-case'), c.state === 'decided');
+  renderClaims(c.claim_deadlines ?? []);
+}
+
+/** Claim deadlines of the case's carriers and marketplaces, soonest first. */
+function renderClaims(deadlines) {
+  const list = byTestId('claim-deadlines');
+  show(list.closest('section'), deadlines.length > 0);
+  list.replaceChildren(...deadlines.map((d) => {
+    const left = d.days_left < 0 ? `passed ${-d.days_left} days ago` : `${d.days_left} days left`;
+    return h('li', { 'data-testid': 'claim-deadline', 'data-days-left': String(d.days_left),
+      class: d.days_left < 0 ? 'claim-passed' : d.days_left <= 7 ? 'claim-soon' : '' },
+    h('strong', {}, d.name), ` · ${formatDateTime(d.deadline)} (${left})`,
+    h('div', { class: 'muted small' }, `${d.claim} · counted from ${label(d.basis)} · ${d.source}`));
+  }));
 }
 
 function renderDecision(c) {
