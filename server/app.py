@@ -206,6 +206,7 @@ async def create_app(settings: Settings) -> web.Application:
             heartbeat_s=settings.ws_heartbeat_s,
             shutdown_timeout_s=settings.shutdown_timeout_s,
             grading=stack is not None,
+            preroll_s=settings.preroll_s if settings.recording else None,
         ),
         observer=services.metrics,
     )

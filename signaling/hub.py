@@ -75,6 +75,8 @@ class HubConfig:
     shutdown_timeout_s: float = 5.0
     #: Whether the server grades video live (staff consoles show it, or say it is off).
     grading: bool = False
+    #: Seconds of pre-roll a capture reaches back (None: recording is off).
+    preroll_s: float | None = None
 
 
 class _Connection:
@@ -456,7 +458,11 @@ class Hub:
                 "chat": [record.to_json() for record in history],
                 "last_seq": last_seq,
                 "participants": others,
-                **({"grading": self.config.grading} if conn.identity.is_staff else {}),
+                **(
+                    {"grading": self.config.grading, "preroll_s": self.config.preroll_s}
+                    if conn.identity.is_staff
+                    else {}
+                ),
             }
         )
         await self.bus.publish(

@@ -337,7 +337,7 @@ async def test_agent_console_has_the_capture_controls(client: TestClient[Any, An
     panel = html[start:end]
     for stage in STAGES:
         assert f'<option value="{stage}">' in panel
-    assert "Save last 30 s" in panel and "pre-roll" in panel
+    assert "Save last 10 s" in panel and "pre-roll" in panel
     # Stop is hidden until a recording runs; nothing is enabled before a call.
     assert re.search(r'<button[^>]*hidden[^>]*data-testid="capture-stop"', panel)
     assert re.search(r'<button[^>]*disabled[^>]*data-testid="capture-start"', panel)

@@ -200,7 +200,7 @@ function enterCall(message) {
     resetDecisionForms(summary);
   }
   state.grading.start(id, message.grading !== false);
-  state.capture.start(id, summary.kind);
+  state.capture.start(id, summary.kind, message.preroll_s);
   const customer = (message.participants ?? []).find((p) => p.role === 'customer');
   state.customer = customer ?? null;
   state.customerLeft = false;

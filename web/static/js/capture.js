@@ -2,7 +2,7 @@
 // save the last seconds in one go, take snapshots (the newest frame or one of the best frames),
 // and list what the case has saved. Everything goes through the capture API; the server records
 // the encoded frames, the page only says when.
-import { ApiError, api, byTestId, formatDuration, show } from './util.js';
+import { api, byTestId, formatDuration, show } from './util.js';
 import {
   evidenceListItem, formatBytes, itemDuration, kindLabel, normalizeItem,
 } from './evidence.js';
@@ -60,9 +60,15 @@ export class CapturePanel {
   }
 
   /** Follow a case in a call: enable the controls, pick the default stage, load the list. */
-  start(caseId, kind) {
+  start(caseId, kind, prerollS = null) {
     if (caseId !== this.#caseId) this.reset();
     this.#caseId = caseId;
+    // The server says how much it keeps (joined.preroll_s): "Save last" saves exactly that.
+    if (Number(prerollS) > 0) {
+      this.#prerollS = Number(prerollS);
+      this.#el.saveLast.dataset.seconds = String(this.#prerollS);
+      this.#el.saveLast.textContent = `Save last ${Math.round(this.#prerollS)} s`;
+    }
     if (kind !== this.#kind) {
       this.#kind = kind;
       this.#el.stage.value = kind === 'return' ? 'return_receipt' : '';
@@ -144,16 +150,8 @@ export class CapturePanel {
   }
 
   async #saveLast() {
-    const wanted = Number(this.#el.saveLast.dataset.seconds);
-    try {
-      this.#saved((await this.#postLast(wanted)).item);
-    } catch (err) {
-      // The server keeps only its pre-roll: save all of it rather than nothing.
-      const keep = this.#prerollS ?? DEFAULT_PREROLL_S;
-      if (!(err instanceof ApiError) || err.status !== 400 || keep >= wanted) throw err;
-      const data = await this.#postLast(keep);
-      this.#saved(data.item, `only the last ${keep} s are kept on the server`);
-    }
+    const seconds = Number(this.#el.saveLast.dataset.seconds) || this.#prerollS || DEFAULT_PREROLL_S;
+    this.#saved((await this.#postLast(seconds)).item);
   }
 
   #postLast(seconds) {
