@@ -290,6 +290,36 @@ async def tree_head(request: web.Request) -> web.Response:
     return json_response(request.app[EVIDENCE_KEY].tree_head().to_json())
 
 
+class ConsistencyQuery(_Body):
+    first: Annotated[int, Field(ge=1)]
+    second: Annotated[int, Field(ge=1)] | None = None
+
+
+class ConsistencyResponse(BaseModel):
+    first: int
+    second: int
+    proof: list[str]
+
+
+async def consistency(request: web.Request) -> web.Response:
+    """RFC 9162 consistency proof between two tree sizes: an auditor who kept an older signed
+    tree head checks that the log only grew since."""
+    try:
+        query = ConsistencyQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise InvalidRequest("first (and second): tree sizes, first <= second") from exc
+    archive = request.app[EVIDENCE_KEY]
+    second = query.second or archive.tree_head().tree_size
+    if query.first > second or second > archive.tree_head().tree_size:
+        raise InvalidRequest(
+            f"tree sizes must satisfy 1 <= first <= second <= {archive.tree_head().tree_size}"
+        )
+    proof = archive.consistency_proof(query.first, second)
+    return json_response(
+        {"first": query.first, "second": second, "proof": [step.hex() for step in proof]}
+    )
+
+
 async def public_key(request: web.Request) -> web.Response:
     return web.Response(
         text=request.app[EVIDENCE_KEY].public_key_pem(), content_type="application/x-pem-file"
@@ -327,6 +357,9 @@ def evidence_routes() -> list[ApiRoute]:
         R("GET", "/api/evidence/tree-head", tree_head,
           "The signed tree head of the transparency log", "anyone", response=TreeHeadResponse,
           tag="evidence"),
+        R("GET", "/api/evidence/consistency", consistency,
+          "Consistency proof between two tree sizes (RFC 9162)", "anyone",
+          query=ConsistencyQuery, response=ConsistencyResponse, errors=(400,), tag="evidence"),
         R("GET", "/api/evidence/public-key", public_key,
           "The Ed25519 public key that signs tree heads (PEM)", "anyone",
           content_type="application/x-pem-file", tag="evidence"),

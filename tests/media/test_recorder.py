@@ -265,3 +265,34 @@ async def test_aclose_finishes_running_captures(camera: Camera, tmp_path: Path) 
     await engine.aclose()
     numbers, payloads, keys, _ = decode_all(handle.files[0])
     assert keys[0] and len(numbers) == len(payloads) > 10
+
+
+async def test_h264_capture_is_matroska_and_plays(tmp_path: Path) -> None:
+    """A publisher that sends H.264 (what Safari prefers) is recorded into Matroska."""
+    from aiortc import RTCRtpSender
+
+    engine = MediaEngine(MediaConfig(preroll_s=2.0, keyframe_interval_s=1.0))
+    camera = Camera(audio=False)
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    for transceiver in camera.pc.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.setCodecPreferences(h264)
+    try:
+        await camera.join(engine)
+        video = next(p for p in engine._publications["customer"] if p.kind == "video")
+        await wait_for(lambda: video.preroll is not None and video.preroll.span_s >= 2.5)
+        number_at_start = camera.video.frames_sent
+        handle = await engine.start_capture(ROOM, tmp_path, name="clip")
+        assert handle.files == (tmp_path / "clip-customer.mkv",)
+        await wait_for(lambda: camera.video.frames_sent >= number_at_start + 30)
+        [result] = await engine.stop_capture(handle)
+        assert result.codecs == ("h264",) and result.container == "matroska", result
+        numbers, payloads, keys, _ = decode_all(result.path)
+        readable = [n for n in numbers if n is not None]
+        assert keys[0], "the file must start at a keyframe"
+        assert readable and readable[0] < number_at_start, (readable[:3], number_at_start)
+        assert readable[-1] >= number_at_start + 20
+        assert readable == sorted(readable)
+    finally:
+        await camera.pc.close()
+        await engine.aclose()

@@ -16,6 +16,7 @@ import aiohttp
 import av
 import pytest
 
+from evidence import verify_consistency
 from tests.conftest import LiveService
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack, read_frame_number
 from tests.fakes.signal_client import Participant
@@ -121,6 +122,18 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
     ) as response:
         assert response.status == 401
 
+    async with agent_http.get(
+        f"{base}/api/evidence/{clip['item_id']}", params={"reason": "curious"}
+    ) as response:
+        assert response.status == 403, "agents record evidence but do not open the archive"
+    async with agent_http.post(
+        f"{base}/api/evidence/export", json={"item_ids": [clip["item_id"]], "reason": "x" * 5}
+    ) as response:
+        assert response.status == 403
+
+    async with agent_http.get(f"{base}/api/evidence/tree-head") as response:
+        head_before = await response.json()
+
     reviewer = await staff_client(live_service, "reviewer")
     try:
         async with reviewer.get(f"{base}/api/evidence", params={"order_id": ORDER}) as response:
@@ -173,6 +186,21 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
         output, _ = await checker.communicate()
         assert checker.returncode == 0, output.decode()
         assert b"FAIL" not in output
+
+        # The log only grew since the earlier tree head (RFC 9162 consistency proof).
+        async with reviewer.get(f"{base}/api/evidence/tree-head") as response:
+            head_after = await response.json()
+        assert head_after["tree_size"] > head_before["tree_size"]
+        sizes = {"first": head_before["tree_size"], "second": head_after["tree_size"]}
+        async with reviewer.get(f"{base}/api/evidence/consistency", params=sizes) as response:
+            proof = [bytes.fromhex(step) for step in (await response.json())["proof"]]
+        assert verify_consistency(
+            head_before["tree_size"],
+            head_after["tree_size"],
+            bytes.fromhex(head_before["root_hash"]),
+            bytes.fromhex(head_after["root_hash"]),
+            proof,
+        )
 
         # Legal hold blocks deletion; the log keeps every step.
         hold = {"reason": "claim filed with the carrier"}
