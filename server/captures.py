@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
+
 from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
 from media import CaptureHandle, MediaEngine, RecordedFile
 from signaling.ports import Identity
@@ -66,6 +68,34 @@ class _Active:
 
 #: Written beside a recording while it runs, so one cut off by a crash can be filed at restart.
 MANIFEST = "capture.json"
+
+
+#: A recording's codecs list video first: these first entries mean "has the camera's video".
+_VIDEO_FIRST = frozenset({("vp8",), ("vp9",), ("h264",), ("av1",)})
+
+
+def _named(files: list[tuple[Path, bool]]) -> list[tuple[str, Path]]:
+    """Evidence file names that say what is in them: the camera's video (with its sound) first
+    as ``video-1.webm``, then sound-only recordings (the agent's microphone) as ``audio-1.webm``."""
+    ordered = sorted(files, key=lambda entry: not entry[1])
+    counts = {True: 0, False: 0}
+    named = []
+    for path, video in ordered:
+        counts[video] += 1
+        named.append((f"{'video' if video else 'audio'}-{counts[video]}{path.suffix}", path))
+    return named
+
+
+def _probe_video(paths: list[Path]) -> list[tuple[Path, bool]]:
+    return [(path, _has_video(path)) for path in paths]
+
+
+def _has_video(path: Path) -> bool:
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video)
+    except av.FFmpegError:
+        return False
 
 
 def _recordings_in(directory: Path) -> list[Path]:
@@ -203,7 +233,7 @@ class CaptureService:
             record = self._record(
                 case, "clip", info.operator, started, ended, info.stage, info.note
             )
-            named = [(f.path.name, f.path) for f in usable]
+            named = _named([(f.path, f.codecs[:1] in _VIDEO_FIRST) for f in usable])
             item = await self._archive.add_item(named, record, actor=actor)
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
@@ -284,11 +314,8 @@ class CaptureService:
                     case, "clip", str(data["operator"]), float(data["started_at"]), stat,
                     data.get("stage"), note.strip(),
                 )  # fmt: skip
-                items.append(
-                    await self._archive.add_item(
-                        [(p.name, p) for p in media], record, actor="recovery"
-                    )
-                )
+                named = _named(await asyncio.to_thread(_probe_video, media))
+                items.append(await self._archive.add_item(named, record, actor="recovery"))
                 logger.warning("filed an interrupted recording of case %s", case.id)
             except Exception:
                 logger.exception("could not recover the recording in %s", directory)

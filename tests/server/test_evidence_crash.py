@@ -112,7 +112,7 @@ async def test_a_recording_cut_off_by_sigkill_is_recovered_and_consistent(tmp_pa
             async with rev.get(f"{base}/api/evidence/{clip['item_id']}", params=reason) as r:
                 detail = await r.json()
             assert detail["integrity"]["ok"] is True, detail["integrity"]
-            video = next(f for f in detail["item"]["files"] if f["name"].startswith("clip"))
+            video = next(f for f in detail["item"]["files"] if f["name"].startswith("video-"))
             async with rev.get(base + video["url"], params=reason) as response:
                 data = await response.read()
     finally:

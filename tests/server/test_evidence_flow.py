@@ -146,7 +146,7 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
         async with reviewer.get(f"{base}/api/evidence/{clip['item_id']}", params=params) as r:
             detail = await r.json()
         assert detail["integrity"]["ok"] is True, detail["integrity"]
-        video = next(f for f in detail["item"]["files"] if f["name"].startswith("clip"))
+        video = next(f for f in detail["item"]["files"] if f["name"].startswith("video-"))
         async with reviewer.get(base + video["url"], params=params) as response:
             assert response.status == 200
             data = await response.read()
