@@ -259,22 +259,22 @@ async def export(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def hold(request: web.Request) -> web.Response:
+async def _set_hold(request: web.Request, *, held: bool) -> web.Response:
     identity = await require(request, REVIEWERS)
     body = await read_body(request, ReasonBody)
     archive = request.app[EVIDENCE_KEY]
     item_id = request.match_info["item"]
-    await archive.hold(item_id, actor=identity.name, reason=body.reason)
+    change = archive.hold if held else archive.release
+    await change(item_id, actor=identity.name, reason=body.reason)
     return json_response({"item": item_json(await archive.peek(item_id))})
+
+
+async def hold(request: web.Request) -> web.Response:
+    return await _set_hold(request, held=True)
 
 
 async def release(request: web.Request) -> web.Response:
-    identity = await require(request, REVIEWERS)
-    body = await read_body(request, ReasonBody)
-    archive = request.app[EVIDENCE_KEY]
-    item_id = request.match_info["item"]
-    await archive.release(item_id, actor=identity.name, reason=body.reason)
-    return json_response({"item": item_json(await archive.peek(item_id))})
+    return await _set_hold(request, held=False)
 
 
 async def delete(request: web.Request) -> web.Response:
