@@ -536,26 +536,8 @@ class MediaEngine:
         before this call. A file is finished when its publisher leaves, at :meth:`stop_capture`
         or at :meth:`aclose`. Raises :class:`NothingToRecord` when nobody publishes in the room.
         """
-        publishers = self._check_recording(room_id)
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        publishers = self._check_recording(room_id)  # the room may have changed meanwhile
-        now = time.monotonic()
         seconds = self._config.preroll_s if preroll and self._config.preroll_armed else None
-        recorders: list[Recorder] = []
-        for participant_id, publications in publishers.items():
-            recorder, buffered = self._recorder(
-                directory, name, participant_id, publications, now, seconds
-            )
-            recorder.start()
-            # No await from here on: nothing arrives between the buffer and the live frames.
-            for publication, frames in buffered:
-                for frame in frames:
-                    recorder.write(publication.key, frame)
-            for publication in publications:
-                publication.sinks.add(recorder)
-                if publication.kind == "video":
-                    self._spawn(self._request_keyframe(publication), f"media-pli-{participant_id}")
-            recorders.append(recorder)
+        recorders = await self._open_recorders(room_id, directory, name, seconds, live=True)
         capture_id = uuid.uuid4().hex
         self._captures[capture_id] = recorders
         logger.info("capture %s started in %s: %d files", capture_id, room_id, len(recorders))
@@ -589,6 +571,14 @@ class MediaEngine:
         back. Same file naming as :meth:`start_capture`."""
         if not 0 < seconds <= self._config.preroll_s:
             raise ValueError(f"seconds must be in (0, {self._config.preroll_s}]")
+        recorders = await self._open_recorders(room_id, directory, name, seconds, live=False)
+        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
+
+    async def _open_recorders(
+        self, room_id: str, directory: Path, name: str, seconds: float | None, *, live: bool
+    ) -> list[Recorder]:
+        """One started recorder per publisher of the room, fed the last ``seconds`` of its
+        pre-roll and, when ``live``, every frame that arrives after that."""
         self._check_recording(room_id)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         publishers = self._check_recording(room_id)  # the room may have changed meanwhile
@@ -599,11 +589,19 @@ class MediaEngine:
                 directory, name, participant_id, publications, now, seconds
             )
             recorder.start()
+            # No await from here on: nothing arrives between the buffer and the live frames.
             for publication, frames in buffered:
                 for frame in frames:
                     recorder.write(publication.key, frame)
+            if live:
+                for publication in publications:
+                    publication.sinks.add(recorder)
+                    if publication.kind == "video":
+                        self._spawn(
+                            self._request_keyframe(publication), f"media-pli-{participant_id}"
+                        )
             recorders.append(recorder)
-        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
+        return recorders
 
     async def snapshot(self, room_id: str) -> bytes | None:
         """A JPEG of the newest decoded frame of a video published in the room (``None`` when
