@@ -50,6 +50,7 @@ import aiortc  # noqa: E402
 import av  # noqa: E402
 from aiortc import MediaStreamTrack, RTCPeerConnection  # noqa: E402
 
+from bench._stats import percentile  # noqa: E402
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack, client_pc  # noqa: E402
 from tests.fakes.signal_client import Participant, TrackSink  # noqa: E402
 
@@ -83,17 +84,6 @@ class Series:
 
 
 # -- statistics ----------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summary(values: list[float]) -> dict[str, float] | None:

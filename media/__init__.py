@@ -12,7 +12,9 @@ from .errors import (
     NothingToRecord,
     PeerNotFound,
 )
-from .forwarder import Forwarder, SubscriberTrack, TrackSource
+from .forwarder import Forwarder, SourceStats, SubscriberTrack, TrackSource, Transcode
+from .ingest import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus, mask_url
+from .metrics import MediaCollector
 from .peer import ServerPeer
 from .preroll import PrerollBuffer
 from .recorder import RecordedFile, Recorder
@@ -20,6 +22,12 @@ from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
 
 __all__ = [
+    "Backoff",
+    "IngestTarget",
+    "RtspPull",
+    "RtspState",
+    "RtspStatus",
+    "mask_url",
     "BadCandidate",
     "BadSdp",
     "BitrateHints",
@@ -28,6 +36,7 @@ __all__ = [
     "Forwarder",
     "FrameSampler",
     "FrameSink",
+    "MediaCollector",
     "MediaConfig",
     "MediaEngine",
     "MediaError",
@@ -39,9 +48,11 @@ __all__ = [
     "RecordedFile",
     "Recorder",
     "ServerPeer",
+    "SourceStats",
     "StreamKey",
     "SubscriberTrack",
     "TrackSource",
+    "Transcode",
     "munge_answer",
     "parse_candidate",
     "validate_offer",

@@ -6,27 +6,85 @@ fails loudly when one of these private attributes moves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
+from aioice import ice as aioice_ice
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
 __all__ = [
     "EncodedCallback",
     "GathererServers",
+    "bind_udp_ports",
+    "consent_from_any_packet",
     "gatherer_servers",
+    "negotiated_codec",
+    "on_keyframe_request",
+    "prefer_codec",
     "receiver_of",
+    "release_frames_on_marker",
     "request_keyframe",
     "tap_encoded_frames",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The name-mangled decoder queue of ``RTCRtpReceiver`` (aiortc 1.16).
+#: The name-mangled decoder queue and jitter buffer of ``RTCRtpReceiver`` (aiortc 1.16).
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, but a frame is released as soon as its last packet (RTP
+    marker bit, RFC 7741 / RFC 6184) arrives with every packet before it.
+
+    aiortc releases a frame only when the *next* frame's first packet arrives, which adds one
+    frame interval (33 ms at 30 fps, 67 ms at 15 fps) at every hop. Without a marker it falls
+    back to aiortc's rule.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        assert self._origin is not None
+        packets: list[Any] = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                # A frame without a marker: complete once the next one starts (aiortc's rule).
+                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                self.remove(count)
+                return frame
+            packets.append(packet)
+            if packet.marker:
+                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                self.remove(count + 1)
+                return frame
+        return None
+
+
+def release_frames_on_marker(receiver: RTCRtpReceiver) -> None:
+    """Give a video receiver a :class:`MarkerJitterBuffer` (call before packets arrive)."""
+    current = getattr(receiver, _JITTER_BUFFER)
+    if isinstance(current, MarkerJitterBuffer) or not current._is_video:
+        return
+    setattr(receiver, _JITTER_BUFFER, MarkerJitterBuffer(capacity=current.capacity, is_video=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +108,9 @@ def gatherer_servers(pc: RTCPeerConnection) -> list[GathererServers]:
     return servers
 
 
-#: ``(mime_type, clock_rate, data, timestamp)`` of one complete encoded frame.
-EncodedCallback = Callable[[str, int, bytes, int], None]
+#: ``(mime_type, clock_rate, data, timestamp) -> decode``: one complete encoded frame; the
+#: callback returns whether aiortc's decoder thread should decode it too.
+EncodedCallback = Callable[[str, int, bytes, int], bool]
 
 
 def receiver_of(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpReceiver | None:
@@ -63,14 +122,15 @@ def receiver_of(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpReceive
 
 
 def tap_encoded_frames(receiver: RTCRtpReceiver, callback: EncodedCallback) -> None:
-    """Also hand every encoded frame the receiver queues for its decoder to ``callback``.
+    """Hand every encoded frame the receiver completes to ``callback``, and to aiortc's decoder
+    only when ``callback`` returns True.
 
     aiortc's ``RTCRtpReceiver._handle_rtp_packet`` (a coroutine, so on the event-loop thread)
     puts ``(codec, JitterFrame)`` on the private ``queue.Queue`` its decoder thread reads; the
     ``JitterFrame`` timestamp is already unwrapped and counted from the track's first frame.
     The queue object stays the same (the decoder thread may already hold it); only its ``put``
-    is wrapped, and the decoder gets exactly what it got before. ``callback`` must not raise
-    and must return at once.
+    is wrapped. The end-of-track ``None`` always goes through, so the remote track still ends.
+    ``callback`` must not block; if it raises, the frame is decoded as aiortc would.
     """
     decoder_queue: queue.Queue[Any] = getattr(receiver, _DECODER_QUEUE)
     if getattr(decoder_queue, "_media_tapped", False):
@@ -78,17 +138,117 @@ def tap_encoded_frames(receiver: RTCRtpReceiver, callback: EncodedCallback) -> N
     original_put = decoder_queue.put
 
     def put(item: Any, block: bool = True, timeout: float | None = None) -> None:
-        original_put(item, block, timeout)
         if item is None:  # the receiver stopping its decoder
+            original_put(item, block, timeout)
             return
         codec, frame = item
         try:
-            callback(codec.mimeType, codec.clockRate, frame.data, frame.timestamp)
+            decode = callback(codec.mimeType, codec.clockRate, frame.data, frame.timestamp)
         except Exception:
             logger.exception("encoded-frame tap failed")
+            decode = True
+        if decode:
+            original_put(item, block, timeout)
 
     decoder_queue.put = put  # type: ignore[method-assign]
     decoder_queue._media_tapped = True  # type: ignore[attr-defined]
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote receiver of ``sender`` asks for a keyframe (RTCP PLI
+    or FIR), instead of only flagging aiortc's encoder, which forwarded packets never reach.
+
+    ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()`` for both.
+    """
+    original = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        original()
+        try:
+            callback()
+        except Exception:
+            logger.exception("keyframe request callback failed")
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> str | None:
+    """The codec the transceiver's sender uses (``vp8``, ``h264``, ``opus``...), once an offer
+    was applied: aiortc sends with the first of the codecs it negotiated."""
+    codecs = getattr(transceiver, "_codecs", None) or []
+    for codec in codecs:
+        name = codec.mimeType.split("/", 1)[-1].lower()
+        if name != "rtx":
+            return str(name)
+    return None
+
+
+def prefer_codec(transceiver: RTCRtpTransceiver, codec: str) -> bool:
+    """Put ``codec`` first among the transceiver's negotiated codecs (its RTX kept after it), so
+    the answer and the sender use it; returns False when the offer did not include it.
+
+    Call between ``setRemoteDescription`` and ``createAnswer``. Used so that a subscriber
+    receives the codec its publisher sends (forwarding then needs no transcode).
+    """
+    codecs = list(getattr(transceiver, "_codecs", None) or [])
+    first = next((c for c in codecs if c.mimeType.split("/", 1)[-1].lower() == codec.lower()), None)
+    if first is None:
+        return False
+    rtx = [
+        c
+        for c in codecs
+        if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == first.payloadType
+    ]
+    rest = [c for c in codecs if c is not first and not any(c is r for r in rtx)]
+    transceiver._codecs = [first, *rtx, *rest]
+    return True
+
+
+#: How long a peer may stay silent before a consent-from-any-packet connection closes (what
+#: aioice allows: 6 failed checks 5 s apart).
+SILENCE_LIMIT_S = aioice_ice.CONSENT_INTERVAL * aioice_ice.CONSENT_FAILURES
+
+
+def consent_from_any_packet(pc: RTCPeerConnection, *, silence_s: float = SILENCE_LIMIT_S) -> int:
+    """Treat any packet from the peer as ICE consent (RFC 7675) on every ICE transport of ``pc``.
+
+    FFmpeg's WHIP muxer never answers aioice's consent checks, so aioice would close the
+    connection after ~30 s. aioice's ``Connection.query_consent`` is replaced on the instance
+    (``connect()`` looks it up there) by a loop that closes only after ``silence_s`` without
+    any packet. Call after ``setRemoteDescription`` and before ``setLocalDescription``. Returns
+    the number of ICE connections changed.
+    """
+    changed = 0
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if id(connection) in seen:
+            continue
+        seen.add(id(connection))
+        _lenient_consent(connection, silence_s)
+        changed += 1
+    return changed
+
+
+def _lenient_consent(connection: aioice_ice.Connection, silence_s: float) -> None:
+    last_heard = [time.monotonic()]
+    original_received = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        last_heard[0] = time.monotonic()
+        original_received(data, component)
+
+    async def query_consent() -> None:
+        while True:
+            await asyncio.sleep(aioice_ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+            if time.monotonic() - last_heard[0] > silence_s:
+                logger.info("no packet from the peer for %.0f s: closing", silence_s)
+                connection._query_consent_task = None
+                await connection.close()
+                return
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    connection.query_consent = query_consent  # type: ignore[method-assign]
 
 
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
@@ -97,3 +257,52 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     for source in sources:
         await receiver._send_rtcp_pli(source.source)
     return bool(sources)
+
+
+class PortRangeExhausted(OSError):
+    """Every UDP port of the configured media range is taken."""
+
+
+def bind_udp_ports(loop: asyncio.AbstractEventLoop, ports: range) -> None:
+    """Make aioice bind its host candidates to ports of ``ports`` instead of ephemeral ones.
+
+    aioice (``Connection.get_component_candidates``) binds each host candidate with
+    ``loop.create_datagram_endpoint(..., local_addr=(address, 0))`` and offers no port range,
+    so that call is wrapped on this loop: a request for port 0 tries the range's ports in turn
+    (from where the last bind succeeded) until one binds. Several server processes on one host
+    each get their own range (firewalls and container port maps need a known range). Other
+    datagram endpoints (an explicit port, no local address) are untouched. Idempotent.
+    """
+    if not ports:
+        raise ValueError("the media port range is empty")
+    current = getattr(loop, "_media_port_range", None)
+    if current is not None:
+        if current != ports:
+            raise RuntimeError(f"this loop already binds media to {current}")
+        return
+    original = loop.create_datagram_endpoint
+    state = {"next": 0}
+
+    async def create_datagram_endpoint(
+        protocol_factory: Any, local_addr: Any = None, remote_addr: Any = None, **kwargs: Any
+    ) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await original(protocol_factory, local_addr, remote_addr, **kwargs)
+        last_error: OSError | None = None
+        for attempt in range(len(ports)):
+            port = ports[(state["next"] + attempt) % len(ports)]
+            try:
+                result = await original(
+                    protocol_factory, (local_addr[0], port), remote_addr, **kwargs
+                )
+            except OSError as exc:
+                last_error = exc
+                continue
+            state["next"] = (state["next"] + attempt + 1) % len(ports)
+            return result
+        raise PortRangeExhausted(
+            f"no free UDP port in {ports.start}-{ports.stop - 1} for {local_addr[0]}"
+        ) from last_error
+
+    loop.create_datagram_endpoint = create_datagram_endpoint  # type: ignore[method-assign]
+    loop._media_port_range = ports  # type: ignore[attr-defined]

@@ -1,24 +1,23 @@
-"""What the engine keeps per published track for recording: the encoded-frame tap, the
-pre-roll buffer, the recorders it feeds and the newest decoded picture (for snapshots)."""
+"""What the engine keeps per published track for recording: the pre-roll buffer and the
+recorders its encoded frames feed, and the newest picture decoded on demand (snapshots)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 from av import VideoFrame
 
-from .forwarder import MediaItem, TrackSource
-from .keyframes import EncodedFrame, codec_of, is_keyframe
+from .forwarder import TrackSource
+from .keyframes import EncodedFrame
 from .preroll import PrerollBuffer
 from .recorder import Recorder
 
-__all__ = ["CaptureHandle", "LatestFrame", "Publication"]
+__all__ = ["CaptureHandle", "Publication", "decode_newest"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,34 +35,13 @@ class CaptureHandle:
     requested_at: float
 
 
-class LatestFrame:
-    """A forwarder tap that keeps only the newest decoded video frame."""
-
-    def __init__(self) -> None:
-        self.frame: VideoFrame | None = None
-
-    def push(self, frame: MediaItem) -> None:
-        if isinstance(frame, VideoFrame):
-            self.frame = frame
-
-    def close(self) -> None:
-        pass
-
-
 @dataclass(eq=False, slots=True)
 class Publication:
     """One published track as the recorder sees it (encoded frames, on the loop thread)."""
 
     source: TrackSource
     preroll: PrerollBuffer | None
-    clock: Callable[[], float] = time.monotonic
-    receiver: Any = None
-    codec: str | None = None
-    latest: LatestFrame | None = None
     sinks: set[Recorder] = field(default_factory=set)
-    #: Encoded frames / keyframes seen from the publisher.
-    frames: int = 0
-    keyframes: int = 0
     keyframe_task: asyncio.Task[None] | None = None
 
     @property
@@ -75,26 +53,46 @@ class Publication:
         return self.source.kind
 
     @property
+    def codec(self) -> str | None:
+        return self.source.codec
+
+    @property
     def participant_id(self) -> str:
         return self.source.publisher_id
 
-    def on_encoded(self, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
-        """The receiver's tap: called on the loop thread for every complete encoded frame."""
-        codec = self.codec
-        if codec is None or not mime_type.lower().endswith(codec):
-            codec = self.codec = codec_of(mime_type)
-        frame = EncodedFrame(
-            kind=self.source.kind,
-            codec=codec,
-            data=data,
-            timestamp=timestamp,
-            clock_rate=clock_rate,
-            keyframe=is_keyframe(codec, data),
-            arrival=self.clock(),
-        )
-        self.frames += 1
-        self.keyframes += frame.keyframe
+    def on_encoded(self, frame: EncodedFrame) -> None:
+        """The source's encoded tap: called on the loop thread for every complete frame."""
         if self.preroll is not None:
             self.preroll.push(frame)
         for recorder in self.sinks:
             recorder.write(self.key, frame)
+
+    def newest_picture(self) -> list[EncodedFrame]:
+        """The frames a decoder needs for the newest picture: newest keyframe to newest frame."""
+        if self.kind != "video" or self.preroll is None:
+            return []
+        return self.preroll.last(0)
+
+
+#: PyAV decoder names per codec.
+_DECODERS = {"vp8": "vp8", "h264": "h264"}
+
+
+def decode_newest(frames: list[EncodedFrame]) -> VideoFrame | None:
+    """Decode a keyframe and the frames after it; the last picture (blocking: call in a thread)."""
+    if not frames or frames[0].codec not in _DECODERS:
+        return None
+    context: Any = av.CodecContext.create(_DECODERS[frames[0].codec], "r")
+    newest: VideoFrame | None = None
+    for frame in frames:
+        try:
+            for picture in context.decode(av.Packet(frame.data)):
+                newest = picture
+        except av.FFmpegError as exc:
+            logger.warning("snapshot decode failed at one frame: %s", exc)
+    try:
+        for picture in context.decode(None):
+            newest = picture
+    except av.FFmpegError:
+        pass
+    return newest

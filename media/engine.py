@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +22,10 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
 from . import _aiortc
-from .capture import CaptureHandle, LatestFrame, Publication
+from .capture import CaptureHandle, Publication, decode_newest
 from .errors import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRecord, PeerNotFound
-from .forwarder import Forwarder, TrackSource
+from .forwarder import Forwarder, ForwardingTotals, SourceStats, TrackSource
+from .keyframes import EncodedFrame, codec_of, is_keyframe
 from .peer import ServerPeer
 from .preroll import PrerollBuffer
 from .recorder import RecordedFile, Recorder, container_for
@@ -80,6 +81,12 @@ class MediaConfig:
     #: While pre-roll is armed, ask each video publisher for a keyframe this often (Chromium
     #: sends almost none on its own, and a pre-roll can only start at one).
     keyframe_interval_s: float = 2.0
+    #: UDP ports the server's ICE host candidates bind to (``None``: ephemeral ports). Each
+    #: process of a host needs its own range.
+    udp_ports: range | None = None
+    #: Video codecs to answer with, in order, when the room has no publisher to match yet
+    #: (a subscriber then receives its publisher's codec and frames are forwarded as they are).
+    video_codecs: tuple[str, ...] = ("vp8", "h264")
 
     def __post_init__(self) -> None:
         for url in self.ice_servers:
@@ -99,6 +106,13 @@ class MediaConfig:
             raise ValueError("preroll_s must not be negative")
         if self.keyframe_interval_s <= 0:
             raise ValueError("keyframe_interval_s must be positive")
+        if self.udp_ports is not None and (
+            not self.udp_ports or self.udp_ports.start < 1024 or self.udp_ports.stop > 65536
+        ):
+            raise ValueError("udp_ports must be a non-empty range within 1024-65535")
+        unknown = set(self.video_codecs) - {"vp8", "h264"}
+        if unknown or not self.video_codecs:
+            raise ValueError(f"video_codecs must be some of vp8, h264; got {self.video_codecs}")
 
     @property
     def preroll_armed(self) -> bool:
@@ -145,6 +159,10 @@ class MediaEngine:
         self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
         self._publications: dict[str, list[Publication]] = {}
+        #: The sampler the engine attached to each sampled video source.
+        self._samplers: dict[TrackSource, FrameSampler] = {}
+        #: Participants publishing through add_publisher, and their room.
+        self._ingested: dict[str, str] = {}
         self._captures: dict[str, list[Recorder]] = {}
         self._snapshot_pool: ThreadPoolExecutor | None = None
 
@@ -184,8 +202,14 @@ class MediaEngine:
 
     # -- MediaGateway ---------------------------------------------------------------------------
 
-    async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
-        """Apply the client's offer (creating its peer on first use) and return the answer."""
+    async def answer(
+        self, room_id: str, participant_id: str, offer_sdp: str, *, ingest: bool = False
+    ) -> str:
+        """Apply the client's offer (creating its peer on first use) and return the answer.
+
+        ``ingest``: the client is an encoder (WHIP) that may never answer ICE consent checks;
+        any packet from it counts as consent instead.
+        """
         if self._closed:
             raise MediaError("the media engine is shutting down")
         offered = validate_offer(offer_sdp)
@@ -202,14 +226,14 @@ class MediaEngine:
                 raise PeerNotFound(participant_id)
             peer.negotiating = True
             try:
-                answer_sdp = await self._negotiate(peer, offer_sdp, offered)
+                answer_sdp = await self._negotiate(peer, offer_sdp, offered, ingest=ingest)
             finally:
                 peer.negotiating = False
         self._route(room_id)
         return answer_sdp
 
     async def _negotiate(
-        self, peer: ServerPeer, offer_sdp: str, offered: list[OfferedMedia]
+        self, peer: ServerPeer, offer_sdp: str, offered: list[OfferedMedia], *, ingest: bool
     ) -> str:
         pc = peer.pc
         try:
@@ -223,9 +247,12 @@ class MediaEngine:
                 await self.close_peer(peer.participant_id)
             message = str(exc) or type(exc).__name__
             if isinstance(exc, OperationError):
-                message = f"no codec in common with the server ({message})"
+                message = _no_common_codec(offered)
             raise BadSdp(f"the offer cannot be applied: {message}") from exc
 
+        if ingest:
+            # Encoders such as FFmpeg's WHIP muxer never answer ICE consent checks.
+            _aiortc.consent_from_any_packet(pc)
         self._attach_senders(peer, offered)
         try:
             answer = await pc.createAnswer()
@@ -234,6 +261,10 @@ class MediaEngine:
             if peer.closed:
                 raise PeerNotFound(peer.participant_id) from exc
             raise BadSdp(f"cannot answer this offer: {exc}") from exc
+        for transceiver in pc.getTransceivers():
+            outlet = peer.outlets.get(transceiver.mid or "")
+            if outlet is not None:
+                outlet.codec = _aiortc.negotiated_codec(transceiver)
         peer.negotiated = True
         logger.info(
             "answered offer with %d media sections",
@@ -244,6 +275,7 @@ class MediaEngine:
 
     def _attach_senders(self, peer: ServerPeer, offered: list[OfferedMedia]) -> None:
         by_mid = {media.mid: media for media in offered}
+        room_codecs = self._forwarder.offered_codecs(peer.participant_id, "video")
         for transceiver in peer.pc.getTransceivers():
             media = by_mid.get(transceiver.mid or "")
             if media is None:
@@ -251,9 +283,19 @@ class MediaEngine:
             # aiortc answers and(direction, offer reversed): "sendrecv" here lets the server send
             # wherever the client receives and receive wherever it sends.
             transceiver.direction = "sendrecv"
-            if media.client_receives and transceiver.mid not in peer.outlets:
+            outlet = peer.outlets.get(media.mid)
+            if outlet is not None and outlet.codec is not None:
+                # aiortc's sender keeps the codec it started with: answer with it again.
+                _aiortc.prefer_codec(transceiver, outlet.codec)
+            elif transceiver.kind == "video":
+                # Receive what the room's publishers send, so frames are forwarded as they are.
+                for codec in (*room_codecs, *self._config.video_codecs):
+                    if _aiortc.prefer_codec(transceiver, codec):
+                        break
+            if media.client_receives and outlet is None:
                 outlet = self._forwarder.subscribe(peer.participant_id, transceiver.kind)
                 transceiver.sender.replaceTrack(outlet)
+                _aiortc.on_keyframe_request(transceiver.sender, outlet.request_keyframe)
                 peer.outlets[media.mid] = outlet
 
     async def add_candidate(
@@ -272,8 +314,65 @@ class MediaEngine:
             except ValueError as exc:
                 raise BadCandidate(f"the candidate cannot be applied: {exc}") from exc
 
+    # -- publishers other than WebRTC peers (RTSP pull) -------------------------------------------
+
+    def add_publisher(
+        self,
+        room_id: str,
+        participant_id: str,
+        kind: str,
+        track_id: str,
+        *,
+        keyframe_requester: Callable[[], Awaitable[bool]] | None = None,
+        gop_cache: bool = True,
+    ) -> TrackSource:
+        """A source fed by its owner (an ingest such as RTSP pull) instead of a peer.
+
+        The owner pushes encoded frames with :meth:`TrackSource.push`; when that returns True
+        (something samples the track) it decodes and passes pictures to
+        :meth:`TrackSource.push_decoded`. It is sampled, buffered for captures and routed like
+        a peer's track; :meth:`remove_publisher` (or :meth:`close_peer`) ends it. With
+        ``gop_cache`` a new subscriber starts at once from the newest keyframe group (a camera
+        may not answer keyframe requests) instead of waiting for the camera's next keyframe.
+        """
+        if self._closed:
+            raise MediaError("the media engine is shutting down")
+        if participant_id in self._peers:
+            raise ValueError(f"{participant_id!r} is a WebRTC peer")
+        self._forwarder.join(room_id, participant_id)
+        self._ingested[participant_id] = room_id
+        source = self._forwarder.publish(
+            participant_id,
+            kind,
+            track_id,
+            keyframe_requester=keyframe_requester,
+            gop_cache=gop_cache,
+        )
+        logger.info(
+            "publishing ingested %s track %s",
+            kind,
+            track_id,
+            extra={"room_id": room_id, "participant_id": participant_id},
+        )
+        self._published(source)
+        return source
+
+    async def remove_publisher(self, participant_id: str) -> None:
+        """End every source :meth:`add_publisher` made for ``participant_id``. Idempotent."""
+        room_id = self._ingested.pop(participant_id, None)
+        if room_id is None:
+            return
+        for publication in self._publications.pop(participant_id, []):
+            self._end_publication(publication)
+        await self._forwarder.leave(participant_id)
+        self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
+        self._route(room_id)
+
     async def close_peer(self, participant_id: str) -> None:
         """Close a participant's peer and stop forwarding to and from it. Idempotent."""
+        if participant_id in self._ingested:
+            await self.remove_publisher(participant_id)
+            return
         peer = self._peers.pop(participant_id, None)
         if peer is None:
             return
@@ -281,6 +380,7 @@ class MediaEngine:
         for publication in self._publications.pop(participant_id, []):
             self._end_publication(publication)
         await self._forwarder.leave(participant_id)
+        self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
         self._route(peer.room_id)
         # Never cancel RTCPeerConnection.close(): a close that aiortc started itself (remote
         # DTLS close) awaits a bare future, and cancelling that future makes aiortc's own close
@@ -314,6 +414,8 @@ class MediaEngine:
         except TimeoutError:
             logger.warning("media peers did not close in time; dropping %d", len(self._peers))
             self._peers.clear()
+        for participant_id in list(self._ingested):
+            await self.remove_publisher(participant_id)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -326,6 +428,8 @@ class MediaEngine:
     # -- internals ----------------------------------------------------------------------------
 
     def _create_peer(self, room_id: str, participant_id: str) -> ServerPeer:
+        if self._config.udp_ports is not None:
+            _aiortc.bind_udp_ports(asyncio.get_running_loop(), self._config.udp_ports)
         pc = RTCPeerConnection(configuration=self._config.rtc_configuration())
         peer = ServerPeer(room_id=room_id, participant_id=participant_id, pc=pc)
         self._peers[participant_id] = peer
@@ -335,15 +439,24 @@ class MediaEngine:
         def on_track(track: Any) -> None:
             if peer.closed:
                 return
-            source = self._forwarder.publish(participant_id, track)
+            receiver = _aiortc.receiver_of(pc, track)
+            if receiver is None:
+                logger.warning("no receiver for track %s", track.id, extra=peer.log_extra)
+                return
+            source = self._forwarder.publish(
+                participant_id,
+                track.kind,
+                track.id,
+                decoded=track,
+                keyframe_requester=lambda: _aiortc.request_keyframe(receiver),
+            )
+            _aiortc.tap_encoded_frames(receiver, _encoded_pusher(source))
+            if source.kind == "video":
+                _aiortc.release_frames_on_marker(receiver)
             logger.info(
                 "publishing %s track %s", source.kind, source.track_id, extra=peer.log_extra
             )
-            if source.kind == "video" and self._frame_sink is not None:
-                stream = StreamKey(room_id, participant_id, source.track_id)
-                source.add_tap(FrameSampler(stream, self._frame_sink, self._config.sample_fps))
-            self._add_publication(peer, source, track)
-            self._route(room_id)
+            self._published(source)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -361,6 +474,7 @@ class MediaEngine:
             await self.close_peer(peer.participant_id)
 
     def _source_ended(self, source: TrackSource) -> None:
+        self._samplers.pop(source, None)
         publications = self._publications.get(source.publisher_id, [])
         for publication in [p for p in publications if p.source is source]:
             publications.remove(publication)
@@ -403,44 +517,56 @@ class MediaEngine:
 
     # -- recording ------------------------------------------------------------------------------
 
-    def _add_publication(self, peer: ServerPeer, source: TrackSource, track: Any) -> None:
+    def _published(self, source: TrackSource) -> None:
+        """A new source: sample it, buffer it for captures, route it."""
+        self._sample_if_wanted(source)
+        self._add_publication(source)
+        self._route(source.room_id)
+
+    def _sample_if_wanted(self, source: TrackSource) -> None:
+        """Attach a sampler to a live video source the frame sink wants, or take the engine's
+        sampler off one it no longer wants (the sink is told the stream ended)."""
+        sink = self._frame_sink
+        if source.kind != "video" or sink is None or not source.live:
+            return
+        stream = StreamKey(source.room_id, source.publisher_id, source.track_id)
+        wants = getattr(sink, "wants", None)
+        wanted = wants is None or bool(wants(stream))
+        sampler = self._samplers.get(source)
+        if wanted and sampler is None:
+            sampler = FrameSampler(stream, sink, self._config.sample_fps)
+            self._samplers[source] = sampler
+            source.add_frame_tap(sampler)
+        elif not wanted and sampler is not None:
+            del self._samplers[source]
+            source.remove_frame_tap(sampler)
+            sampler.close()
+
+    def resample(self, room_id: str) -> None:
+        """Ask the frame sink again whether it wants each live video track of the room (what
+        it wants changed: a camera became a station, or stopped being one). Tracks no longer
+        wanted stop being decoded; newly wanted ones start at their next keyframe."""
+        for source in self._forwarder.sources(room_id):
+            self._sample_if_wanted(source)
+
+    def _add_publication(self, source: TrackSource) -> None:
         config = self._config
         preroll = PrerollBuffer(config.preroll_s) if config.preroll_armed else None
         publication = Publication(source=source, preroll=preroll)
-        if source.kind == "video":
-            publication.latest = LatestFrame()
-            source.add_tap(publication.latest)
         if config.recording:
-            receiver = _aiortc.receiver_of(peer.pc, track)
-            if receiver is None:
-                logger.warning("no receiver for track %s", source.track_id, extra=peer.log_extra)
-            else:
-                publication.receiver = receiver
-                _aiortc.tap_encoded_frames(receiver, publication.on_encoded)
-                if source.kind == "video" and config.preroll_armed:
-                    publication.keyframe_task = asyncio.create_task(
-                        self._ask_keyframes(publication),
-                        name=f"media-keyframes-{peer.participant_id}-{source.track_id}",
-                    )
-        self._publications.setdefault(peer.participant_id, []).append(publication)
+            source.add_encoded_tap(publication.on_encoded)
+            if source.kind == "video" and config.preroll_armed:
+                publication.keyframe_task = asyncio.create_task(
+                    self._ask_keyframes(publication),
+                    name=f"media-keyframes-{source.publisher_id}-{source.track_id}",
+                )
+        self._publications.setdefault(source.publisher_id, []).append(publication)
 
     async def _ask_keyframes(self, publication: Publication) -> None:
         """Ask for a keyframe every ``keyframe_interval_s`` while the pre-roll is armed."""
         while True:
             await asyncio.sleep(self._config.keyframe_interval_s)
-            await self._request_keyframe(publication)
-
-    async def _request_keyframe(self, publication: Publication) -> None:
-        if publication.receiver is None:
-            return
-        try:
-            await _aiortc.request_keyframe(publication.receiver)
-        except ConnectionError:
-            pass  # the transport is closing; the publication ends with it
-        except Exception:
-            logger.exception(
-                "asking for a keyframe failed", extra={"participant_id": publication.participant_id}
-            )
+            publication.source.request_keyframe()
 
     def _end_publication(self, publication: Publication) -> None:
         """The track is gone: stop asking for keyframes; finish recordings left with no track."""
@@ -466,18 +592,21 @@ class MediaEngine:
     def _room_publications(self, room_id: str) -> dict[str, list[Publication]]:
         by_participant: dict[str, list[Publication]] = {}
         for participant_id, publications in self._publications.items():
-            peer = self._peers.get(participant_id)
-            live = [p for p in publications if p.source.live]
-            if peer is not None and peer.room_id == room_id and live:
+            live = [p for p in publications if p.source.live and p.source.room_id == room_id]
+            if live:
                 by_participant[participant_id] = live
         return by_participant
 
-    def _check_recording(self, room_id: str) -> dict[str, list[Publication]]:
+    def _check_recording(
+        self, room_id: str, participants: Collection[str] | None = None
+    ) -> dict[str, list[Publication]]:
         if self._closed:
             raise MediaError("the media engine is shutting down")
         if not self._config.recording:
             raise MediaError("recording is disabled on this server")
         publishers = self._room_publications(room_id)
+        if participants is not None:
+            publishers = {pid: p for pid, p in publishers.items() if pid in participants}
         if not publishers:
             raise NothingToRecord(room_id)
         return publishers
@@ -526,18 +655,31 @@ class MediaEngine:
         return recorder, buffered
 
     async def start_capture(
-        self, room_id: str, directory: Path, *, name: str, preroll: bool = True
+        self,
+        room_id: str,
+        directory: Path,
+        *,
+        name: str,
+        preroll: bool = True,
+        preroll_seconds: float | None = None,
+        participants: Collection[str] | None = None,
     ) -> CaptureHandle:
         """Record every track published in ``room_id`` until :meth:`stop_capture`.
 
         One file per publishing participant, ``directory/<name>-<participant>.webm`` (VP8 and
         Opus) or ``.mkv`` (H.264), holding its encoded frames as they arrived (no re-encode).
         With ``preroll`` the files start at the newest keyframe at least ``preroll_s`` seconds
-        before this call. A file is finished when its publisher leaves, at :meth:`stop_capture`
-        or at :meth:`aclose`. Raises :class:`NothingToRecord` when nobody publishes in the room.
+        before this call (``preroll_seconds``: fewer). A file is finished when its publisher
+        leaves, at :meth:`stop_capture` or at :meth:`aclose`. ``participants`` limits it to
+        those publishers (one camera of a site). Raises :class:`NothingToRecord` when nobody
+        (of them) publishes in the room.
         """
         seconds = self._config.preroll_s if preroll and self._config.preroll_armed else None
-        recorders = await self._open_recorders(room_id, directory, name, seconds, live=True)
+        if seconds is not None and preroll_seconds is not None:
+            seconds = min(seconds, max(0.0, preroll_seconds))
+        recorders = await self._open_recorders(
+            room_id, directory, name, seconds, live=True, participants=participants
+        )
         capture_id = uuid.uuid4().hex
         self._captures[capture_id] = recorders
         logger.info("capture %s started in %s: %d files", capture_id, room_id, len(recorders))
@@ -564,24 +706,40 @@ class MediaEngine:
         return list(await asyncio.gather(*(r.aclose() for r in recorders)))
 
     async def save_last(
-        self, room_id: str, seconds: float, directory: Path, *, name: str
+        self,
+        room_id: str,
+        seconds: float,
+        directory: Path,
+        *,
+        name: str,
+        participants: Collection[str] | None = None,
     ) -> list[RecordedFile]:
         """Write the last ``seconds`` (at most ``preroll_s``) of every track published in the
         room from the pre-roll buffers: files start at the newest keyframe at least that far
         back. Same file naming as :meth:`start_capture`."""
         if not 0 < seconds <= self._config.preroll_s:
             raise ValueError(f"seconds must be in (0, {self._config.preroll_s}]")
-        recorders = await self._open_recorders(room_id, directory, name, seconds, live=False)
+        recorders = await self._open_recorders(
+            room_id, directory, name, seconds, live=False, participants=participants
+        )
         return list(await asyncio.gather(*(r.aclose() for r in recorders)))
 
     async def _open_recorders(
-        self, room_id: str, directory: Path, name: str, seconds: float | None, *, live: bool
+        self,
+        room_id: str,
+        directory: Path,
+        name: str,
+        seconds: float | None,
+        *,
+        live: bool,
+        participants: Collection[str] | None = None,
     ) -> list[Recorder]:
         """One started recorder per publisher of the room, fed the last ``seconds`` of its
         pre-roll and, when ``live``, every frame that arrives after that."""
-        self._check_recording(room_id)
+        self._check_recording(room_id, participants)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        publishers = self._check_recording(room_id)  # the room may have changed meanwhile
+        # The room may have changed meanwhile.
+        publishers = self._check_recording(room_id, participants)
         now = time.monotonic()
         recorders: list[Recorder] = []
         for participant_id, publications in publishers.items():
@@ -597,28 +755,84 @@ class MediaEngine:
                 for publication in publications:
                     publication.sinks.add(recorder)
                     if publication.kind == "video":
-                        self._spawn(
-                            self._request_keyframe(publication), f"media-pli-{participant_id}"
-                        )
+                        publication.source.request_keyframe()
             recorders.append(recorder)
         return recorders
 
-    async def snapshot(self, room_id: str) -> bytes | None:
-        """A JPEG of the newest decoded frame of a video published in the room (``None`` when
-        no video frame has arrived). Encoded off the event loop."""
-        frames = [
-            p.latest.frame
-            for publications in self._room_publications(room_id).values()
+    async def snapshot(
+        self, room_id: str, participants: Collection[str] | None = None
+    ) -> bytes | None:
+        """A JPEG of the newest picture of a video published in the room (``None`` when no
+        video frame has arrived). The pre-roll's newest keyframe group is decoded on demand,
+        off the event loop: nothing is decoded for snapshots otherwise."""
+        groups = [
+            p.newest_picture()
+            for participant_id, publications in self._room_publications(room_id).items()
+            if participants is None or participant_id in participants
             for p in publications
-            if p.latest is not None and p.latest.frame is not None
         ]
-        if not frames:
+        frames = next((group for group in groups if group), None)
+        if frames is None:
             return None
         if self._snapshot_pool is None:
             self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="media-snapshot")
-        frame = frames[0]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._snapshot_pool, _jpeg, frame)
+        return await loop.run_in_executor(self._snapshot_pool, _snapshot_jpeg, frames)
+
+    def all_sources(self) -> list[TrackSource]:
+        """Every live published track (metrics)."""
+        return self._forwarder.all_sources()
+
+    @property
+    def forwarding_totals(self) -> ForwardingTotals:
+        return self._forwarder.totals
+
+    def source_stats(self, room_id: str) -> list[SourceStats]:
+        """What every live published track of the room looks like now (codec, size, rate)."""
+        return [source.stats() for source in self._forwarder.sources(room_id)]
+
+
+def _encoded_pusher(source: TrackSource) -> _aiortc.EncodedCallback:
+    """The receiver tap for one source: wraps each frame and says whether to decode it."""
+    kind = source.kind
+
+    def push(mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> bool:
+        codec = codec_of(mime_type)
+        return source.push(
+            EncodedFrame(
+                kind=kind,
+                codec=codec,
+                data=data,
+                timestamp=timestamp,
+                clock_rate=clock_rate,
+                keyframe=is_keyframe(codec, data),
+                arrival=time.monotonic(),
+            )
+        )
+
+    return push
+
+
+#: What the server forwards, for the message when an offer has none of it.
+_SUPPORTED = {
+    "audio": "Opus, PCMU, PCMA or G722",
+    "video": "VP8 or H264 (constrained baseline 42e01f/42001f, packetization-mode 1)",
+}
+
+
+def _no_common_codec(offered: list[OfferedMedia]) -> str:
+    parts = [
+        f"{media.kind} section {media.mid} offers {', '.join(media.codecs) or 'nothing'}"
+        for media in offered
+    ]
+    kinds = sorted({media.kind for media in offered})
+    wanted = "; ".join(f"{kind}: {_SUPPORTED[kind]}" for kind in kinds if kind in _SUPPORTED)
+    return f"no codec in common with the server ({'; '.join(parts)}; it takes {wanted})"
+
+
+def _snapshot_jpeg(frames: list[EncodedFrame]) -> bytes | None:
+    frame = decode_newest(frames)
+    return None if frame is None else _jpeg(frame)
 
 
 def _jpeg(frame: Any) -> bytes:

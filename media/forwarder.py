@@ -1,145 +1,146 @@
-"""The one seam through which media flows from publishers to subscribers.
+"""The one seam through which media flows from publishers to subscribers, encoded.
 
-A publisher's remote track becomes a :class:`TrackSource`: one reader task that pulls its frames
-and fans them out. Each sending transceiver of a subscriber gets one :class:`SubscriberTrack`,
-set on its ``RTCRtpSender`` once and kept for the life of the peer; routing only re-points it at
-another source. That is deliberate: an aiortc sender blocked in ``recv()`` of a track that is
-later replaced keeps waiting on the *old* track, and a track that ends raises
-``MediaStreamError`` which stops the sender for good, so swapping tracks under a sender does
+A published track becomes a :class:`TrackSource`. Whoever receives it (the engine's receiver tap
+for a WebRTC publisher, an ingest for RTSP) :meth:`~TrackSource.push`-es every complete
+**encoded** frame; the source fans it out to its subscribers without decoding it, and each
+subscriber's aiortc sender packetizes the ``av.Packet`` it gets without encoding it. Decoding
+happens once per published track, and only while a frame tap (the grading sampler, a shared
+transcode) is attached: the push tells the receiver whether to decode.
+
+Each sending transceiver of a subscriber gets one :class:`SubscriberTrack`, set on its
+``RTCRtpSender`` once and kept for the life of the peer; routing only re-points it at another
+source. An aiortc sender blocked in ``recv()`` of a replaced track keeps waiting on the *old*
+track, and a track that ends stops the sender for good, so swapping tracks under a sender would
 not survive a publisher leaving and another arriving.
 
-Today frames are decoded ``av`` frames and every subscriber's sender re-encodes them. Forwarding
-encoded frames later means changing what a ``TrackSource`` reads and pushes (an ``av.Packet``
-goes through ``RTCRtpSender`` unencoded); engine and signaling stay as they are.
+A subscriber starts at a keyframe (it asks the source for one, rate-limited, and drops what
+comes before) and its timestamps stay continuous across source changes. A subscriber whose
+negotiated codec is not the source's gets the source's one shared :class:`Transcode` to that
+codec, never a black screen and never one encoder per subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from fractions import Fraction
+from typing import Any, Protocol
 
+import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av.frame import Frame
 from av.packet import Packet
 
-__all__ = ["KINDS", "Forwarder", "SubscriberTrack", "Tap", "TrackSource"]
+from .keyframes import EncodedFrame, h264_size, is_keyframe, vp8_size
+
+__all__ = [
+    "KINDS",
+    "ForwardingTotals",
+    "FrameTap",
+    "Forwarder",
+    "SourceStats",
+    "SubscriberTrack",
+    "TrackSource",
+    "Transcode",
+]
 
 logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("audio", "video")
 
-#: Frames a subscriber may lag before the oldest is dropped. Video keeps only the newest couple
-#: (late video is useless); audio tolerates 200 ms of jitter in 20 ms frames before it drops.
-DEFAULT_QUEUE = {"audio": 10, "video": 2}
+#: Frames a subscriber may lag before its queue overflows: video half a second at 30 fps (an
+#: overflow drops to the next keyframe and asks for one), audio 200 ms of 20 ms frames (oldest
+#: dropped: Opus frames stand alone).
+DEFAULT_QUEUE = {"audio": 10, "video": 15}
 
-#: What flows through the seam: decoded frames today, encoded packets later.
-MediaItem: TypeAlias = "Frame | Packet[Any]"
+#: At most one keyframe request to a publisher per this many seconds; a request inside the
+#: window is sent when it ends, never lost.
+KEYFRAME_MIN_INTERVAL_S = 0.3
+
+#: Bounds of a source's cached keyframe group (``gop_cache``); a longer group is not cached.
+GOP_CACHE_FRAMES = 300
+GOP_CACHE_BYTES = 8 * 1024 * 1024
+
+#: Gap put between the last frame of one source and the first of the next, in clock ticks.
+_SWITCH_GAP = {"video": 3000, "audio": 960}
+
+#: Seconds of frames the rolling fps and bitrate figures cover.
+_STATS_WINDOW_S = 2.0
 
 
-class Tap(Protocol):
-    """Something that watches a source's frames without being a subscriber (never blocks)."""
+class FrameTap(Protocol):
+    """Something that takes a source's *decoded* frames (the sampler, a transcode). Never
+    blocks; closed when the source ends."""
 
-    def push(self, frame: MediaItem) -> None: ...
+    def push(self, frame: Any) -> None: ...
 
     def close(self) -> None: ...
 
 
-class SubscriberTrack(MediaStreamTrack):
-    """What one subscriber's sender reads: the frames of whichever source is attached.
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    """What a published track looks like right now (camera status, metrics)."""
 
-    With no source attached ``recv()`` simply waits, so the sender idles without sending.
-    """
+    room_id: str
+    publisher_id: str
+    track_id: str
+    kind: str
+    codec: str | None
+    width: int | None
+    height: int | None
+    fps: float
+    bitrate_kbps: float
+    frames: int
+    keyframes: int
+    #: Wall-clock seconds of the newest frame (``None`` before the first).
+    last_frame_at: float | None
+    subscribers: int
+    decoding: bool
+    #: ``"vp8 -> h264 for 2 subscribers"`` while a shared transcode runs, else ``None``.
+    transcoding: str | None
 
-    def __init__(self, kind: str, subscriber_id: str, queue_size: int) -> None:
-        super().__init__()
-        self.kind = kind
-        self.subscriber_id = subscriber_id
-        self._frames: deque[MediaItem] = deque(maxlen=queue_size)
-        self._wake = asyncio.Event()
-        self._source: TrackSource | None = None
-        #: Frames dropped because the sender fell behind (bounded queue, oldest first).
-        self.dropped = 0
+
+@dataclass(slots=True)
+class ForwardingTotals:
+    """Running totals over every subscriber a forwarder ever had (Prometheus counters)."""
+
+    frames: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    keyframe_requests: int = 0
+
+
+class _Fanout:
+    """What a :class:`SubscriberTrack` can be attached to: encoded frames of one kind."""
+
+    kind: str
+    room_id: str
+    publisher_id: str
+    track_id: str
+    live: bool
+
+    def __init__(self) -> None:
+        self._outlets: set[SubscriberTrack] = set()
 
     @property
-    def source(self) -> TrackSource | None:
-        """The published track currently feeding this subscriber, if any."""
-        return self._source
-
-    def _push(self, frame: MediaItem) -> None:
-        if len(self._frames) == self._frames.maxlen:
-            self.dropped += 1
-        self._frames.append(frame)
-        self._wake.set()
-
-    def _set_source(self, source: TrackSource | None) -> None:
-        # Frames queued from a previous publisher must not leak into the next one's stream.
-        self._frames.clear()
-        self._source = source
-
-    async def recv(self) -> MediaItem:
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self._frames:
-                return self._frames.popleft()
-            self._wake.clear()
-            await self._wake.wait()
-
-    def stop(self) -> None:
-        if self._source is not None:
-            self._source.detach(self)
-        super().stop()
-        self._wake.set()
-
-
-class TrackSource:
-    """One published track, read by one task and fanned out to any number of subscribers.
-
-    The track is read even with no subscriber: aiortc's ``RemoteStreamTrack`` queues decoded
-    frames without bound until someone reads them.
-    """
-
-    def __init__(
-        self,
-        room_id: str,
-        publisher_id: str,
-        track: MediaStreamTrack,
-        on_ended: Callable[[TrackSource], None],
-    ) -> None:
-        self.room_id = room_id
-        self.publisher_id = publisher_id
-        self.kind: str = track.kind
-        self.track_id: str = track.id
-        self._track = track
-        self._on_ended = on_ended
-        self._outlets: set[SubscriberTrack] = set()
-        self._taps: list[Tap] = []
-        self._task: asyncio.Task[None] | None = None
-        self.live = True
-        #: Frames read from the publisher.
-        self.frames = 0
-
-    def __repr__(self) -> str:
-        return f"<TrackSource {self.kind} of {self.publisher_id} in {self.room_id}>"
+    def origin(self) -> TrackSource:
+        """The published track behind this fan-out."""
+        raise NotImplementedError
 
     @property
     def subscribers(self) -> frozenset[SubscriberTrack]:
         return frozenset(self._outlets)
 
-    def start(self) -> None:
-        """Start the reader task (owned by this source; :meth:`aclose` ends it)."""
-        if self._task is None:
-            self._task = asyncio.create_task(
-                self._run(), name=f"media-source-{self.publisher_id}-{self.kind}-{self.track_id}"
-            )
+    def request_keyframe(self) -> None:
+        raise NotImplementedError
 
     def attach(self, outlet: SubscriberTrack) -> None:
-        """Feed ``outlet`` from this source, taking it away from any other."""
+        """Feed ``outlet`` from here, taking it away from whatever fed it before."""
         if outlet.kind != self.kind:
             raise ValueError(f"cannot feed a {outlet.kind} subscriber from a {self.kind} track")
         previous = outlet.source
@@ -149,15 +150,8 @@ class TrackSource:
             previous.detach(outlet)
         outlet._set_source(self)
         self._outlets.add(outlet)
-
-    def add_tap(self, tap: Tap) -> None:
-        """Also show every frame to ``tap`` (e.g. the sampler); closed when the source ends."""
-        self._taps.append(tap)
-
-    def _close_taps(self) -> None:
-        taps, self._taps = self._taps, []
-        for tap in taps:
-            tap.close()
+        if self.kind == "video":
+            self.request_keyframe()
 
     def detach(self, outlet: SubscriberTrack) -> None:
         """Stop feeding ``outlet``; it idles until attached again."""
@@ -169,44 +163,454 @@ class TrackSource:
         for outlet in tuple(self._outlets):
             self.detach(outlet)
 
-    async def _run(self) -> None:
+    def _fan(self, frame: EncodedFrame) -> None:
+        for outlet in tuple(self._outlets):
+            outlet._push(frame)
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """What one subscriber's sender reads: ``av.Packet``s of whichever source is attached.
+
+    With no source attached ``recv()`` simply waits, so the sender idles without sending.
+    ``codec`` is what the subscriber negotiated (``None`` until known: anything goes).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        subscriber_id: str,
+        queue_size: int,
+        totals: ForwardingTotals | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.subscriber_id = subscriber_id
+        self._totals = totals if totals is not None else ForwardingTotals()
+        self.codec: str | None = None
+        self._frames: deque[EncodedFrame] = deque()
+        self._queue_size = queue_size
+        #: A higher bound while a replayed keyframe group drains (see :meth:`_replay`).
+        self._burst = 0
+        self._wake = asyncio.Event()
+        self._source: _Fanout | None = None
+        self._need_keyframe = kind == "video"
+        self._offset = 0
+        self._last_out: int | None = None
+        self._rebase = True
+        #: Frames dropped: overflow (the sender fell behind) or waiting for a keyframe.
+        self.dropped = 0
+        #: Frames handed to the sender, and their payload bytes.
+        self.sent = 0
+        self.sent_bytes = 0
+        #: Keyframe requests that came from the subscriber's side (RTCP PLI/FIR).
+        self.keyframe_requests = 0
+
+    @property
+    def source(self) -> _Fanout | None:
+        """What currently feeds this subscriber (a source or a transcode), if anything."""
+        return self._source
+
+    def request_keyframe(self) -> None:
+        """The subscriber lost the picture (its PLI): ask the publisher, through the source."""
+        self.keyframe_requests += 1
+        self._totals.keyframe_requests += 1
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    def _push(self, frame: EncodedFrame) -> None:
+        if self._need_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                self._totals.dropped += 1
+                return
+            self._need_keyframe = False
+        if len(self._frames) >= max(self._queue_size, self._burst):
+            if self.kind == "video":
+                # A gap in a video stream breaks every frame up to the next keyframe.
+                self.dropped += len(self._frames) + 1
+                self._totals.dropped += len(self._frames) + 1
+                self._frames.clear()
+                self._need_keyframe = True
+                if self._source is not None:
+                    self._source.request_keyframe()
+                return
+            self._frames.popleft()
+            self.dropped += 1
+            self._totals.dropped += 1
+        self._frames.append(frame)
+        self._wake.set()
+
+    def _replay(self, frames: list[EncodedFrame]) -> None:
+        """Start with a cached keyframe group (a source that cannot be asked for a keyframe):
+        queued in full, past the queue bound, once."""
+        if not self._need_keyframe or not frames or not frames[0].keyframe:
+            return
+        self._need_keyframe = False
+        self._frames.extend(frames)
+        self._burst = len(self._frames) + self._queue_size
+        self._wake.set()
+
+    def _set_source(self, source: _Fanout | None) -> None:
+        # Frames queued from a previous publisher must not leak into the next one's stream.
+        self._frames.clear()
+        self._burst = 0
+        self._source = source
+        self._need_keyframe = self.kind == "video"
+        self._rebase = True
+
+    def _packet(self, frame: EncodedFrame) -> Packet[Any]:
+        if self._rebase:
+            # Continue the subscriber's clock where the previous source left it.
+            start = 0 if self._last_out is None else self._last_out + _SWITCH_GAP[self.kind]
+            self._offset = start - frame.timestamp
+            self._rebase = False
+        timestamp = frame.timestamp + self._offset
+        if self._last_out is not None and timestamp < self._last_out:
+            timestamp = self._last_out  # a publisher's clock never runs back on the wire
+        self._last_out = timestamp
+        packet = Packet(frame.data)
+        packet.pts = timestamp
+        packet.time_base = Fraction(1, frame.clock_rate)
+        return packet
+
+    async def recv(self) -> Packet[Any]:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self._frames:
+                frame = self._frames.popleft()
+                if self._burst and len(self._frames) <= self._queue_size:
+                    self._burst = 0
+                self.sent += 1
+                self.sent_bytes += len(frame.data)
+                self._totals.frames += 1
+                self._totals.bytes += len(frame.data)
+                return self._packet(frame)
+            self._wake.clear()
+            await self._wake.wait()
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.detach(self)
+        super().stop()
+        self._wake.set()
+
+
+class _RateLimitedKeyframes:
+    """Sends keyframe requests through ``send`` at most once per ``interval`` seconds; a request
+    inside the window is sent when the window ends."""
+
+    def __init__(
+        self,
+        send: Callable[[], Awaitable[bool]] | None,
+        interval: float,
+        clock: Callable[[], float],
+        name: str,
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._clock = clock
+        self._name = name
+        self._last = -interval
+        self._pending: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.coalesced = 0
+
+    def request(self) -> None:
+        if self._send is None:
+            return
+        if self._pending is not None:
+            self.coalesced += 1
+            return
+        wait = self._last + self._interval - self._clock()
+        self._pending = asyncio.get_running_loop().create_task(
+            self._run(max(wait, 0.0)), name=self._name
+        )
+
+    async def _run(self, wait: float) -> None:
+        try:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last = self._clock()
+            self.sent += 1
+            assert self._send is not None
+            await self._send()
+        except ConnectionError:
+            pass  # the transport is closing; the source ends with it
+        except Exception:
+            logger.exception("keyframe request failed (%s)", self._name)
+        finally:
+            self._pending = None
+
+    def cancel(self) -> None:
+        task, self._pending = self._pending, None
+        if task is not None:
+            task.cancel()
+
+
+class TrackSource(_Fanout):
+    """One published track: encoded frames fanned out to subscribers, taps and transcodes.
+
+    ``keyframe_requester`` asks the publisher for a keyframe (a PLI for a WebRTC publisher).
+    ``decoded``, when given, is the track on which decoded frames arrive while the source
+    wants decoding (aiortc's remote track): a reader task passes them to the frame taps and
+    ends the source when the track ends. Without it, the owner calls :meth:`push_decoded` and
+    :meth:`end` itself.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        publisher_id: str,
+        kind: str,
+        track_id: str,
+        *,
+        decoded: MediaStreamTrack | None = None,
+        keyframe_requester: Callable[[], Awaitable[bool]] | None = None,
+        on_ended: Callable[[TrackSource], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        keyframe_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
+        gop_cache: bool = False,
+    ) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown track kind {kind!r}")
+        self.room_id = room_id
+        self.publisher_id = publisher_id
+        self.kind = kind
+        self.track_id = track_id
+        self._decoded = decoded
+        self._on_ended = on_ended
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._keyframes = _RateLimitedKeyframes(
+            keyframe_requester,
+            keyframe_interval_s,
+            clock,
+            f"media-pli-{publisher_id}-{track_id}",
+        )
+        self._encoded_taps: list[Callable[[EncodedFrame], None]] = []
+        self._frame_taps: list[FrameTap] = []
+        self._transcodes: dict[str, Transcode] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._decode_from_keyframe = True
+        self._window: deque[tuple[float, int]] = deque()
+        #: The frames since the newest keyframe, replayed to a new subscriber (``gop_cache``:
+        #: for publishers that cannot be asked for a keyframe, such as RTSP cameras).
+        self._gop: list[EncodedFrame] | None = [] if gop_cache and kind == "video" else None
+        self._gop_bytes = 0
+        self.live = True
+        self.codec: str | None = None
+        self.size: tuple[int, int] | None = None
+        #: Encoded frames, keyframes and bytes received; decoded frames seen.
+        self.frames = 0
+        self.keyframes = 0
+        self.bytes = 0
+        self.decoded_frames = 0
+        self.last_frame_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<TrackSource {self.kind} of {self.publisher_id} in {self.room_id}>"
+
+    @property
+    def origin(self) -> TrackSource:
+        return self
+
+    @property
+    def keyframe_requests(self) -> int:
+        """Keyframe requests sent to the publisher (after rate limiting)."""
+        return self._keyframes.sent
+
+    @property
+    def transcode_count(self) -> int:
+        return sum(1 for t in self._transcodes.values() if t.live)
+
+    @property
+    def decoding(self) -> bool:
+        """Whether frames are being decoded (some frame tap is attached)."""
+        return bool(self._frame_taps) and self.live
+
+    # -- encoded side ---------------------------------------------------------------------------
+
+    def push(self, frame: EncodedFrame) -> bool:
+        """One complete encoded frame from the publisher, on the loop thread. Returns whether
+        it must be decoded (and decoded frames passed to :meth:`push_decoded`)."""
+        if not self.live:
+            return False
+        self.frames += 1
+        self.bytes += len(frame.data)
+        self.last_frame_at = self._wall_clock()
+        self._window.append((frame.arrival, len(frame.data)))
+        while self._window and self._window[0][0] < frame.arrival - _STATS_WINDOW_S:
+            self._window.popleft()
+        if frame.codec != self.codec:
+            self._codec_changed(frame.codec)
+        if self._gop is not None:
+            self._cache(frame)
+        if frame.keyframe:
+            self.keyframes += 1
+            if self.kind == "video":
+                size = vp8_size(frame.data) if frame.codec == "vp8" else h264_size(frame.data)
+                if size is not None:
+                    self.size = size
+        self._fan(frame)
+        for tap in self._encoded_taps:
+            try:
+                tap(frame)
+            except Exception:
+                logger.exception("encoded tap of %r failed", self)
+        if not self._frame_taps:
+            self._decode_from_keyframe = True
+            return False
+        if self._decode_from_keyframe:
+            if not frame.keyframe:
+                return False
+            self._decode_from_keyframe = False
+        return True
+
+    def _cache(self, frame: EncodedFrame) -> None:
+        assert self._gop is not None
+        if frame.keyframe:
+            self._gop.clear()
+            self._gop_bytes = 0
+        elif not self._gop:
+            return  # no keyframe yet, or the group outgrew the cache: wait for the next one
+        self._gop.append(frame)
+        self._gop_bytes += len(frame.data)
+        if len(self._gop) > GOP_CACHE_FRAMES or self._gop_bytes > GOP_CACHE_BYTES:
+            self._gop.clear()
+            self._gop_bytes = 0
+
+    def attach(self, outlet: SubscriberTrack) -> None:
+        """Feed ``outlet``: directly when it takes this source's codec, else through the shared
+        transcode to its codec. With a keyframe group cached, the outlet starts with it."""
+        if (
+            self.codec is not None
+            and outlet.codec is not None
+            and outlet.codec != self.codec
+            and outlet.kind == self.kind
+        ):
+            self.transcode(outlet.codec).attach(outlet)
+            return
+        super().attach(outlet)
+        if self._gop:
+            outlet._replay(list(self._gop))
+
+    def _codec_changed(self, codec: str) -> None:
+        self.codec = codec
+        for outlet in tuple(self._outlets):
+            if outlet.codec is not None and outlet.codec != codec:
+                self.transcode(outlet.codec).attach(outlet)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (rate-limited; never lost)."""
+        if self.live and self.kind == "video":
+            self._keyframes.request()
+
+    def add_encoded_tap(self, tap: Callable[[EncodedFrame], None]) -> None:
+        """Also show every encoded frame to ``tap`` (pre-roll, recorders); must not block."""
+        self._encoded_taps.append(tap)
+
+    # -- decoded side ---------------------------------------------------------------------------
+
+    def add_frame_tap(self, tap: FrameTap) -> None:
+        """Decode from the next keyframe on and show every decoded frame to ``tap``."""
+        if not self.live:
+            tap.close()
+            return
+        first = not self._frame_taps
+        self._frame_taps.append(tap)
+        if first:
+            self._decode_from_keyframe = True
+            self.request_keyframe()
+
+    def remove_frame_tap(self, tap: FrameTap) -> None:
+        """Stop showing decoded frames to ``tap``; decoding stops with the last one."""
+        if tap in self._frame_taps:
+            self._frame_taps.remove(tap)
+
+    def push_decoded(self, frame: Any) -> None:
+        """One decoded frame (on the loop thread), for the frame taps."""
+        self.decoded_frames += 1
+        for tap in tuple(self._frame_taps):
+            try:
+                tap.push(frame)
+            except Exception:
+                logger.exception("frame tap of %r failed", self)
+
+    def transcode(self, codec: str) -> Transcode:
+        """The one shared transcode of this source to ``codec`` (made on first use)."""
+        existing = self._transcodes.get(codec)
+        if existing is not None and existing.live:
+            return existing
+        transcode = Transcode(self, codec)
+        self._transcodes[codec] = transcode
+        self.add_frame_tap(transcode)
+        logger.info("transcoding %s to %s for a subscriber", self.codec, codec)
+        return transcode
+
+    def _transcode_idle(self, transcode: Transcode) -> None:
+        if self._transcodes.get(transcode.codec) is transcode:
+            del self._transcodes[transcode.codec]
+        self.remove_frame_tap(transcode)
+        transcode.close()
+
+    # -- lifecycle and stats ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start reading ``decoded`` (owned by this source; :meth:`aclose` ends it)."""
+        if self._task is None and self._decoded is not None:
+            self._task = asyncio.create_task(
+                self._read_decoded(),
+                name=f"media-source-{self.publisher_id}-{self.kind}-{self.track_id}",
+            )
+
+    async def _read_decoded(self) -> None:
+        assert self._decoded is not None
         try:
             while True:
-                frame = await self._track.recv()
-                self.frames += 1
-                for outlet in tuple(self._outlets):
-                    outlet._push(frame)
-                for tap in self._taps:
-                    tap.push(frame)
+                frame = await self._decoded.recv()
+                self.push_decoded(frame)
         except MediaStreamError:
             logger.debug(
                 "published %s track ended",
                 self.kind,
                 extra={"room_id": self.room_id, "participant_id": self.publisher_id},
             )
-        except asyncio.CancelledError:
-            self.live = False
-            self._detach_all()
-            self._close_taps()
-            raise
         except Exception:
             logger.exception(
                 "reading a published %s track failed",
                 self.kind,
                 extra={"room_id": self.room_id, "participant_id": self.publisher_id},
             )
+        self.end()
+
+    def end(self) -> None:
+        """The publisher stopped: detach everyone, close the taps, tell the owner once."""
+        if not self.live:
+            return
+        self._shutdown()
+        if self._on_ended is not None:
+            self._on_ended(self)
+
+    def _shutdown(self) -> None:
         self.live = False
+        self._keyframes.cancel()
         self._detach_all()
-        self._close_taps()
-        self._on_ended(self)
+        for transcode in list(self._transcodes.values()):
+            transcode.close()
+        self._transcodes.clear()
+        taps, self._frame_taps = self._frame_taps, []
+        for tap in taps:
+            tap.close()
+        self._encoded_taps.clear()
 
     async def aclose(self) -> None:
         """Stop reading and detach every subscriber. Idempotent."""
-        self.live = False
-        self._detach_all()
-        self._close_taps()
+        self._shutdown()
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
             try:
                 await task
@@ -215,6 +619,167 @@ class TrackSource:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+
+    def stats(self) -> SourceStats:
+        window = list(self._window)
+        fps = bitrate = 0.0
+        if len(window) >= 2:
+            span = window[-1][0] - window[0][0]
+            if span > 0:
+                fps = (len(window) - 1) / span
+                bitrate = sum(size for _, size in window[1:]) * 8 / span / 1000
+        transcoding = None
+        if self._transcodes:
+            transcoding = ", ".join(
+                f"{self.codec} -> {t.codec} for {len(t.subscribers)} subscriber(s)"
+                for t in self._transcodes.values()
+            )
+        return SourceStats(
+            room_id=self.room_id,
+            publisher_id=self.publisher_id,
+            track_id=self.track_id,
+            kind=self.kind,
+            codec=self.codec,
+            width=self.size[0] if self.size else None,
+            height=self.size[1] if self.size else None,
+            fps=round(fps, 1),
+            bitrate_kbps=round(bitrate, 1),
+            frames=self.frames,
+            keyframes=self.keyframes,
+            last_frame_at=self.last_frame_at,
+            subscribers=len(self._outlets)
+            + sum(len(t.subscribers) for t in self._transcodes.values()),
+            decoding=self.decoding,
+            transcoding=transcoding,
+        )
+
+
+#: PyAV encoder and options per target codec: real-time, no B-frames, in-band parameter sets.
+_ENCODERS: dict[str, tuple[str, dict[str, str]]] = {
+    "vp8": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}),
+    "h264": (
+        "libx264",
+        {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "bf": "0"},
+    ),
+}
+
+
+class Transcode(_Fanout):
+    """One source re-encoded to another codec, shared by every subscriber that needs it.
+
+    A frame tap on the source (so the source decodes); frames are encoded with PyAV on the
+    transcode's own thread, and a frame that arrives while the previous one is still being
+    encoded is skipped rather than queued. Idle (no subscriber) for a second, it closes.
+    """
+
+    def __init__(
+        self, source: TrackSource, codec: str, *, bitrate: int = 1_500_000, gop_s: float = 2.0
+    ) -> None:
+        super().__init__()
+        if source.kind != "video" or codec not in _ENCODERS:
+            raise ValueError(f"cannot transcode {source.kind} to {codec!r}")
+        self._source = source
+        self.codec = codec
+        self.kind = source.kind
+        self.room_id = source.room_id
+        self.publisher_id = source.publisher_id
+        self.track_id = source.track_id
+        self.live = True
+        self._bitrate = bitrate
+        self._gop_s = gop_s
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"media-transcode-{codec}")
+        self._context: Any = None
+        self._busy = False
+        self._force_keyframe = True
+        self._idle_since: float | None = None
+        #: Frames encoded and frames skipped because the encoder was busy.
+        self.encoded = 0
+        self.skipped = 0
+
+    @property
+    def origin(self) -> TrackSource:
+        return self._source
+
+    def request_keyframe(self) -> None:
+        self._force_keyframe = True
+
+    def detach(self, outlet: SubscriberTrack) -> None:
+        super().detach(outlet)
+        if not self._outlets and self.live:
+            self._idle_since = time.monotonic()
+
+    def push(self, frame: Any) -> None:
+        if not self.live:
+            return
+        if not self._outlets:
+            if self._idle_since is not None and time.monotonic() - self._idle_since > 1.0:
+                self._source._transcode_idle(self)
+            return
+        self._idle_since = None
+        if self._busy:
+            self.skipped += 1
+            return
+        self._busy = True
+        force, self._force_keyframe = self._force_keyframe, False
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, self._encode, frame, force)
+        future.add_done_callback(self._encoded)
+
+    def _encode(self, frame: Any, force: bool) -> list[tuple[bytes, int, bool]]:
+        context: Any = self._context
+        if context is None or (context.width, context.height) != (frame.width, frame.height):
+            name, options = _ENCODERS[self.codec]
+            context = av.CodecContext.create(name, "w")
+            context.width = frame.width
+            context.height = frame.height
+            context.pix_fmt = "yuv420p"
+            context.time_base = Fraction(1, 90_000)
+            context.framerate = Fraction(30, 1)
+            context.bit_rate = self._bitrate
+            context.gop_size = max(1, int(30 * self._gop_s))
+            context.options = dict(options)
+            self._context = context
+            force = True
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        frame.pict_type = av.video.frame.PictureType.I if force else av.video.frame.PictureType.NONE
+        out = []
+        for packet in context.encode(frame):
+            if packet.pts is None:
+                continue
+            out.append((bytes(packet), int(packet.pts), bool(packet.is_keyframe)))
+        return out
+
+    def _encoded(self, future: asyncio.Future[list[tuple[bytes, int, bool]]]) -> None:
+        self._busy = False
+        if future.cancelled() or not self.live:
+            return
+        error = future.exception()
+        if error is not None:
+            logger.error("transcoding to %s failed: %s", self.codec, error)
+            self._force_keyframe = True
+            return
+        now = time.monotonic()
+        for data, pts, keyframe in future.result():
+            self.encoded += 1
+            self._fan(
+                EncodedFrame(
+                    kind="video",
+                    codec=self.codec,
+                    data=data,
+                    timestamp=pts,
+                    clock_rate=90_000,
+                    keyframe=keyframe or is_keyframe(self.codec, data),
+                    arrival=now,
+                )
+            )
+
+    def close(self) -> None:
+        if not self.live:
+            return
+        self.live = False
+        self._detach_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(slots=True)
@@ -228,7 +793,7 @@ class _Member:
 class Forwarder:
     """Routes every participant's published tracks to every *other* participant of its room.
 
-    Participants :meth:`join` a room, :meth:`publish` remote tracks and :meth:`subscribe` one
+    Participants :meth:`join` a room, :meth:`publish` sources and :meth:`subscribe` one
     :class:`SubscriberTrack` per sending transceiver. :meth:`route` (re)assigns sources to idle
     subscriber tracks and reports who has fewer subscriber tracks than available sources.
     """
@@ -243,6 +808,8 @@ class Forwarder:
         self._queue_sizes = {**DEFAULT_QUEUE, **(queue_sizes or {})}
         self._members: dict[str, _Member] = {}
         self._rooms: dict[str, dict[str, _Member]] = {}
+        #: What every subscriber track got, for metrics.
+        self.totals = ForwardingTotals()
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -276,10 +843,28 @@ class Forwarder:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def publish(self, participant_id: str, track: MediaStreamTrack) -> TrackSource:
-        """Start forwarding ``track``, published by ``participant_id``."""
+    def publish(
+        self,
+        participant_id: str,
+        kind: str,
+        track_id: str,
+        *,
+        decoded: MediaStreamTrack | None = None,
+        keyframe_requester: Callable[[], Awaitable[bool]] | None = None,
+        gop_cache: bool = False,
+    ) -> TrackSource:
+        """A new source for a track ``participant_id`` publishes; the caller pushes its frames."""
         member = self._member(participant_id)
-        source = TrackSource(member.room_id, participant_id, track, self._source_ended)
+        source = TrackSource(
+            member.room_id,
+            participant_id,
+            kind,
+            track_id,
+            decoded=decoded,
+            keyframe_requester=keyframe_requester,
+            on_ended=self._source_ended,
+            gop_cache=gop_cache,
+        )
         member.sources.append(source)
         source.start()
         return source
@@ -311,7 +896,7 @@ class Forwarder:
         if kind not in KINDS:
             raise ValueError(f"unknown track kind {kind!r}")
         member = self._member(participant_id)
-        outlet = SubscriberTrack(kind, participant_id, self._queue_sizes[kind])
+        outlet = SubscriberTrack(kind, participant_id, self._queue_sizes[kind], self.totals)
         member.outlets.append(outlet)
         return outlet
 
@@ -343,6 +928,16 @@ class Forwarder:
             if source.kind == kind and source.live
         ]
 
+    def offered_codecs(self, participant_id: str, kind: str) -> list[str]:
+        """The codecs of the live sources the room offers ``participant_id``, most used first
+        (what its transceivers should negotiate to avoid a transcode)."""
+        member = self._member(participant_id)
+        counts: dict[str, int] = {}
+        for source in self._offered(member, kind):
+            if source.codec is not None:
+                counts[source.codec] = counts.get(source.codec, 0) + 1
+        return sorted(counts, key=lambda codec: -counts[codec])
+
     def route(self, room_id: str) -> dict[str, dict[str, int]]:
         """Attach sources to idle subscriber tracks in ``room_id``, keeping existing pairs.
 
@@ -360,13 +955,17 @@ class Forwarder:
                 counts[kind] = len(offered)
                 lacking |= len(offered) > len(outlets)
                 for outlet in outlets:
-                    if outlet.source is not None and outlet.source not in offered:
-                        outlet.source.detach(outlet)
-                taken = {outlet.source for outlet in outlets if outlet.source is not None}
+                    fed_by = outlet.source
+                    if fed_by is not None and (not fed_by.live or fed_by.origin not in offered):
+                        fed_by.detach(outlet)
+                taken = {outlet.source.origin for outlet in outlets if outlet.source is not None}
                 free = [source for source in offered if source not in taken]
                 for outlet in outlets:
                     if outlet.source is None and free:
-                        free.pop(0).attach(outlet)
+                        # Prefer a source in the outlet's own codec: no transcode.
+                        match = next((s for s in free if s.codec == outlet.codec), free[0])
+                        free.remove(match)
+                        match.attach(outlet)
             if lacking:
                 short[member.participant_id] = counts
         return short
@@ -391,6 +990,15 @@ class Forwarder:
             for source in member.sources
             if source.live
         ]
+
+    def all_sources(self) -> list[TrackSource]:
+        """Every live published track, in every room."""
+        return [s for m in self._members.values() for s in m.sources if s.live]
+
+    def outlets(self, participant_id: str) -> list[SubscriberTrack]:
+        """The subscriber tracks of a participant."""
+        member = self._members.get(participant_id)
+        return list(member.outlets) if member else []
 
     def _member(self, participant_id: str) -> _Member:
         member = self._members.get(participant_id)

@@ -12,6 +12,8 @@ __all__ = [
     "EncodedFrame",
     "codec_of",
     "h264_nal_types",
+    "h264_size",
+    "h264_sps_size",
     "is_keyframe",
     "vp8_size",
 ]
@@ -93,3 +95,108 @@ def h264_parameter_sets(data: bytes) -> bytes:
         if data[start] & 0x1F in (7, 8):
             out += b"\x00\x00\x00\x01" + data[start:end]
     return bytes(out)
+
+
+class _Bits:
+    """An RBSP bit reader (emulation-prevention bytes already removed)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def bit(self) -> int:
+        byte = self._data[self._pos >> 3]  # IndexError past the end: caught by the caller
+        value = (byte >> (7 - (self._pos & 7))) & 1
+        self._pos += 1
+        return value
+
+    def bits(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            value = value << 1 | self.bit()
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.bit():
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-Golomb code")
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+    def se(self) -> int:
+        value = self.ue()
+        return (value + 1) // 2 if value & 1 else -(value // 2)
+
+
+def _rbsp(nal: bytes) -> bytes:
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _skip_scaling_list(bits: _Bits, size: int) -> None:
+    last = next_ = 8
+    for _ in range(size):
+        if next_:
+            next_ = (last + bits.se() + 256) % 256
+        last = next_ or last
+
+
+def h264_sps_size(sps: bytes) -> tuple[int, int] | None:
+    """Width and height from an H.264 SPS NAL unit (with its header byte), or ``None``."""
+    try:
+        bits = _Bits(_rbsp(sps[1:]))
+        profile = bits.bits(8)
+        bits.bits(16)  # constraint flags, level
+        bits.ue()  # sps id
+        chroma = 1
+        if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+            chroma = bits.ue()
+            if chroma == 3:
+                bits.bit()
+            bits.ue()
+            bits.ue()
+            bits.bit()
+            if bits.bit():  # scaling matrix present
+                for i in range(8 if chroma != 3 else 12):
+                    if bits.bit():
+                        _skip_scaling_list(bits, 16 if i < 6 else 64)
+        bits.ue()  # log2_max_frame_num
+        poc_type = bits.ue()
+        if poc_type == 0:
+            bits.ue()
+        elif poc_type == 1:
+            bits.bit()
+            bits.se()
+            bits.se()
+            for _ in range(bits.ue()):
+                bits.se()
+        bits.ue()  # max_num_ref_frames
+        bits.bit()
+        width_mbs = bits.ue() + 1
+        height_units = bits.ue() + 1
+        frame_mbs_only = bits.bit()
+        if not frame_mbs_only:
+            bits.bit()
+        bits.bit()  # direct_8x8_inference
+        width, height = width_mbs * 16, height_units * 16 * (2 - frame_mbs_only)
+        if bits.bit():  # frame cropping
+            left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
+            sub_w, sub_h = {1: (2, 2), 2: (2, 1)}.get(chroma, (1, 1))
+            crop_x, crop_y = sub_w, sub_h * (2 - frame_mbs_only)
+            width -= (left + right) * crop_x
+            height -= (top + bottom) * crop_y
+        return (width, height) if width > 0 and height > 0 else None
+    except (IndexError, ValueError):
+        return None
+
+
+def h264_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first SPS of an Annex-B access unit, or ``None``."""
+    i = data.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(data):
+        start = i + 3
+        end = data.find(b"\x00\x00\x01", start)
+        if data[start] & 0x1F == 7:
+            return h264_sps_size(data[start : end if end != -1 else len(data)])
+        i = end
+    return None

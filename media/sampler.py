@@ -36,7 +36,11 @@ class StreamKey:
 
 class FrameSink(Protocol):
     """Where sampled frames go (the server wires the grading pipeline in). Every method must
-    return without waiting on inference."""
+    return without waiting on inference.
+
+    A sink may also define ``wants(stream) -> bool``: a track it does not want is never
+    sampled, so never decoded (a warehouse camera nobody grades costs no decoder).
+    """
 
     def stream_started(self, stream: StreamKey) -> None: ...
 

@@ -44,6 +44,8 @@ class OfferedMedia:
     kind: str
     #: The direction the *client* wrote (``sendrecv``, ``sendonly``, ``recvonly``, ``inactive``).
     direction: str
+    #: The media codecs offered, as people read them (``VP8``, ``H264 640c1f``), in order.
+    codecs: tuple[str, ...] = ()
 
     @property
     def client_receives(self) -> bool:
@@ -96,11 +98,30 @@ def validate_offer(text: object) -> list[OfferedMedia]:
         if not media.rtp.codecs:
             raise BadSdp(f"{where}: no codecs (a=rtpmap) offered")
         offered.append(
-            OfferedMedia(mid=media.rtp.muxId, kind=media.kind, direction=media.direction or "")
+            OfferedMedia(
+                mid=media.rtp.muxId,
+                kind=media.kind,
+                direction=media.direction or "",
+                codecs=_codec_names(media.rtp.codecs),
+            )
         )
     if not offered:
         raise BadSdp("the offer SDP has no audio or video section")
     return offered
+
+
+def _codec_names(codecs: Iterable[object]) -> tuple[str, ...]:
+    names: list[str] = []
+    for codec in codecs:
+        name = str(getattr(codec, "mimeType", "")).split("/", 1)[-1]
+        if name.lower() in _NON_MEDIA_CODECS:
+            continue
+        params = getattr(codec, "parameters", {}) or {}
+        profile = params.get("profile-level-id")
+        label = f"{name} {profile}" if profile else name
+        if label not in names:
+            names.append(label)
+    return tuple(names)
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from .camera import (
     NumberedVideoTrack,
+    PreEncodedVideoTrack,
     ToneAudioTrack,
     TrackReader,
     audio_level,
@@ -14,6 +15,7 @@ from .camera import (
 
 __all__ = [
     "NumberedVideoTrack",
+    "PreEncodedVideoTrack",
     "ToneAudioTrack",
     "TrackReader",
     "audio_level",

@@ -19,6 +19,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 __all__ = [
+    "PreEncodedVideoTrack",
     "NumberedVideoTrack",
     "ToneAudioTrack",
     "TrackReader",
@@ -104,6 +105,67 @@ class NumberedVideoTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.frames_sent += 1
         return frame
+
+
+#: PyAV encoders for :class:`PreEncodedVideoTrack`: real-time settings, no B-frames.
+_ENCODERS = {
+    "vp8": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}),
+    "h264": ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline"}),
+}
+
+
+class PreEncodedVideoTrack(MediaStreamTrack):
+    """A camera whose numbered frames were encoded up front: ``recv()`` returns ``av.Packet``s,
+    which aiortc's sender packetizes without encoding. ``payloads`` are the exact bytes sent,
+    in order (a keyframe every ``gop`` frames; PLIs cannot make more)."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        codec: str = "vp8",
+        width: int = 320,
+        height: int = 240,
+        fps: int = 15,
+        *,
+        count: int = 150,
+        gop: int = 15,
+    ) -> None:
+        super().__init__()
+        self.codec, self.fps = codec, fps
+        self.payloads: list[bytes] = []
+        self.frames_sent = 0
+        self._pacer = _Pacer(1 / fps)
+        name, options = _ENCODERS[codec]
+        context = av.CodecContext.create(name, "w")
+        context.width, context.height, context.pix_fmt = width, height, "yuv420p"  # type: ignore[attr-defined]
+        context.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        context.gop_size = gop  # type: ignore[attr-defined]
+        context.options = dict(options)
+        camera = NumberedVideoTrack(width, height, fps)
+        packets: list[av.Packet] = []
+        for index in range(count):
+            yuv = camera._base.copy()
+            _draw_number(yuv[:height], index & 0xFFFF)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = index * VIDEO_CLOCK // fps
+            frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+            packets.extend(context.encode(frame))  # type: ignore[attr-defined]
+        packets.extend(context.encode(None))  # type: ignore[attr-defined]
+        self._packets = [(bytes(packet), int(packet.pts or 0)) for packet in packets]
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live" or self.frames_sent >= len(self._packets):
+            raise MediaStreamError
+        index = self.frames_sent
+        await self._pacer.wait(index)
+        data, pts = self._packets[index]
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.payloads.append(data)
+        self.frames_sent += 1
+        return packet
 
 
 def _cell_values(number: int) -> list[int]:

@@ -67,13 +67,125 @@ async def test_receiver_decoder_queue_and_pli_are_where_the_tap_expects_them() -
     ]
 
     seen: list[tuple[str, int, bytes, int]] = []
-    tap_encoded_frames(receiver, lambda *args: seen.append(args))
+    decode = [True]
+
+    def tap(*args: object) -> bool:
+        seen.append(args)  # type: ignore[arg-type]
+        return decode[0]
+
+    tap_encoded_frames(receiver, tap)
     codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
     frame = JitterFrame(data=b"\x10\x02\x00", timestamp=3000)
     decoder_queue.put((codec, frame))
+    decode[0] = False
+    skipped = JitterFrame(data=b"\x11\x02\x00", timestamp=6000)
+    decoder_queue.put((codec, skipped))
     decoder_queue.put(None)
-    # The decoder still gets exactly what it got before; the tap saw the frame once.
+    # The decoder gets only what the tap lets through, and always the end-of-track None.
     assert decoder_queue.get_nowait() == (codec, frame)
     assert decoder_queue.get_nowait() is None
-    assert seen == [("video/VP8", 90000, b"\x10\x02\x00", 3000)]
+    assert decoder_queue.empty()
+    assert seen == [
+        ("video/VP8", 90000, b"\x10\x02\x00", 3000),
+        ("video/VP8", 90000, b"\x11\x02\x00", 6000),
+    ]
     await pc.close()
+
+
+async def test_sender_keyframe_hook_and_codec_order_are_where_expected() -> None:
+    import inspect
+
+    from aiortc import RTCRtpSender
+
+    from media._aiortc import negotiated_codec, on_keyframe_request, prefer_codec
+
+    source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in source, (
+        "aiortc's sender no longer calls _send_keyframe() on PLI/FIR: subscribers' keyframe "
+        "requests would stop reaching publishers (media/_aiortc.py on_keyframe_request)"
+    )
+    pc = RTCPeerConnection(MediaConfig().rtc_configuration())
+    transceiver = pc.addTransceiver("video")
+    asked: list[int] = []
+    on_keyframe_request(transceiver.sender, lambda: asked.append(1))
+    transceiver.sender._send_keyframe()
+    assert asked == [1]
+
+    assert isinstance(getattr(transceiver, "_codecs", None), list), (
+        "aiortc's RTCRtpTransceiver has no _codecs list: codec steering must be rewritten"
+    )
+    client = RTCPeerConnection(MediaConfig().rtc_configuration())
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    await pc.close()
+    pc = RTCPeerConnection(MediaConfig().rtc_configuration())
+    await pc.setRemoteDescription(client.localDescription)
+    (server_side,) = pc.getTransceivers()
+    assert negotiated_codec(server_side) == "vp8"  # aiortc offers VP8 first
+    assert prefer_codec(server_side, "h264")
+    assert negotiated_codec(server_side) == "h264"
+    assert not prefer_codec(server_side, "av1")
+    answer = await pc.createAnswer()
+    video = next(line for line in answer.sdp.splitlines() if line.startswith("m=video"))
+    first_pt = video.split()[3]
+    assert f"a=rtpmap:{first_pt} H264/90000" in answer.sdp
+    await pc.close()
+    await client.close()
+
+
+async def test_ice_consent_hooks_are_where_expected() -> None:
+    import inspect
+
+    from aioice import ice
+
+    from media._aiortc import consent_from_any_packet
+
+    connect = inspect.getsource(ice.Connection.connect)
+    assert "self.query_consent()" in connect, (
+        "aioice no longer starts consent checks with self.query_consent(): the WHIP "
+        "consent-from-any-packet hook in media/_aiortc.py must be rewritten"
+    )
+    assert "self.receiver.data_received(" in inspect.getsource(ice.StunProtocol.datagram_received)
+    pc = RTCPeerConnection(MediaConfig().rtc_configuration())
+    pc.addTransceiver("video")
+    pc.addTransceiver("audio")
+    assert consent_from_any_packet(pc) == 2  # one ICE connection per transceiver without BUNDLE
+    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+    assert "query_consent" in vars(connection) and "data_received" in vars(connection)
+    await pc.close()
+
+
+def test_marker_jitter_buffer_releases_a_frame_at_its_last_packet() -> None:
+    import inspect
+
+    from aiortc import RTCRtpReceiver
+    from aiortc.jitterbuffer import JitterBuffer
+    from aiortc.rtp import RtpPacket
+
+    from media._aiortc import MarkerJitterBuffer
+
+    assert "self.__jitter_buffer.add(packet)" in inspect.getsource(
+        RTCRtpReceiver._handle_rtp_packet
+    ), "aiortc changed how RTCRtpReceiver assembles frames (media/_aiortc.py MarkerJitterBuffer)"
+    assert list(inspect.signature(JitterBuffer._remove_frame).parameters) == [
+        "self",
+        "sequence_number",
+    ]
+
+    def packet(seq: int, ts: int, data: bytes, marker: bool) -> RtpPacket:
+        p = RtpPacket(sequence_number=seq, timestamp=ts, marker=int(marker))
+        p._data = data  # type: ignore[attr-defined]  # what the receiver's depayloader sets
+        return p
+
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+    assert buffer.add(packet(10, 3000, b"a", False)) == (False, None)
+    _, frame = buffer.add(packet(11, 3000, b"b", True))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
+    # Out of order: nothing until the gap is filled, then the whole frame at once.
+    assert buffer.add(packet(13, 6000, b"d", True)) == (False, None)
+    _, frame = buffer.add(packet(12, 6000, b"c", False))
+    assert frame is not None and frame.data == b"cd"
+    # No marker: released when the next frame starts, as aiortc does.
+    assert buffer.add(packet(14, 9000, b"e", False)) == (False, None)
+    _, frame = buffer.add(packet(15, 12000, b"f", False))
+    assert frame is not None and frame.data == b"e"

@@ -186,10 +186,10 @@ async def test_file_of_a_killed_process_plays_up_to_near_the_kill(tmp_path: Path
 async def test_keyframes_are_requested_while_armed(engine: MediaEngine, camera: Camera) -> None:
     await camera.join(engine)
     video = next(p for p in engine._publications["customer"] if p.kind == "video")
-    await wait_for(lambda: video.frames > 0)
-    before = video.keyframes
+    await wait_for(lambda: video.source.frames > 0)
+    before = video.source.keyframes
     await asyncio.sleep(4.0)  # keyframe_interval_s=1.0; aiortc's encoder sends none by itself
-    assert video.keyframes - before >= 3, (before, video.keyframes)
+    assert video.source.keyframes - before >= 3, (before, video.source.keyframes)
 
 
 async def test_no_keyframe_requests_when_recording_is_off(tmp_path: Path) -> None:
@@ -244,7 +244,9 @@ async def test_snapshot_is_a_jpeg_of_the_newest_frame(engine: MediaEngine, camer
     assert await engine.snapshot(ROOM) is None
     await camera.join(engine)
     video = next(p for p in engine._publications["customer"] if p.kind == "video")
-    await wait_for(lambda: video.latest is not None and video.latest.frame is not None)
+    await wait_for(lambda: bool(video.newest_picture()))
+    # Nothing samples the track here: snapshots decode the pre-roll's newest group on demand.
+    assert not video.source.decoding and video.source.decoded_frames == 0
     jpeg = await engine.snapshot(ROOM)
     assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
