@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import fcntl
+import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +24,21 @@ def _is_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+@contextlib.contextmanager
+def file_lock(path: Path | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing): one holder among every
+    process, and every open of it in this process, at a time. ``None``: no lock."""
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class Database:
@@ -63,10 +81,17 @@ class Database:
                 raise StorageFull("the evidence disk is full") from exc
             raise
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error."""
+    async def transaction(
+        self, fn: Callable[[sqlite3.Connection], T], *, lock: Path | None = None
+    ) -> T:
+        """Run ``fn(conn)`` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error. With
+        ``lock``, all of it holds that file's exclusive lock (:func:`file_lock`)."""
 
         def wrapped(conn: sqlite3.Connection) -> T:
+            with file_lock(lock):
+                return transact(conn)
+
+        def transact(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)

@@ -58,7 +58,7 @@ async def export_bundle(
     ids = list(dict.fromkeys(item_ids))
     if not ids:
         raise InvalidRecord("a bundle needs at least one item")
-    size_now = archive.log.size
+    size_now = await archive.refresh()  # other processes may have appended
     for item_id in ids:  # all exist before anything is logged
         await archive.proof(item_id, size_now)
     now = datetime.fromtimestamp(archive.log.now_ms() / 1000, UTC)

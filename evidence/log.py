@@ -3,6 +3,11 @@
 Entries live in the ``log_entries`` table of ``evidence.db``; each stores the canonical JSON
 bytes that were hashed (``data``) and the leaf hash. The tree is rebuilt from ``data`` at open,
 so an edited row is detected there rather than silently signed.
+
+Several processes may append to one log (the nodes of ``inspectd serve --workers``): each
+append holds an exclusive file lock and first adds to its in-memory tree the entries other
+processes appended since (checking each), so every process numbers its entry after all of
+them and the log never forks; :meth:`TransparencyLog.refresh` catches up before reading.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from evidence._db import Database
@@ -88,6 +94,22 @@ class LogEntry:
         }
 
 
+def _new_leaves(conn: sqlite3.Connection, start: int) -> list[bytes]:
+    """The leaf hashes of the entries from index ``start`` on, each checked against its data."""
+    leaves: list[bytes] = []
+    for idx, data, stored in conn.execute(
+        "SELECT idx, data, leaf_hash FROM log_entries WHERE idx >= ? ORDER BY idx", (start,)
+    ):
+        if idx != start + len(leaves):
+            raise IntegrityError(f"log entry {start + len(leaves)} is missing")
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        h = leaf_hash(raw)
+        if h != bytes(stored):
+            raise IntegrityError(f"log entry {idx} does not match its leaf hash")
+        leaves.append(h)
+    return leaves
+
+
 def _entry(row: tuple[Any, ...]) -> LogEntry:
     idx, ts, kind, actor, reason, item_id, data, lh = row
     return LogEntry(idx, ts, EntryKind(kind), actor, reason, item_id, bytes(data), bytes(lh))
@@ -100,41 +122,54 @@ class TransparencyLog:
     """Appends entries, signs tree heads, and proves inclusion and consistency."""
 
     def __init__(
-        self, db: Database, key: SigningKey, tree: MerkleTree, clock: Callable[[], float]
+        self,
+        db: Database,
+        key: SigningKey,
+        tree: MerkleTree,
+        clock: Callable[[], float],
+        lock: Path | None = None,
     ) -> None:
         self._db = db
         self._key = key
         self._tree = tree
         self._clock = clock
+        self._file_lock = lock
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, db: Database, key: SigningKey, *, clock: Callable[[], float] = time.time
+        cls,
+        db: Database,
+        key: SigningKey,
+        *,
+        clock: Callable[[], float] = time.time,
+        lock: Path | None = None,
     ) -> TransparencyLog:
-        """Create the table if needed and rebuild the tree, checking every stored row."""
+        """Create the table if needed and rebuild the tree, checking every stored row.
+        ``lock``: the file every process appending to this log locks around its appends."""
 
         def load(conn: sqlite3.Connection) -> MerkleTree:
             conn.executescript(_SCHEMA)
             tree = MerkleTree()
-            for idx, data, stored in conn.execute(
-                "SELECT idx, data, leaf_hash FROM log_entries ORDER BY idx"
-            ):
-                if idx != len(tree):
-                    raise IntegrityError(f"log entry {len(tree)} is missing")
-                raw = data.encode() if isinstance(data, str) else bytes(data)
-                h = leaf_hash(raw)
-                if h != bytes(stored):
-                    raise IntegrityError(f"log entry {idx} does not match its leaf hash")
+            for h in _new_leaves(conn, 0):
                 tree.append_hash(h)
             tree.warm()
             return tree
 
-        return cls(db, key, await db.run(load), clock)
+        return cls(db, key, await db.run(load), clock, lock)
 
     @property
     def size(self) -> int:
+        """Entries in this process's tree (see :meth:`refresh` for other processes')."""
         return len(self._tree)
+
+    async def refresh(self) -> int:
+        """Add the entries other processes appended since (checking each); returns the size."""
+        async with self._lock:
+            start = len(self._tree)
+            for h in await self._db.run(lambda conn: _new_leaves(conn, start)):
+                self._tree.append_hash(h)
+            return len(self._tree)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -168,19 +203,24 @@ class TransparencyLog:
 
         async def commit() -> int:
             async with self._lock:
-                index = len(self._tree)
+                start = len(self._tree)
 
-                def write(conn: sqlite3.Connection) -> None:
+                def write(conn: sqlite3.Connection) -> list[bytes]:
+                    # Under the file lock: entries of other processes come first.
+                    others = _new_leaves(conn, start)
+                    index = start + len(others)
                     conn.execute(
                         f"INSERT INTO log_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (index, ts, kind.value, actor, reason, item_id, data, lh),
                     )
                     if index_update is not None:
                         index_update(conn, index)
+                    return others
 
-                await self._db.transaction(write)
-                self._tree.append_hash(lh)
-                return index
+                others = await self._db.transaction(write, lock=self._file_lock)
+                for h in others:
+                    self._tree.append_hash(h)
+                return self._tree.append_hash(lh)
 
         # Shielded: once the row may be committed, the in-memory tree must follow it even when
         # the caller is cancelled.

@@ -109,7 +109,8 @@ class EvidenceArchive:
             key = await loop.run_in_executor(io, SigningKey.load_or_create, data_dir)
             db = await Database.open(data_dir / "evidence.db")
             await db.run(lambda conn: conn.executescript(SCHEMA))
-            log = await TransparencyLog.open(db, key, clock=clock)
+            # Nodes of one deployment share the archive: appends lock this file.
+            log = await TransparencyLog.open(db, key, clock=clock, lock=data_dir / "evidence.lock")
         except BaseException:
             if db is not None:
                 await db.aclose()
@@ -318,6 +319,7 @@ class EvidenceArchive:
         Expected hashes come from the logged record, not the index. Never logs.
         """
         item, rel_dir = await self._row(item_id)
+        await self._log.refresh()  # the item may have been added by another process
         entry = await self._log.entry(item.leaf_index)
         problems: list[str] = []
         logged: dict[str, Any] = {}
@@ -369,8 +371,13 @@ class EvidenceArchive:
         return await self._log.entries(item_id=item_id)
 
     def tree_head(self) -> SignedTreeHead:
-        """A signed tree head over the whole log, now."""
+        """A signed tree head over the log as this process knows it (:meth:`refresh` first to
+        include what other processes appended)."""
         return self._log.tree_head()
+
+    async def refresh(self) -> int:
+        """Catch up with entries other processes appended to the log; returns its size."""
+        return await self._log.refresh()
 
     def public_key_pem(self) -> str:
         return self._key.public_key_pem()
@@ -389,6 +396,8 @@ class EvidenceArchive:
     async def proof(self, item_id: str, tree_size: int) -> ItemProof:
         """The item's logged record and audit path in the tree of ``tree_size`` (not logged)."""
         item, rel_dir = await self._row(item_id)
+        if item.leaf_index >= self._log.size:
+            await self._log.refresh()  # added by another process
         entry = await self._log.entry(item.leaf_index)
         if entry is None:
             raise NotFound(f"log entry {item.leaf_index} is missing", item_id=item_id)

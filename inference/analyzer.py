@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .assessment import AssessmentConfig, SessionAssessment
-from .batcher import BatcherMetrics, DynamicBatcher
+from .batcher import BatcherMetrics, FrameBatcher
 from .codes import ReadCode, match_codes, read_codes
 from .errors import BatcherClosed, FrameDropped, InferenceError
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
@@ -45,7 +45,7 @@ class StreamAnalyzer:
     def __init__(
         self,
         stream_id: str,
-        batcher: DynamicBatcher,
+        batcher: FrameBatcher,
         executor: ThreadPoolExecutor,
         *,
         refs: Mapping[str, str | None] | None = None,
@@ -264,7 +264,7 @@ class AnalysisHub:
 
     def __init__(
         self,
-        batcher: DynamicBatcher,
+        batcher: FrameBatcher,
         *,
         frame_threads: int = 2,
         executor: ThreadPoolExecutor | None = None,

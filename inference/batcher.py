@@ -51,6 +51,18 @@ class BatchModel(Protocol):
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
 
 
+class FrameBatcher(Protocol):
+    """What the analyzers submit frames to: the local :class:`DynamicBatcher` or a remote one
+    (``inference.remote.RemoteBatcher``)."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    async def submit(self, stream_id: str, image: np.ndarray[Any, Any]) -> Prediction: ...
+
+    async def aclose(self, drain: bool = True, drain_timeout: float | None = 10.0) -> None: ...
+
+
 class BatcherMetrics:
     """Prometheus metrics of the batcher and the per-stream analyzers, in a given registry."""
 

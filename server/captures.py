@@ -1,6 +1,10 @@
 """Evidence capture: the media engine's recordings and snapshots become evidence items, tied to
 their case, order, tracking number, unit, stage and operator, with the grade data the model and
-the agent produced while they were recorded."""
+the agent produced while they were recorded.
+
+What is recorded and what the record says are one :class:`CaptureTarget`: a case's call (its
+media room is the case id) or one camera of a site (its media room ``camera:<id>``; the item is
+filed under the case the operator names, or under ``site:<site id>``)."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +30,7 @@ from .cases import Case, CaseKind, CaseService
 from .errors import Conflict, NotFound
 from .settings import Settings
 
-__all__ = ["CaptureInfo", "CaptureService"]
+__all__ = ["CaptureInfo", "CaptureService", "CaptureTarget"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,62 @@ class FrameSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureTarget:
+    """What a capture records (a media room) and what its evidence record is tied to."""
+
+    room_id: str
+    #: The record's case id: the case, or ``site:<site id>`` for site evidence filed under none.
+    case_id: str
+    use: Use
+    order_id: str | None = None
+    tracking_number: str | None = None
+    unit_id: str | None = None
+    sku: str | None = None
+    #: The logistics stage used when the operator names none.
+    default_stage: str | None = None
+    #: Put first in every record's note (which site and camera), so the signed record says it.
+    label: str = ""
+    site_id: str | None = None
+    camera_id: str | None = None
+    #: Record only these publishers of the room (a camera, not the viewers' talk-back).
+    publishers: tuple[str, ...] | None = None
+    #: The record carries the grading model's view of the room itself (a returns QC station's
+    #: clip: the camera room is graded like a call), when no case gives one.
+    graded: bool = False
+
+    @classmethod
+    def for_case(cls, case: Case) -> CaptureTarget:
+        """A case's call: its own media room, its references, return receipt by default."""
+        return cls(
+            room_id=case.id,
+            case_id=case.id,
+            use=Use.SUPPORT if case.kind is CaseKind.SUPPORT else Use.RETURN,
+            order_id=case.order_id,
+            tracking_number=case.tracking_number,
+            unit_id=case.unit_id,
+            sku=case.sku,
+            default_stage=(
+                LogisticsStage.RETURN_RECEIPT.value if case.kind is CaseKind.RETURN else None
+            ),
+        )
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_manifest(cls, data: Mapping[str, Any]) -> CaptureTarget:
+        fields = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        fields["use"] = Use(fields["use"])
+        if fields.get("publishers") is not None:
+            fields["publishers"] = tuple(fields["publishers"])
+        return cls(**fields)
+
+
+#: Called after an item is filed for a target (e.g. to link it to its site and camera).
+FiledHook = Callable[[CaptureTarget, EvidenceItem, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureInfo:
     id: str
     case_id: str
@@ -48,20 +108,27 @@ class CaptureInfo:
     stage: str | None
     note: str
     operator: str
+    site_id: str | None = None
+    camera_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "id": self.id,
             "case_id": self.case_id,
             "started_at": _dt(self.started_at).isoformat(),
             "preroll_s": self.preroll_s,
             "stage": self.stage,
         }
+        if self.site_id is not None:
+            body["site_id"] = self.site_id
+            body["camera_id"] = self.camera_id
+        return body
 
 
 @dataclass(slots=True)
 class _Active:
-    case: Case
+    target: CaptureTarget
+    case: Case | None
     info: CaptureInfo
     handle: CaptureHandle
 
@@ -119,11 +186,14 @@ class CaptureService:
         media: MediaEngine,
         archive: EvidenceArchive,
         grading: FrameSource,
+        *,
+        on_filed: FiledHook | None = None,
     ) -> None:
         self._settings = settings
         self._media = media
         self._archive = archive
         self._grading = grading
+        self._on_filed = on_filed
         self._spool = settings.data_dir / "recording"
         self._active: dict[str, _Active] = {}
 
@@ -133,47 +203,105 @@ class CaptureService:
         self, case: Case, operator: Identity, *, stage: str | None, note: str
     ) -> CaptureInfo:
         """Record the call from the last keyframe ``preroll_s`` back until :meth:`stop`."""
+        target = CaptureTarget.for_case(case)
+        return await self.start_target(target, operator, stage=stage, note=note, case=case)
+
+    async def start_target(
+        self,
+        target: CaptureTarget,
+        operator: Identity,
+        *,
+        stage: str | None,
+        note: str,
+        case: Case | None = None,
+        preroll_seconds: float | None = None,
+    ) -> CaptureInfo:
+        """Record ``target``'s media room (from the pre-roll) until :meth:`stop_target`.
+        ``case``: whose grading data the record carries, if any. ``preroll_seconds``: reach back
+        less than the configured pre-roll (a station clip starts a few seconds before its scan).
+        """
         capture_id = secrets.token_hex(6)
         directory = self._spool / capture_id
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        handle = await self._media.start_capture(case.id, directory, name="clip")
+        preroll = self._settings.preroll_s
+        if preroll_seconds is not None:
+            preroll = min(preroll, max(0.0, preroll_seconds))
+        handle = await self._media.start_capture(
+            target.room_id,
+            directory,
+            name="clip",
+            participants=target.publishers,
+            preroll_seconds=preroll_seconds,
+        )
         info = CaptureInfo(
             id=capture_id,
-            case_id=case.id,
-            started_at=handle.requested_at - self._settings.preroll_s,
-            preroll_s=self._settings.preroll_s,
-            stage=self._stage(case, stage),
+            case_id=target.case_id,
+            started_at=handle.requested_at - preroll,
+            preroll_s=preroll,
+            stage=self._stage(target, stage),
             note=note,
             operator=operator.name,
+            site_id=target.site_id,
+            camera_id=target.camera_id,
         )
         manifest = {**info.to_json(), "started_at": info.started_at, "note": note}
         manifest["operator"] = operator.name
+        manifest["target"] = target.to_manifest()
         await asyncio.to_thread((directory / MANIFEST).write_text, json.dumps(manifest), "utf-8")
-        self._active[capture_id] = _Active(case, info, handle)
-        logger.info("capture %s started", capture_id, extra={"case_id": case.id})
+        self._active[capture_id] = _Active(target, case, info, handle)
+        logger.info("capture %s started", capture_id, extra={"case_id": target.case_id})
         return info
 
     async def stop(self, case: Case, capture_id: str, operator: Identity) -> EvidenceItem:
+        return await self.stop_target(CaptureTarget.for_case(case), capture_id, operator, case)
+
+    async def stop_target(
+        self,
+        target: CaptureTarget,
+        capture_id: str,
+        operator: Identity,
+        case: Case | None = None,
+    ) -> EvidenceItem:
         active = self._active.get(capture_id)
-        if active is None or active.info.case_id != case.id:
-            raise NotFound(f"no running capture {capture_id!r} for this case")
+        if active is None or active.target.room_id != target.room_id:
+            what = "camera" if target.camera_id is not None else "case"
+            raise NotFound(f"no running capture {capture_id!r} for this {what}")
         del self._active[capture_id]
         files = await self._media.stop_capture(active.handle)
-        return await self._file_clip(case, files, active.info, operator.name)
+        return await self._file_clip(
+            active.target, case or active.case, files, active.info, operator.name
+        )
 
     async def save_last(
         self, case: Case, seconds: float, operator: Identity, *, stage: str | None, note: str
     ) -> EvidenceItem:
+        target = CaptureTarget.for_case(case)
+        return await self.save_last_target(
+            target, seconds, operator, stage=stage, note=note, case=case
+        )
+
+    async def save_last_target(
+        self,
+        target: CaptureTarget,
+        seconds: float,
+        operator: Identity,
+        *,
+        stage: str | None,
+        note: str,
+        case: Case | None = None,
+    ) -> EvidenceItem:
         capture_id = secrets.token_hex(6)
         directory = self._spool / capture_id
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        files = await self._media.save_last(case.id, seconds, directory, name="last")
+        files = await self._media.save_last(
+            target.room_id, seconds, directory, name="last", participants=target.publishers
+        )
         now = time.time()
         info = CaptureInfo(
-            capture_id, case.id, now - seconds, seconds, self._stage(case, stage), note,
-            operator.name,
+            capture_id, target.case_id, now - seconds, seconds, self._stage(target, stage), note,
+            operator.name, target.site_id, target.camera_id,
         )  # fmt: skip
-        return await self._file_clip(case, files, info, operator.name)
+        return await self._file_clip(target, case, files, info, operator.name)
 
     async def snapshot(
         self,
@@ -185,18 +313,33 @@ class CaptureService:
         note: str,
     ) -> EvidenceItem:
         """One of the sharpest frames the grading kept (``frame_id``), or the newest frame."""
+        target = CaptureTarget.for_case(case)
+        return await self.snapshot_target(
+            target, operator, frame_id=frame_id, stage=stage, note=note, case=case
+        )
+
+    async def snapshot_target(
+        self,
+        target: CaptureTarget,
+        operator: Identity,
+        *,
+        frame_id: str | None = None,
+        stage: str | None,
+        note: str,
+        case: Case | None = None,
+    ) -> EvidenceItem:
+        """The newest frame of ``target``'s room, or (with ``frame_id``) one of the sharpest
+        frames the grading kept for ``case``."""
         taken_at = time.time()
         jpeg: bytes | None
         if frame_id is not None:
-            frame = next(
-                (f for f in self._grading.frames(case.id) if str(int(f.ts * 1000)) == frame_id),
-                None,
-            )
+            frames = self._grading.frames(case.id) if case is not None else []
+            frame = next((f for f in frames if str(int(f.ts * 1000)) == frame_id), None)
             if frame is None:
                 raise NotFound(f"no frame {frame_id!r}: pick one of the case's best frames")
             jpeg, taken_at = frame.jpeg, frame.ts
         else:
-            jpeg = await self._media.snapshot(case.id)
+            jpeg = await self._media.snapshot(target.room_id, target.publishers)
             if jpeg is None:
                 raise Conflict("no video frame has arrived yet: nothing to photograph")
         directory = self._spool / secrets.token_hex(6)
@@ -208,19 +351,35 @@ class CaptureService:
 
         await asyncio.to_thread(write)
         record = self._record(
-            case, "snapshot", operator.name, taken_at, taken_at, self._stage(case, stage), note
-        )
+            target, case, "snapshot", operator.name, taken_at, taken_at,
+            self._stage(target, stage), note,
+        )  # fmt: skip
         try:
-            return await self._archive.add_item(
+            item = await self._archive.add_item(
                 [("snapshot.jpg", path)], record, actor=operator.name
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
+        await self._filed(target, item, operator.name)
+        return item
 
     # -- filing ---------------------------------------------------------------------------------
 
+    async def _filed(self, target: CaptureTarget, item: EvidenceItem, operator: str) -> None:
+        if self._on_filed is None:
+            return
+        try:
+            await self._on_filed(target, item, operator)
+        except Exception:
+            logger.exception("could not link evidence item %s", item.item_id)
+
     async def _file_clip(
-        self, case: Case, files: list[RecordedFile], info: CaptureInfo, actor: str
+        self,
+        target: CaptureTarget,
+        case: Case | None,
+        files: list[RecordedFile],
+        info: CaptureInfo,
+        actor: str,
     ) -> EvidenceItem:
         usable = [f for f in files if f.frames > 0 and f.path.exists()]
         directory = self._spool / info.id
@@ -231,23 +390,27 @@ class CaptureService:
             started = min(f.started_at for f in usable)
             ended = max(f.ended_at for f in usable)
             record = self._record(
-                case, "clip", info.operator, started, ended, info.stage, info.note
+                target, case, "clip", info.operator, started, ended, info.stage, info.note
             )
             named = _named([(f.path, f.codecs[:1] in _VIDEO_FIRST) for f in usable])
             item = await self._archive.add_item(named, record, actor=actor)
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
-        logger.info("capture %s filed as %s", info.id, item.item_id, extra={"case_id": case.id})
+        logger.info(
+            "capture %s filed as %s", info.id, item.item_id, extra={"case_id": target.case_id}
+        )
+        await self._filed(target, item, info.operator)
         return item
 
-    def _stage(self, case: Case, stage: str | None) -> str | None:
+    def _stage(self, target: CaptureTarget, stage: str | None) -> str | None:
         if stage:
             return LogisticsStage(stage).value
-        return LogisticsStage.RETURN_RECEIPT.value if case.kind is CaseKind.RETURN else None
+        return target.default_stage
 
     def _record(
         self,
-        case: Case,
+        target: CaptureTarget,
+        case: Case | None,
         kind: str,
         operator: str,
         started: float,
@@ -256,8 +419,10 @@ class CaptureService:
         note: str,
     ) -> EvidenceRecord:
         grading: dict[str, Any] = {}
-        live = self._grading.latest(case.id)
-        stored: Mapping[str, Any] = case.grading or {}
+        live = self._grading.latest(case.id) if case is not None else None
+        if live is None and case is None and target.graded:
+            live = self._grading.latest(target.room_id)
+        stored: Mapping[str, Any] = (case.grading if case is not None else None) or {}
         model = live if live is not None else stored.get("model")
         if model:
             grading["model"] = {
@@ -275,20 +440,20 @@ class CaptureService:
             }
             grading["grade"] = stored.get("final_grade")
         return EvidenceRecord(
-            case_id=case.id,
-            use=Use.SUPPORT if case.kind is CaseKind.SUPPORT else Use.RETURN,
+            case_id=target.case_id,
+            use=target.use,
             operator=operator,
             started_at=_dt(started),
             ended_at=_dt(max(started, ended)),
             kind=ItemKind(kind),
-            order_id=case.order_id,
-            tracking_number=case.tracking_number,
-            unit_id=case.unit_id,
-            sku=case.sku,
+            order_id=target.order_id,
+            tracking_number=target.tracking_number,
+            unit_id=target.unit_id,
+            sku=target.sku,
             logistics_stage=LogisticsStage(stage) if stage else None,
             grading=grading or None,
             privacy_notice_version=self._settings.privacy_notice_version,
-            note=note,
+            note=" · ".join(part for part in (target.label, note) if part),
             retention_class=self._settings.evidence_retention_class,
         )
 
@@ -303,20 +468,28 @@ class CaptureService:
             try:
                 data = json.loads(await asyncio.to_thread(manifest.read_text, "utf-8"))
                 case = await cases.get_case(str(data["case_id"]))
+                if "target" in data:
+                    target = CaptureTarget.from_manifest(data["target"])
+                elif case is not None:
+                    target = CaptureTarget.for_case(case)
+                else:
+                    continue
                 media = await asyncio.to_thread(_recordings_in, directory)
-                if case is None or not media:
+                if not media or (case is None and target.site_id is None):
                     continue
                 stat = await asyncio.to_thread(_newest_change, media)
                 note = (
                     data.get("note") or ""
                 ) + " (recovered after the server stopped during the recording)"
                 record = self._record(
-                    case, "clip", str(data["operator"]), float(data["started_at"]), stat,
+                    target, case, "clip", str(data["operator"]), float(data["started_at"]), stat,
                     data.get("stage"), note.strip(),
                 )  # fmt: skip
                 named = _named(await asyncio.to_thread(_probe_video, media))
-                items.append(await self._archive.add_item(named, record, actor="recovery"))
-                logger.warning("filed an interrupted recording of case %s", case.id)
+                item = await self._archive.add_item(named, record, actor="recovery")
+                items.append(item)
+                await self._filed(target, item, str(data["operator"]))
+                logger.warning("filed an interrupted recording of %s", target.case_id)
             except Exception:
                 logger.exception("could not recover the recording in %s", directory)
                 continue
@@ -329,7 +502,9 @@ class CaptureService:
             del self._active[capture_id]
             try:
                 files = await self._media.stop_capture(active.handle)
-                await self._file_clip(active.case, files, active.info, active.info.operator)
+                await self._file_clip(
+                    active.target, active.case, files, active.info, active.info.operator
+                )
                 logger.info("capture %s filed at shutdown", capture_id)
             except Exception:
                 logger.exception("capture %s could not be filed", capture_id)

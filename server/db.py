@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -107,6 +107,52 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     finished_at     REAL
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (status, url, case_id, id);
+CREATE TABLE IF NOT EXISTS sites (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    address    TEXT,
+    note       TEXT,
+    created_by TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cameras (
+    id                     TEXT PRIMARY KEY,
+    site_id                TEXT NOT NULL REFERENCES sites (id) ON DELETE CASCADE,
+    name                   TEXT NOT NULL,
+    kind                   TEXT NOT NULL,     -- phone | whip | rtsp
+    rtsp_url               TEXT,              -- without credentials
+    rtsp_username          TEXT,
+    rtsp_password          TEXT,              -- encrypted (Fernet, key derived from the secret key)
+    station_stage          TEXT,              -- receiving | packing | returns_qc; NULL: no station
+    station_idle_timeout_s REAL,
+    enabled                INTEGER NOT NULL DEFAULT 1,
+    created_by             TEXT,
+    created_at             REAL NOT NULL,
+    updated_at             REAL NOT NULL,
+    last_seen_at           REAL               -- last time the camera was connected
+);
+CREATE INDEX IF NOT EXISTS cameras_site ON cameras (site_id, created_at);
+CREATE TABLE IF NOT EXISTS camera_tokens (
+    id           TEXT PRIMARY KEY,
+    camera_id    TEXT NOT NULL REFERENCES cameras (id) ON DELETE CASCADE,
+    token_hash   TEXT NOT NULL UNIQUE,        -- SHA-256 hex; the token itself is not kept
+    created_by   TEXT,
+    created_at   REAL NOT NULL,
+    expires_at   REAL,
+    revoked_at   REAL,
+    last_used_at REAL
+);
+CREATE INDEX IF NOT EXISTS camera_tokens_camera ON camera_tokens (camera_id, created_at);
+CREATE TABLE IF NOT EXISTS site_evidence (
+    item_id    TEXT PRIMARY KEY,              -- the evidence archive's item id
+    site_id    TEXT NOT NULL,
+    camera_id  TEXT NOT NULL,
+    case_id    TEXT,                          -- the case it was filed under, if any
+    operator   TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS site_evidence_site ON site_evidence (site_id, created_at);
 """
 
 
@@ -121,6 +167,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE cases ADD COLUMN shipped_at REAL",
         "ALTER TABLE cases ADD COLUMN delivered_at REAL",
     ),
+    # 4: sites, cameras, camera tokens and site evidence are new tables, which the schema
+    # script above creates (CREATE TABLE IF NOT EXISTS) before migrations run: nothing to alter.
+    4: (),
 }
 
 

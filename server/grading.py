@@ -10,9 +10,9 @@ agent console as JPEG snapshots.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from redis import asyncio as aioredis
 
 import inference
 from inference import (
@@ -30,8 +31,11 @@ from inference import (
     SnapshotCandidate,
     derive_grade,
 )
+from inference.batcher import FrameBatcher
+from inference.remote import RemoteBatcher, RemoteKeys
 from media import StreamKey
 
+from ._tasks import OwnedTasks
 from .settings import Settings
 
 __all__ = ["DEFAULT_MODEL", "GradingService", "build_grading_record", "open_grading"]
@@ -78,7 +82,9 @@ class GradingService:
         self._store_view = store_view
         self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._frames: OrderedDict[str, _Frames] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
+        #: Open streams by id (a room's streams are reopened by :meth:`begin_segment`).
+        self._streams: dict[str, StreamKey] = {}
         self._closed = False
 
     # -- media.FrameSink ----------------------------------------------------------------------
@@ -86,6 +92,13 @@ class GradingService:
     def stream_started(self, stream: StreamKey) -> None:
         if self._closed:
             return
+        self._streams[stream.id] = stream
+        self._open(stream)
+        # The case's references are looked up at once; they land long before the first frame.
+        self._tasks.spawn(self._set_refs(stream.room_id, stream.id), f"grading-refs-{stream.id}")
+        logger.info("grading stream %s", stream.id, extra={"case_id": stream.room_id})
+
+    def _open(self, stream: StreamKey, refs: Mapping[str, str | None] | None = None) -> None:
         case_id = stream.room_id
 
         async def on_update(snapshot: dict[str, Any]) -> None:
@@ -94,17 +107,29 @@ class GradingService:
                 case_id, {"type": "analysis", "case_id": case_id, "assessment": compact(snapshot)}
             )
 
-        self._analyzers.open(stream.id, on_update=on_update)
-        # The case's references are looked up at once; they land long before the first frame.
-        self._spawn(self._set_refs(case_id, stream.id), f"grading-refs-{stream.id}")
-        logger.info("grading stream %s", stream.id, extra={"case_id": case_id})
+        self._analyzers.open(stream.id, refs=refs, on_update=on_update)
 
     def frame_sampled(self, stream: StreamKey, image: np.ndarray[Any, Any], ts: float) -> None:
         self._analyzers.offer(stream.id, image, ts)
 
     def stream_ended(self, stream: StreamKey) -> None:
+        self._streams.pop(stream.id, None)
         if not self._closed:
-            self._spawn(self._finish(stream), f"grading-finish-{stream.id}")
+            self._tasks.spawn(self._finish(stream), f"grading-finish-{stream.id}")
+
+    async def begin_segment(self, room_id: str, refs: Mapping[str, str | None]) -> None:
+        """Start the model's view of ``room_id`` afresh: a returns QC station's next parcel is
+        graded on its own frames, not averaged with the parcels before it. The room's open
+        analyzers are reopened with ``refs`` (e.g. the parcel's tracking number, which a read
+        code then matches) and what was kept of the room is dropped."""
+        if self._closed:
+            return
+        self._latest.pop(room_id, None)
+        self._frames.pop(room_id, None)
+        for stream in [s for s in self._streams.values() if s.room_id == room_id]:
+            await self._analyzers.close(stream.id)
+            if stream.id in self._streams and not self._closed:
+                self._open(stream, refs)
 
     # -- what the console and the decision read -------------------------------------------------
 
@@ -139,7 +164,8 @@ class GradingService:
     async def _set_refs(self, case_id: str, stream_id: str) -> None:
         refs = await self._lookup_refs(case_id)
         analyzer = self._analyzers.get(stream_id)
-        if analyzer is not None:
+        if analyzer is not None and any(refs.values()):
+            # Nothing to set for a room that is no case (a station sets its own per parcel).
             analyzer.set_refs(refs)
 
     async def _finish(self, stream: StreamKey) -> None:
@@ -155,41 +181,28 @@ class GradingService:
         if isinstance(frames, Mapping) and frames.get("analysed", 0):
             await self._store_view(case_id, compact(final))
 
-    def _spawn(self, work: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("%s failed", name)
-
-        task = asyncio.create_task(run(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def aclose(self) -> None:
         """Stop every analyzer; pending stores are cancelled. Idempotent."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         await self._analyzers.aclose()
 
 
 @dataclass(slots=True)
 class GradingStack:
-    """The model session, batcher and analyzers of one process."""
+    """The analyzers of one process and what grades their frames: a local model session and
+    batcher, or remote workers through Redis (``grader`` is then ``None``)."""
 
-    grader: Grader
-    batcher: DynamicBatcher
+    grader: Grader | None
+    batcher: FrameBatcher
     analyzers: AnalysisHub
+    redis: aioredis.Redis | None = None
 
     async def aclose(self) -> None:
         await self.analyzers.aclose()
         await self.batcher.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def _threads(settings: Settings) -> int:
@@ -200,7 +213,23 @@ def _threads(settings: Settings) -> int:
 
 
 async def open_grading(settings: Settings, metrics: BatcherMetrics | None) -> GradingStack:
-    """Load the model (refusing one that breaks the contract) and start the batcher."""
+    """Load the model (refusing one that breaks the contract) and start the batcher; or, with
+    ``remote_inference``, connect to the ``inspectd worker`` pool through Redis."""
+    if settings.remote_inference:
+        client = aioredis.from_url(settings.redis_url)
+        remote = RemoteBatcher(
+            client,
+            node_id=f"{socket.gethostname()}-{os.getpid()}",
+            keys=RemoteKeys(settings.redis_prefix),
+            queue_size=settings.batch_queue,
+            timeout_s=settings.remote_inference_timeout_s,
+        )
+        try:
+            await remote.start()
+        except BaseException:
+            await client.aclose()
+            raise
+        return GradingStack(None, remote, AnalysisHub(remote, metrics=metrics), redis=client)
     path = settings.model_path or DEFAULT_MODEL
     loop = asyncio.get_running_loop()
     grader = await loop.run_in_executor(

@@ -1,8 +1,8 @@
 """Pages of the service: jinja2 templates, static ES modules and CSS, and their routes.
 
 ``web`` imports nothing else of the project: the app factory hands it a :class:`PageBackend`
-that answers the two questions a page render needs (who is the staff member behind this
-request, and what does a customer join token point at).
+that answers the questions a page render needs (who is the staff member behind this request,
+what a customer join token or a camera token points at, whether a site exists).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from .pages import (
     BACKEND_KEY,
     STATIC_DIR,
     TEMPLATES_DIR,
+    CameraView,
     JoinView,
     PageBackend,
+    SiteView,
     StaffView,
     setup_pages,
 )
@@ -21,8 +23,10 @@ __all__ = [
     "BACKEND_KEY",
     "STATIC_DIR",
     "TEMPLATES_DIR",
+    "CameraView",
     "JoinView",
     "PageBackend",
+    "SiteView",
     "StaffView",
     "setup_pages",
 ]

@@ -1,5 +1,6 @@
-"""Page routes: staff login, the agent console, the case page, the evidence archive and the
-customer join page.
+"""Page routes: staff login, the agent console, the case page, the evidence archive, the
+customer join page, the camera page of a site's phone, the walkthrough of a site's cameras and
+the administration of sites and cameras.
 
 Pages are thin server renders; the live behaviour (signaling, WebRTC, chat) lives in the ES
 modules under ``static/js``. Nothing here talks to the database or the signaling hub: what a
@@ -24,8 +25,10 @@ __all__ = [
     "BACKEND_KEY",
     "STATIC_DIR",
     "TEMPLATES_DIR",
+    "CameraView",
     "JoinView",
     "PageBackend",
+    "SiteView",
     "StaffView",
     "setup_pages",
 ]
@@ -112,6 +115,61 @@ class JoinView:
     sku: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    """What a camera token points at. ``error``: None, "invalid", "expired", "revoked",
+    "disabled" (the camera is switched off) or "wrong_kind" (not a phone camera's token)."""
+
+    ok: bool
+    error: str | None
+    camera_id: str | None = None
+    camera_name: str | None = None
+    site_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    site_id: str
+    name: str
+
+
+#: What a camera page says for each token problem: (status, title, explanation).
+CAMERA_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
+    "invalid": (
+        404,
+        "This camera link is not valid",
+        "Check that the whole link was opened, or ask an administrator for the camera's link.",
+    ),
+    "expired": (
+        410,
+        "This camera link has expired",
+        "Camera links can be issued for a limited time. Ask an administrator for a new one.",
+    ),
+    "revoked": (
+        410,
+        "This camera link was revoked",
+        "An administrator withdrew this link. Ask for a new one if this phone should publish.",
+    ),
+    "disabled": (
+        403,
+        "This camera is switched off",
+        "An administrator switched this camera off. It can publish again once switched on.",
+    ),
+    "wrong_kind": (
+        400,
+        "This link is not for a phone camera",
+        "The token belongs to a WHIP encoder or an IP camera: give it to the encoder instead.",
+    ),
+}
+
+#: Stations a fixed camera can watch (value, label).
+STATION_STAGES: Final = (
+    ("receiving", "Receiving"),
+    ("packing", "Packing"),
+    ("returns_qc", "Returns QC"),
+)
+
+
 class PageBackend(Protocol):
     """What the pages need from the rest of the service (wired in by ``server``)."""
 
@@ -123,6 +181,14 @@ class PageBackend(Protocol):
         """Check a customer join token (signature, expiry) and describe its case.
 
         May be a coroutine (it usually reads the case from the database)."""
+        ...
+
+    def camera_view(self, token: str) -> CameraView | Awaitable[CameraView]:
+        """Check a phone camera's token (known, not revoked or expired, camera switched on)."""
+        ...
+
+    def site_view(self, site_id: str) -> SiteView | None | Awaitable[SiteView | None]:
+        """The site, or ``None`` when there is no such site."""
         ...
 
 
@@ -144,6 +210,11 @@ def setup_pages(app: web.Application, backend: PageBackend) -> None:
     app.router.add_get("/agent/cases/{case_id}", _case, name="agent_case")
     app.router.add_get("/evidence", _evidence, name="evidence")
     app.router.add_get("/join/{token}", _join, name="join")
+    app.router.add_get("/camera/{token}", _camera, name="camera")
+    app.router.add_get("/walkthrough", _sites, name="sites")
+    app.router.add_get("/walkthrough/{site_id}", _walkthrough, name="walkthrough")
+    app.router.add_get("/admin/sites", _admin_sites, name="admin_sites")
+    app.router.add_get("/admin/sites/{site_id}", _admin_site, name="admin_site")
     app.router.add_get("/static/{path:.+}", _static, name="static")
 
 
@@ -187,6 +258,17 @@ def _forbidden(request: web.Request, staff: StaffView, message: str) -> web.Resp
         {"title": "Not allowed", "staff": staff, "message": message},
         status=403,
     )
+
+
+def _not_found(request: web.Request, staff: StaffView, message: str) -> web.Response:
+    return _render(
+        "not_found.html", request, {"title": "Not found", "staff": staff, "message": message},
+        status=404,
+    )  # fmt: skip
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -246,6 +328,71 @@ async def _join(request: web.Request) -> web.StreamResponse:
     return _render(
         "join.html", request, {"title": "Video inspection", "view": view, "token": token}
     )
+
+
+async def _camera(request: web.Request) -> web.StreamResponse:
+    """The page a site's staff phone keeps open: it publishes the rear camera."""
+    token = request.match_info["token"]
+    view: CameraView = await _resolve(_backend(request).camera_view(token))
+    if not view.ok:
+        error = view.error or "invalid"
+        status, title, text = CAMERA_ERRORS.get(error, CAMERA_ERRORS["invalid"])
+        context = {"title": title, "error": error, "heading": title, "text": text}
+        return _render("camera_error.html", request, context, status=status)
+    return _render(
+        "camera.html",
+        request,
+        {"title": view.camera_name or "Camera", "view": view, "token": token},
+    )
+
+
+async def _sites(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    return _render("sites.html", request, {"title": "Sites", "staff": staff})
+
+
+async def _site_or_none(request: web.Request) -> SiteView | None:
+    site: SiteView | None = await _resolve(
+        _backend(request).site_view(request.match_info["site_id"])
+    )
+    return site
+
+
+async def _walkthrough(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    site = await _site_or_none(request)
+    if site is None:
+        return _not_found(request, staff, "There is no such site")
+    context = {
+        "title": f"Walkthrough · {site.name}",
+        "staff": staff,
+        "site": site,
+        "stages": LOGISTICS_STAGES,
+    }
+    return _render("walkthrough.html", request, context)
+
+
+async def _admin_sites(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    if staff.role != "admin":
+        return _forbidden(request, staff, "Managing sites and cameras is for administrators")
+    return _render("admin_sites.html", request, {"title": "Sites and cameras", "staff": staff})
+
+
+async def _admin_site(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    if staff.role != "admin":
+        return _forbidden(request, staff, "Managing sites and cameras is for administrators")
+    site = await _site_or_none(request)
+    if site is None:
+        return _not_found(request, staff, "There is no such site")
+    context = {
+        "title": f"Site · {site.name}",
+        "staff": staff,
+        "site": site,
+        "station_stages": STATION_STAGES,
+    }
+    return _render("admin_site.html", request, context)
 
 
 async def _static(request: web.Request) -> web.StreamResponse:

@@ -146,7 +146,7 @@ async def test_full_disk_in_the_database_puts_moved_files_back(
     files = make_files(tmp_path / "capture", "1")
     originals = {path: path.read_bytes() for _, path in files}
 
-    async def full(self: Database, fn: Any) -> Any:
+    async def full(self: Database, fn: Any, **_: Any) -> Any:
         def write(conn: sqlite3.Connection) -> None:
             error = sqlite3.OperationalError("database or disk is full")
             error.sqlite_errorcode = sqlite3.SQLITE_FULL

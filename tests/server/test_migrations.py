@@ -42,3 +42,51 @@ async def test_a_database_from_the_first_version_is_migrated_in_place(tmp_path: 
     # Opening again is a no-op.
     again = await Database.open(path)
     await again.aclose()
+
+
+async def test_a_schema_3_database_gains_sites_and_cameras(tmp_path: Path) -> None:
+    path = tmp_path / "inspect.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE cases (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL,
+            customer_name TEXT NOT NULL, customer_contact TEXT, order_id TEXT, sku TEXT,
+            reason TEXT, tracking_number TEXT, unit_id TEXT, carrier TEXT, shipped_at REAL,
+            delivered_at REAL, agent_id TEXT, decision TEXT, refund_amount TEXT, currency TEXT,
+            facts TEXT, note TEXT, outcome TEXT, resolution_note TEXT, grading TEXT,
+            created_at REAL NOT NULL, waiting_at REAL, in_call_at REAL, decided_at REAL,
+            closed_at REAL, updated_at REAL NOT NULL);
+        INSERT INTO cases (id, kind, state, customer_name, carrier, created_at, updated_at)
+            VALUES ('c3', 'return', 'decided', 'Schema Three', 'UPS', 3.0, 3.0);
+        PRAGMA user_version=3;
+        """
+    )
+    old.close()
+
+    db = await Database.open(path)
+    try:
+        assert SCHEMA_VERSION == 4
+        version = await db.fetchone("PRAGMA user_version")
+        assert version is not None and version[0] == 4
+        row = await db.fetchone("SELECT customer_name, carrier FROM cases WHERE id = 'c3'")
+        assert row is not None and (row["customer_name"], row["carrier"]) == ("Schema Three", "UPS")
+        # The new tables exist and work, foreign keys included.
+        await db.execute(
+            "INSERT INTO sites (id, name, created_at, updated_at) VALUES ('s1', 'Dock', 1, 1)"
+        )
+        await db.execute(
+            "INSERT INTO cameras (id, site_id, name, kind, created_at, updated_at)"
+            " VALUES ('k1', 's1', 'Door', 'phone', 1, 1)"
+        )
+        await db.execute(
+            "INSERT INTO camera_tokens (id, camera_id, token_hash, created_at)"
+            " VALUES ('t1', 'k1', 'h', 1)"
+        )
+        await db.execute("DELETE FROM sites WHERE id = 's1'")
+        gone = await db.fetchone("SELECT COUNT(*) AS n FROM camera_tokens")
+        assert gone is not None and gone["n"] == 0, "deleting a site removes its cameras' tokens"
+        links = await db.fetchone("SELECT COUNT(*) AS n FROM site_evidence")
+        assert links is not None and links["n"] == 0
+    finally:
+        await db.aclose()

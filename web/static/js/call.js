@@ -34,26 +34,38 @@ function rtcIceServers(servers) {
 /**
  * One call's peer connection. Emits `track` ({track, streams}), `state` (connectionState) and
  * `error` (Error). `localStream` tracks are sent; `recvVideo` adds a recvonly video transceiver.
+ * `cameraId` scopes the peer to one camera of a site's room: its offers and candidates carry
+ * `camera_id`, and only answers and `renegotiate` messages for that camera reach it.
  */
 export class CallPeer extends Emitter {
   #signal;
   #pc;
+  #cameraId;
   #offerSent = false;
   #negotiating = false;
   #wanted = null;
   #closed = false;
   #unsubscribe = [];
 
-  constructor({ signal, iceServers, localStream = null, recvVideo = false }) {
+  constructor({ signal, iceServers, localStream = null, recvVideo = false, cameraId = null }) {
     super();
     this.#signal = signal;
+    this.#cameraId = cameraId;
     this.#pc = new RTCPeerConnection({ iceServers: rtcIceServers(iceServers), bundlePolicy: 'max-bundle' });
     this.#addLocal(localStream, { recvVideo });
     this.#wireEvents();
     this.#unsubscribe.push(
-      signal.on('answer', (message) => this.#onAnswer(message)),
-      signal.on('renegotiate', (message) => this.#onRenegotiate(message)),
+      signal.on('answer', (message) => this.#mine(message) && this.#onAnswer(message)),
+      signal.on('renegotiate', (message) => this.#mine(message) && this.#onRenegotiate(message)),
     );
+  }
+
+  #mine(message) {
+    return (message.camera_id ?? null) === this.#cameraId;
+  }
+
+  #scoped(message) {
+    return this.#cameraId === null ? message : { ...message, camera_id: this.#cameraId };
   }
 
   get connectionState() {
@@ -71,6 +83,22 @@ export class CallPeer extends Emitter {
       || (s.track === null && this.#senderKind(s) === kind));
     if (!sender) throw new Error(`no ${kind} sender`);
     await sender.replaceTrack(track);
+  }
+
+  /**
+   * Send `track` as this peer's audio (talk-back), or stop sending with `null`. The first time,
+   * a receive-only audio transceiver becomes send-and-receive and the peer offers again.
+   */
+  async setLocalAudio(track) {
+    const transceiver = this.#pc.getTransceivers()
+      .find((t) => !t.stopped && (t.sender.track?.kind === 'audio' || t.receiver.track?.kind === 'audio'));
+    if (!transceiver) throw new Error('no audio transceiver');
+    await transceiver.sender.replaceTrack(track);
+    if (track && transceiver.direction === 'recvonly') {
+      transceiver.direction = 'sendrecv';
+      if (this.#negotiating) this.#wanted = this.#wanted ?? {};
+      else await this.#negotiate();
+    }
   }
 
   /** Stop the peer connection and forget its handlers. */
@@ -104,9 +132,9 @@ export class CallPeer extends Emitter {
       // Candidates found before the offer went out are already inside its SDP.
       if (!this.#offerSent || this.#closed) return;
       const c = event.candidate;
-      this.#signal.send(c
+      this.#signal.send(this.#scoped(c
         ? { type: 'candidate', candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
-        : { type: 'candidate', candidate: '' });
+        : { type: 'candidate', candidate: '' }));
     });
   }
 
@@ -119,7 +147,7 @@ export class CallPeer extends Emitter {
       await gatheringDone(this.#pc);
       if (this.#closed) return;
       this.#offerSent = true;
-      this.#signal.send({ type: 'offer', sdp: this.#pc.localDescription.sdp });
+      this.#signal.send(this.#scoped({ type: 'offer', sdp: this.#pc.localDescription.sdp }));
     } catch (err) {
       this.#negotiating = false;
       this.emit('error', err);
@@ -165,6 +193,22 @@ export class CallPeer extends Emitter {
 }
 
 /** Why getUserMedia failed, in words a customer can act on. */
+/**
+ * The camera facing ``facing`` ('user' or 'environment') at up to 1280x720, with the microphone;
+ * a device without a usable microphone still shows its picture.
+ */
+export async function openCamera(facing) {
+  const video = { facingMode: { ideal: facing }, width: { ideal: 1280 }, height: { ideal: 720 } };
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video, audio: true });
+  } catch (err) {
+    if (err?.name === 'NotFoundError' || err?.name === 'NotReadableError') {
+      return navigator.mediaDevices.getUserMedia({ video });
+    }
+    throw err;
+  }
+}
+
 export function describeMediaError(err) {
   const name = err?.name ?? '';
   if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {

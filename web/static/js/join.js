@@ -1,7 +1,7 @@
 // Customer page (phone browser): camera and microphone to the server, the agent's voice back,
 // a checklist of what to show, and chat. Survives network drops: the socket reconnects, joins
 // again with `resume_from`, and a fresh peer connection is offered.
-import { CallPeer, describeMediaError, tryPlay } from './call.js';
+import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
 import { ChatPanel } from './chat.js';
 import { SignalClient, SocketState } from './signal.js';
 import { byTestId, show } from './util.js';
@@ -72,19 +72,6 @@ function setAgent(participant) {
 }
 
 // -- camera ----------------------------------------------------------------------------------
-
-async function openCamera(facing) {
-  const video = { facingMode: { ideal: facing }, width: { ideal: 1280 }, height: { ideal: 720 } };
-  try {
-    return await navigator.mediaDevices.getUserMedia({ video, audio: true });
-  } catch (err) {
-    // A phone without a usable microphone can still show the item.
-    if (err?.name === 'NotFoundError' || err?.name === 'NotReadableError') {
-      return navigator.mediaDevices.getUserMedia({ video });
-    }
-    throw err;
-  }
-}
 
 function showCameraError(err) {
   const info = describeMediaError(err);

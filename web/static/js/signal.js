@@ -29,7 +29,8 @@ export const SocketState = Object.freeze({
   CLOSED: 'closed',
 });
 
-const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
+// 4409: a camera page opened again elsewhere (the newer one publishes; this one must not retry).
+const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 const PING_INTERVAL_MS = 15000;
 
 /** The `/ws` URL of this page's origin. */
