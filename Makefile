@@ -25,12 +25,27 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/inspectd serve --demo
 
-## Chromium for the end-to-end tests (Debian package; never a downloaded browser)
+# The RTSP pull tests serve a camera with GStreamer's RTSP server (system python3 + gi):
+# x264enc (ugly), x265enc and voaacenc (bad), the RTP payloaders (good).
+TEST_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+# tests/deploy validate deploy/ offline: docker-compose (v1, `config` needs no engine), caddy
+# (`caddy adapt --validate` on the Caddyfile), coturn (the TURN config against real turnserver).
+TEST_DEBS += docker-compose caddy coturn
+# Tests start their own redis-server when none answers at 127.0.0.1:6379.
+TEST_DEBS += redis-server
+
+## Chromium for the end-to-end tests and GStreamer for the RTSP tests (Debian packages; never a
+## downloaded browser); installs only what is missing
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the end-to-end tests"; \
+	@missing=$$( command -v chromium >/dev/null 2>&1 || echo chromium; \
+	  for deb in $(TEST_DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$deb 2>/dev/null | grep -q 'ok installed' || echo $$deb; \
+	  done ); \
+	[ -z "$$missing" ] || { \
+	  echo "installing Debian packages for the tests:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; }
 
 ## Run the whole test suite (installs what it needs)
 test: $(DEV_STAMP) chromium
@@ -53,6 +68,7 @@ model: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/connect.py
+	$(BIN)/python bench/media.py
 	$(BIN)/python bench/inference.py
 
 clean:

@@ -7,7 +7,9 @@ Bodies are validated by pydantic models (unknown fields rejected); every error l
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from media import MediaError
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import CaseSummary, Identity
+from signaling.ratelimit import RateLimit, RateLimiter
 
 from ._http import (
     ADMIN,
@@ -46,7 +49,7 @@ from ._http import (
     require,
     validation_error,
 )
-from .auth import Auth, load_secret_key
+from .auth import SESSION_COOKIE, Auth, load_secret_key
 from .cases import (
     Case,
     CaseEvent,
@@ -80,6 +83,7 @@ from .keys import (
     DB_KEY,
     GRADING_VIEW_KEY,
     METRICS_KEY,
+    NODE_KEY,
     SETTINGS_KEY,
     WEBHOOKS_KEY,
 )
@@ -87,6 +91,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import ApiRoute, openapi_document
 from .settings import Settings
+from .sites import SiteService
 from .webhooks import WebhookDispatcher
 
 __all__ = [
@@ -241,7 +246,7 @@ class NewWebhookBody(_Body):
 class CaseListQuery(_Body):
     state: CaseState | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
 
 
 class UserOut(BaseModel):
@@ -345,6 +350,8 @@ class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"]
     db: Literal["ok", "error"]
     version: str
+    #: Which node answered (several may share the port: ``inspectd serve --workers N``).
+    node: str | None = None
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -381,7 +388,16 @@ def _join_link_json(request: web.Request, case: Case) -> dict[str, Any]:
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginBody)
     auth = request.app[AUTH_KEY]
-    user = await auth.login(body.username, body.password)
+    failures = request.app[RATE_LIMITS_KEY].logins.bucket(
+        f"{request.remote or '-'}|{body.username.casefold()}"
+    )
+    if failures.retry_after() > 0:
+        return _too_many(failures.retry_after(), "too many failed logins: try again later")
+    try:
+        user = await auth.login(body.username, body.password)
+    except ServerError:
+        failures.take()
+        raise
     response = json_response({"user": user.to_json()})
     auth.set_session_cookie(response, user)
     return response
@@ -585,7 +601,11 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     ok = await request.app[DB_KEY].ping()
-    body = {"status": "ok" if ok else "degraded", "db": "ok" if ok else "error"}
+    body: dict[str, str | None] = {
+        "status": "ok" if ok else "degraded",
+        "db": "ok" if ok else "error",
+        "node": request.app.get(NODE_KEY),
+    }
     return json_response({**body, "version": API_VERSION}, status=200 if ok else 503)
 
 
@@ -671,6 +691,7 @@ _SIGNALING_STATUS = {
     SignalingErrorCode.UNAUTHORIZED: 401,
     SignalingErrorCode.TOKEN_EXPIRED: 401,
     SignalingErrorCode.INVALID: 400,
+    SignalingErrorCode.UNAVAILABLE: 503,
 }
 
 _HTTP_CODES = {
@@ -687,6 +708,49 @@ _HTTP_CODES = {
 def _is_api(request: web.Request) -> bool:
     path = request.path
     return path == "/api" or path.startswith("/api/") or path in ("/healthz", "/metrics")
+
+
+class RateLimits:
+    """The API's buckets: per credential for every request, per address and username for
+    failed logins."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.requests = RateLimiter(RateLimit(settings.api_rate_per_s, settings.api_burst))
+        per_min = settings.login_failures_per_min
+        self.logins = RateLimiter(RateLimit(per_min / 60.0, per_min))
+
+    @staticmethod
+    def key(request: web.Request) -> str:
+        """Who is asking: a digest of the bearer token or session cookie, else the address."""
+        header = request.headers.get("Authorization", "")
+        credential = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        credential = credential or request.cookies.get(SESSION_COOKIE, "")
+        if credential:
+            return "c:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
+        return f"a:{request.remote or '-'}"
+
+
+RATE_LIMITS_KEY: web.AppKey[RateLimits] = web.AppKey("inspect_rate_limits")
+
+
+def _too_many(retry_after: float, message: str) -> web.Response:
+    response = error_response(429, ServerErrorCode.RATE_LIMITED.value, message)
+    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
+
+
+@web.middleware
+async def rate_limit_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """429 past a credential's request rate on /api (health and metrics are not limited)."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    limits = request.app[RATE_LIMITS_KEY]
+    bucket = limits.requests.bucket(RateLimits.key(request))
+    if not bucket.take():
+        return _too_many(bucket.retry_after(), "too many requests: slow down")
+    return await handler(request)
 
 
 @web.middleware
@@ -761,8 +825,10 @@ def setup_api(
     app[METRICS_KEY] = metrics
     app[CALL_CONTROL_KEY] = calls if calls is not None else DirectCallControl(cases)
     app[GRADING_VIEW_KEY] = grading if grading is not None else NoGrading()
+    app[RATE_LIMITS_KEY] = RateLimits(settings)
     metrics.set_case_counts(cases.counts_by_state)
     app.middlewares.append(error_middleware)
+    app.middlewares.append(rate_limit_middleware)
 
     routes = [*api_routes(), *extra_routes]
     document: dict[str, Any] | None = None
@@ -795,6 +861,7 @@ class Services:
     cases: CaseService
     webhooks: WebhookDispatcher
     metrics: Metrics
+    sites: SiteService
 
     async def aclose(self) -> None:
         await self.webhooks.aclose()
@@ -814,9 +881,10 @@ async def open_services(
         await auth.load()
         webhooks = WebhookDispatcher(db, settings, metrics=metrics)
         cases = CaseService(db, sink=webhooks)
+        sites = SiteService(db, secret)
         if start_webhooks:
             await webhooks.start()
     except BaseException:
         await db.aclose()
         raise
-    return Services(db=db, auth=auth, cases=cases, webhooks=webhooks, metrics=metrics)
+    return Services(db=db, auth=auth, cases=cases, webhooks=webhooks, metrics=metrics, sites=sites)

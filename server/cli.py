@@ -15,6 +15,7 @@ from aiohttp import web
 
 from inference import InferenceError
 
+from .access_log import MaskingAccessLogger
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -45,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a demo agent and a demo return case on first start and print the links",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serving processes on this host and port (default 1; 0 or auto: one per core);"
+        " more than one needs INSPECT_REDIS_URL, and INSPECT_MEDIA_PORTS is split between them",
+    )
+    serve.add_argument(
+        "--media-ports", metavar="MIN-MAX", help="UDP ports for media (INSPECT_MEDIA_PORTS)"
+    )
+    # Set by the supervisor of --workers on each worker it starts: its index.
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
 
     user = commands.add_parser("add-user", help="create a staff account")
     user.add_argument("username")
@@ -65,19 +79,62 @@ def _parser() -> argparse.ArgumentParser:
         " --out model.onnx); needs the train extra: pip install -e '.[train]'",
     ).add_argument("args", nargs=argparse.REMAINDER)
 
+    worker = commands.add_parser(
+        "worker",
+        help="grade frames for the nodes of a deployment: take them from Redis"
+        " (INSPECT_REDIS_URL), run the model here (a GPU host), send the results back",
+    )
+    worker.add_argument("--redis-url", help="Redis shared with the nodes (INSPECT_REDIS_URL)")
+    worker.add_argument(
+        "--model", type=Path, help="ONNX model (INSPECT_MODEL_PATH; default shipped)"
+    )
+    worker.add_argument(
+        "--provider",
+        choices=("auto", "tensorrt", "cuda", "cpu"),
+        help="execution provider (INSPECT_INFERENCE_PROVIDER, default auto: TensorRT, CUDA, CPU)",
+    )
+    worker.add_argument(
+        "--stale-s",
+        type=float,
+        default=5.0,
+        help="skip frames older than this many seconds (default 5): a late grade is useless",
+    )
+
     token = commands.add_parser("add-token", help="create an API bearer token for an integration")
     token.add_argument("name")
     token.add_argument("--role", choices=("agent", "reviewer", "admin"), default="admin")
     return parser
 
 
+def _workers(text: str) -> int:
+    from .supervisor import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _settings_for(args: argparse.Namespace) -> Settings:
     settings = load_settings()
     overrides: dict[str, object] = {}
-    for flag, name in (("host", "host"), ("port", "port"), ("data_dir", "data_dir")):
+    if getattr(args, "worker", None):
+        overrides["rtsp_pull"] = False  # worker 0 pulls the RTSP cameras, once
+    for flag, name in (
+        ("host", "host"),
+        ("port", "port"),
+        ("data_dir", "data_dir"),
+        ("media_ports", "media_ports"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[name] = value
+    for flag, name in (("redis_url", "redis_url"), ("model", "model_path")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "provider", None) is not None:
+        overrides["inference_provider"] = args.provider
     if getattr(args, "tls_self_signed", False):
         overrides["tls_self_signed"] = True
     if getattr(args, "cert", None) is not None or getattr(args, "key", None) is not None:
@@ -98,16 +155,28 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return None
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
+async def _serve(settings: Settings, demo: bool, worker: int | None = None) -> None:
     from .app import create_app
     from .demo import seed_demo
 
-    app = await create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout_s)
+    app = await create_app(settings, worker=worker or 0)
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.shutdown_timeout_s, access_log_class=MaskingAccessLogger
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=_ssl_context(settings))
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=_ssl_context(settings),
+        # The workers of --workers N share the port; the kernel spreads the connections.
+        reuse_port=worker is not None,
+    )
     await site.start()
-    logger.info("listening on %s", settings.base_url)
+    if worker is None:
+        logger.info("listening on %s", settings.base_url)
+    else:
+        logger.info("worker %d listening on %s", worker, settings.base_url)
     if demo:
         for line in await seed_demo(app):
             print(line, flush=True)
@@ -120,6 +189,92 @@ async def _serve(settings: Settings, demo: bool) -> None:
     finally:
         logger.info("shutting down")
         await runner.cleanup()
+
+
+async def _prepare(settings: Settings) -> None:
+    """Create what every worker would race to create: schema, secret and signing keys."""
+    from evidence import EvidenceArchive
+
+    from .app import open_state
+
+    async with open_state(settings):
+        pass
+    archive = await EvidenceArchive.open(settings.data_dir / "evidence")
+    await archive.aclose()
+
+
+def _supervise(settings: Settings, args: argparse.Namespace) -> int:
+    """``serve --workers N`` (N > 1): start and watch the workers (server/supervisor.py)."""
+    from .supervisor import (
+        Supervisor,
+        WorkerSpec,
+        check_workers,
+        media_port_slices,
+        worker_argv,
+    )
+
+    count: int = args.workers
+    check_workers(settings, count)
+    _ssl_context(settings)  # the self-signed certificate, once
+    asyncio.run(_prepare(settings))
+    flags = ["--host", settings.host, "--port", str(settings.port)]
+    flags += ["--data-dir", str(settings.data_dir)]
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        flags += ["--cert", str(settings.tls_cert), "--key", str(settings.tls_key)]
+    elif settings.tls_self_signed:
+        flags.append("--tls-self-signed")
+    specs = []
+    for index, ports in enumerate(media_port_slices(settings.media_port_range, count)):
+        extra = ["--media-ports", ports] if ports is not None else []
+        if args.demo and index == 0:
+            extra.append("--demo")
+        specs.append(WorkerSpec(index, worker_argv(index, [*flags, *extra])))
+    logger.info("starting %d workers on %s", count, settings.base_url)
+    supervisor = Supervisor(specs, stop_timeout_s=settings.shutdown_timeout_s + 5.0)
+    return asyncio.run(supervisor.run())
+
+
+async def _worker(settings: Settings, stale_s: float) -> None:
+    from redis import asyncio as aioredis
+
+    from inference import BatcherMetrics, Grader
+    from inference.remote import InferenceWorker, RemoteKeys
+
+    from .grading import DEFAULT_MODEL
+    from .metrics import Metrics
+
+    if not settings.redis_url:
+        raise SettingsError(
+            "INSPECT_REDIS_URL", "a worker needs Redis: --redis-url or the variable"
+        )
+    loop = asyncio.get_running_loop()
+    grader = await loop.run_in_executor(
+        None,
+        lambda: Grader.load(
+            settings.model_path or DEFAULT_MODEL,
+            providers=settings.inference_provider,
+            intra_op_threads=settings.inference_threads,
+        ),
+    )
+    logger.info("worker model %s on %s", grader.info.version, grader.provider)
+    client = aioredis.from_url(settings.redis_url)
+    worker = InferenceWorker(
+        client,
+        grader,
+        keys=RemoteKeys(settings.redis_prefix),
+        max_batch=settings.batch_max,
+        max_delay_ms=settings.batch_delay_ms,
+        stale_s=stale_s,
+        metrics=BatcherMetrics(Metrics().registry),
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await worker.aclose()
+        await client.aclose()
+        logger.info("worker stopped: %s", worker.stats)
 
 
 async def _add_user(settings: Settings, args: argparse.Namespace) -> None:
@@ -181,13 +336,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
-            asyncio.run(_serve(settings, args.demo))
+            if args.worker is None and args.workers > 1:
+                return _supervise(settings, args)
+            asyncio.run(_serve(settings, args.demo, args.worker))
         elif args.command == "add-user":
             asyncio.run(_add_user(settings, args))
         elif args.command == "add-token":
             asyncio.run(_add_token(settings, args))
+        elif args.command == "worker":
+            asyncio.run(_worker(settings, args.stale_s))
     except KeyboardInterrupt:
         return 130
+    except SettingsError as exc:
+        print(f"inspectd: invalid setting {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"inspectd: {exc}", file=sys.stderr)
         return 1

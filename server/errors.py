@@ -30,6 +30,7 @@ class ServerErrorCode(StrEnum):
     CONFLICT = "conflict"
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -47,6 +48,7 @@ STATUS: dict[ServerErrorCode, int] = {
     ServerErrorCode.CONFLICT: 409,
     ServerErrorCode.TOO_LARGE: 413,
     ServerErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ServerErrorCode.RATE_LIMITED: 429,
     ServerErrorCode.UNAVAILABLE: 503,
     ServerErrorCode.INTERNAL: 500,
 }

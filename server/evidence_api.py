@@ -287,12 +287,14 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def tree_head(request: web.Request) -> web.Response:
-    return json_response(request.app[EVIDENCE_KEY].tree_head().to_json())
+    archive = request.app[EVIDENCE_KEY]
+    await archive.refresh()  # entries other nodes appended
+    return json_response(archive.tree_head().to_json())
 
 
 class ConsistencyQuery(_Body):
-    first: Annotated[int, Field(ge=1)]
-    second: Annotated[int, Field(ge=1)] | None = None
+    first: Annotated[int, Field(ge=1, le=2**62)]
+    second: Annotated[int, Field(ge=1, le=2**62)] | None = None
 
 
 class ConsistencyResponse(BaseModel):
@@ -309,6 +311,7 @@ async def consistency(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise InvalidRequest("first (and second): tree sizes, first <= second") from exc
     archive = request.app[EVIDENCE_KEY]
+    await archive.refresh()  # entries other nodes appended
     second = query.second or archive.tree_head().tree_size
     if query.first > second or second > archive.tree_head().tree_size:
         raise InvalidRequest(

@@ -11,23 +11,30 @@ if TYPE_CHECKING:
 
     from .api import CallControl, GradingView
     from .auth import Auth
+    from .camera_status import CameraPresence
     from .captures import CaptureService
     from .cases import CaseService
     from .db import Database
     from .metrics import Metrics
     from .settings import Settings
+    from .sites import SiteService
+    from .sites_api import CameraSessions
     from .webhooks import WebhookDispatcher
 
 __all__ = [
     "AUTH_KEY",
     "CALL_CONTROL_KEY",
+    "CAMERA_SESSIONS_KEY",
     "CAPTURES_KEY",
     "CASES_KEY",
     "DB_KEY",
     "EVIDENCE_KEY",
     "GRADING_VIEW_KEY",
     "METRICS_KEY",
+    "NODE_KEY",
+    "PRESENCE_KEY",
     "SETTINGS_KEY",
+    "SITES_KEY",
     "WEBHOOKS_KEY",
 ]
 
@@ -41,3 +48,8 @@ CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
 GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")
 EVIDENCE_KEY: web.AppKey[EvidenceArchive] = web.AppKey("inspect_evidence")
 CAPTURES_KEY: web.AppKey[CaptureService] = web.AppKey("inspect_captures")
+SITES_KEY: web.AppKey[SiteService] = web.AppKey("inspect_sites")
+PRESENCE_KEY: web.AppKey[CameraPresence] = web.AppKey("inspect_camera_presence")
+CAMERA_SESSIONS_KEY: web.AppKey[CameraSessions] = web.AppKey("inspect_camera_sessions")
+#: This process's node id (``/healthz`` reports it: which node of several answered).
+NODE_KEY: web.AppKey[str] = web.AppKey("inspect_node", str)

@@ -46,9 +46,18 @@ class Settings:
     ice_servers: tuple[str, ...] = ()
     turn_secret: str = ""
     turn_ttl_s: int = 3600
+    #: UDP ports for media, ``MIN-MAX`` (split between the processes of ``serve --workers``).
+    #: Empty: ephemeral ports (fine on one host without a firewall).
+    media_ports: str = ""
     #: ``x-google-start-bitrate`` put into SDP answers so Chromium starts near its target size.
     start_bitrate_kbps: int = 1500
     ws_max_message_bytes: int = 64 * 1024
+    #: Requests per second one credential (API token, staff session, else client address) may
+    #: make to /api, and the burst it may save up; past it: 429 with Retry-After.
+    api_rate_per_s: float = 50.0
+    api_burst: int = 200
+    #: Failed logins one address may make for one username per minute (then 429).
+    login_failures_per_min: int = 10
     ws_heartbeat_s: float = 20.0
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str = ""
@@ -74,12 +83,46 @@ class Settings:
     recording: bool = True
     #: Seconds of video kept before "start recording" (from the last keyframe that far back).
     preroll_s: float = 10.0
+    #: Pull RTSP cameras on this node (one pull per enabled RTSP camera). With several nodes,
+    #: leave it on for one node only, or every node pulls every camera.
+    rtsp_pull: bool = True
+    #: Longest wait between reconnects to an RTSP camera that went away (backoff cap).
+    rtsp_retry_max_s: float = 30.0
+    #: Seconds a station camera's clip reaches back before the scan that started it.
+    station_preroll_s: float = 3.0
+    #: Seconds without a tracking number read after which a station's clip ends (a station may
+    #: set its own).
+    station_idle_timeout_s: float = 30.0
     #: Retention class of new evidence (evidence/retention.py names the classes and periods).
     evidence_retention_class: str = "standard"
     #: How often expired evidence (not on legal hold) is deleted; its log entries stay.
     retention_sweep_s: float = 3600.0
     #: The privacy notice customers were shown, recorded with every evidence item.
     privacy_notice_version: str = "2026-11"
+    #: Redis shared by every node and worker (``redis://host:6379/0``). Empty: one process
+    #: with its embedded memory bus.
+    redis_url: str = ""
+    #: Prefix of every Redis key this deployment uses.
+    redis_prefix: str = "inspect:"
+    #: This process's name among the nodes sharing Redis; it must be unique per process and
+    #: per start. Empty: ``<host>-<pid>``.
+    node_id: str = ""
+    #: How often a node renews its registration (with its load), its rooms and its presence
+    #: entries in Redis; a node silent for three heartbeats is taken for dead and the rooms
+    #: whose media it held move to live nodes.
+    node_heartbeat_s: float = 2.0
+    #: Grade on ``inspectd worker`` processes (frames through Redis) instead of in-process.
+    remote_inference: bool = False
+    #: How long a frame may wait for a remote worker before it is dropped.
+    remote_inference_timeout_s: float = 5.0
+
+    @property
+    def media_port_range(self) -> range | None:
+        """``media_ports`` as a range (validated at load)."""
+        if not self.media_ports:
+            return None
+        low, high = (int(part) for part in self.media_ports.split("-"))
+        return range(low, high + 1)
 
     @property
     def tls(self) -> bool:
@@ -141,8 +184,12 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "ice_servers": _csv,
     "turn_secret": str,
     "turn_ttl_s": int,
+    "media_ports": str,
     "start_bitrate_kbps": int,
     "ws_max_message_bytes": int,
+    "api_rate_per_s": float,
+    "api_burst": int,
+    "login_failures_per_min": int,
     "ws_heartbeat_s": float,
     "webhook_urls": _csv,
     "webhook_secret": str,
@@ -162,9 +209,19 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "batch_queue": int,
     "recording": _bool,
     "preroll_s": float,
+    "rtsp_pull": _bool,
+    "rtsp_retry_max_s": float,
+    "station_preroll_s": float,
+    "station_idle_timeout_s": float,
     "evidence_retention_class": str,
     "retention_sweep_s": float,
     "privacy_notice_version": str,
+    "redis_url": str,
+    "redis_prefix": str,
+    "node_id": str,
+    "node_heartbeat_s": float,
+    "remote_inference": _bool,
+    "remote_inference_timeout_s": float,
 }
 
 
@@ -183,6 +240,9 @@ def _validate(settings: Settings) -> None:
     need(settings.start_bitrate_kbps >= 100, "start_bitrate_kbps", "must be at least 100")
     need(settings.ws_max_message_bytes >= 1024, "ws_max_message_bytes", "must be at least 1024")
     need(settings.webhook_max_attempts >= 1, "webhook_max_attempts", "must be at least 1")
+    need(settings.api_rate_per_s > 0, "api_rate_per_s", "must be positive")
+    need(settings.api_burst >= 1, "api_burst", "must be at least 1")
+    need(settings.login_failures_per_min >= 1, "login_failures_per_min", "must be at least 1")
     if settings.public_url:
         parts = urlsplit(settings.public_url)
         need(
@@ -219,7 +279,57 @@ def _validate(settings: Settings) -> None:
     need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")
     need(settings.batch_queue >= settings.batch_max, "batch_queue", "must be at least batch_max")
     need(1 <= settings.preroll_s <= 120, "preroll_s", "must be between 1 and 120 seconds")
+    need(1 <= settings.rtsp_retry_max_s <= 600, "rtsp_retry_max_s", "must be 1-600 seconds")
+    need(
+        0 <= settings.station_preroll_s <= settings.preroll_s,
+        "station_preroll_s",
+        "must be between 0 and INSPECT_PREROLL_S",
+    )
+    need(
+        1 <= settings.station_idle_timeout_s <= 3600,
+        "station_idle_timeout_s",
+        "must be between 1 and 3600 seconds",
+    )
     need(settings.retention_sweep_s >= 10, "retention_sweep_s", "must be at least 10 seconds")
+    if settings.media_ports:
+        bounds = settings.media_ports.split("-")
+        need(
+            len(bounds) == 2 and all(part.strip().isdigit() for part in bounds),
+            "media_ports",
+            f"expected MIN-MAX (e.g. 40000-40999), got {settings.media_ports!r}",
+        )
+        low, high = (int(part) for part in bounds)
+        need(
+            1024 <= low <= high <= 65535,
+            "media_ports",
+            f"the range must be within 1024-65535 and MIN <= MAX, got {settings.media_ports!r}",
+        )
+    if settings.redis_url:
+        need(
+            urlsplit(settings.redis_url).scheme in ("redis", "rediss", "unix"),
+            "redis_url",
+            f"expected a redis://, rediss:// or unix:// URL, got {settings.redis_url!r}",
+        )
+    need(
+        not any(c.isspace() for c in settings.node_id),
+        "node_id",
+        f"must not contain whitespace, got {settings.node_id!r}",
+    )
+    need(
+        0.1 <= settings.node_heartbeat_s <= 30,
+        "node_heartbeat_s",
+        "must be between 0.1 and 30 seconds",
+    )
+    need(
+        not settings.remote_inference or bool(settings.redis_url),
+        "remote_inference",
+        "remote inference needs INSPECT_REDIS_URL (workers take frames from Redis)",
+    )
+    need(
+        settings.remote_inference_timeout_s > 0,
+        "remote_inference_timeout_s",
+        "must be positive",
+    )
     for name in ("tls_cert", "tls_key", "model_path"):
         path = getattr(settings, name)
         need(path is None or path.is_file(), name, f"no such file: {path}")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .bus import Bus, ChatRecord, Lagged, MemoryBus, QueueEntry, Subscription
+from .bus import (
+    Bus,
+    BusUnavailable,
+    ChatRecord,
+    Lagged,
+    MemoryBus,
+    QueueEntry,
+    Reconnected,
+    RedisBus,
+    Subscription,
+)
 from .errors import ProtocolError, SignalingError, SignalingErrorCode
 from .hub import Hub, HubConfig, HubObserver
 from .messages import Role, parse_client_message
@@ -13,11 +23,16 @@ from .ports import (
     Identity,
     MediaGateway,
     MediaListener,
+    SiteDirectory,
+    SiteSummary,
+    camera_room,
+    site_room,
 )
 
 __all__ = [
     "Authenticator",
     "Bus",
+    "BusUnavailable",
     "CaseDirectory",
     "CaseSummary",
     "ChatRecord",
@@ -31,9 +46,15 @@ __all__ = [
     "MemoryBus",
     "ProtocolError",
     "QueueEntry",
+    "Reconnected",
+    "RedisBus",
     "Role",
     "SignalingError",
     "SignalingErrorCode",
+    "SiteDirectory",
+    "SiteSummary",
     "Subscription",
+    "camera_room",
     "parse_client_message",
+    "site_room",
 ]

@@ -24,6 +24,9 @@ class SignalingErrorCode(StrEnum):
     BAD_SDP = "bad_sdp"
     BAD_CANDIDATE = "bad_candidate"
     RATE_LIMITED = "rate_limited"
+    REPLACED = "replaced"  # a camera opened again elsewhere: the older connection is closed
+    UNAVAILABLE = "unavailable"  # the shared bus or the node holding the media did not answer
+    MEDIA_LOST = "media_lost"  # the node holding the call's media stopped: reconnect, offer again
     INTERNAL = "internal"
 
 

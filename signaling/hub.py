@@ -1,5 +1,11 @@
 """The ``/ws`` endpoint: authenticates sockets, runs the agent queue, rooms, chat and
-negotiation with the server-side peers. See ``docs/protocol.md`` for the wire protocol."""
+negotiation with the server-side peers. See ``docs/protocol.md`` for the wire protocol.
+
+Two kinds of rooms: a case's room (the customer and the agent; its media room is the case id)
+and a site's room (``site:<id>``: the site's camera pages and the staff watching them). In a site
+room media is per camera: a camera page publishes into ``camera:<camera id>``, and a viewer has
+one server-side peer per camera it watches (``<participant id>-<camera id>``, named by the
+``camera_id`` of its offers), so every received track is known to be that camera's."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .bus import Bus, Lagged, QueueEntry, Subscription
+from .bus import Bus, Lagged, QueueEntry, Reconnected, Subscription
 from .errors import SignalingError, SignalingErrorCode
 from .messages import (
     AcceptMessage,
@@ -26,9 +32,20 @@ from .messages import (
     OfferMessage,
     PingMessage,
     Role,
+    UnwatchMessage,
     parse_client_message,
 )
-from .ports import Authenticator, CaseDirectory, CaseSummary, Identity, MediaGateway
+from .ports import (
+    Authenticator,
+    CaseDirectory,
+    CaseSummary,
+    Identity,
+    MediaGateway,
+    SiteDirectory,
+    camera_room,
+    site_room,
+)
+from .ratelimit import RateLimit, TokenBucket
 
 __all__ = ["Hub", "HubConfig", "HubObserver"]
 
@@ -36,9 +53,14 @@ logger = logging.getLogger(__name__)
 
 LOBBY = "lobby"
 #: Close codes the pages understand: 4401 = not authorised (do not retry with the same token),
-#: 4008 = fell behind (reconnect and resume), 1001 = server going away.
+#: 4008 = fell behind (reconnect and resume), 4409 = a camera page opened again elsewhere (do
+#: not reconnect: the newer page publishes now), 4012 = the node holding the call's media
+#: stopped (reconnect, resume and offer again: another node takes the call), 1001 = server
+#: going away.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_LAGGING = 4008
+CLOSE_REPLACED = 4409
+CLOSE_MEDIA_LOST = 4012
 OUTBOX_LIMIT = 512
 #: Bus events carrying this key go only to that audience; the key is not sent on.
 _AUDIENCE = "_audience"
@@ -77,6 +99,12 @@ class HubConfig:
     grading: bool = False
     #: Seconds of pre-roll a capture reaches back (None: recording is off).
     preroll_s: float | None = None
+    #: Messages one socket may send: per second, and in a burst (a browser's offer with its
+    #: trickled candidates is a burst of ~20). Past it a message gets ``rate_limited``.
+    message_rate: float = 30.0
+    message_burst: float = 80.0
+    #: A socket refused this many times in a row is closed (policy violation).
+    max_refused: int = 200
 
 
 class _Connection:
@@ -88,9 +116,18 @@ class _Connection:
         self.request_identity = request_identity
         self.identity: Identity | None = None
         self.participant_id = uuid.uuid4().hex[:16]
+        self.bucket = TokenBucket(RateLimit(hub.config.message_rate, hub.config.message_burst))
         self.room: str | None = None
+        #: The site whose room this socket is in (staff watching it, or a camera page).
+        self.site_id: str | None = None
+        #: Staff in a site room: camera id -> the server-side peer watching it.
+        self.watching: dict[str, str] = {}
         #: Chat seqs this socket has been sent (history and live events can overlap).
         self.sent_seqs: set[int] = set()
+        #: The ``resume_from`` it entered its room with, and the other participants it knows
+        #: of: what a resync after a bus reconnect compares with.
+        self.chat_base = 0
+        self.known: set[str] = set()
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._writer: asyncio.Task[None] | None = None
@@ -174,22 +211,52 @@ class _Connection:
             await self.unfollow(topic)
 
     async def _pump(self, topic: str, subscription: Subscription) -> None:
-        try:
-            async for event in subscription:
-                self.hub._deliver(self, topic, event)
-        except Lagged:
-            self.close_soon(CLOSE_LAGGING, "lagging: reconnect and resume")
-        except Exception:
-            logger.exception("subscription %s of %s failed", topic, self.participant_id)
-            self.close_soon(WSCloseCode.INTERNAL_ERROR, "internal error")
+        while True:
+            try:
+                async for event in subscription:
+                    self.hub._deliver(self, topic, event)
+                return
+            except Reconnected:
+                # The bus lost events while it reconnected, not because this socket was slow:
+                # re-read what it follows and keep the socket (and the call's media) going.
+                try:
+                    await self.hub._resync(self, topic)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning(
+                        "socket %s: resync of %s failed (%s); closing it to resume",
+                        self.participant_id,
+                        topic,
+                        exc,
+                    )
+                    self.close_soon(CLOSE_LAGGING, "lagging: reconnect and resume")
+                    return
+            except Lagged:
+                self.close_soon(CLOSE_LAGGING, "lagging: reconnect and resume")
+                return
+            except Exception:
+                logger.exception("subscription %s of %s failed", topic, self.participant_id)
+                self.close_soon(WSCloseCode.INTERNAL_ERROR, "internal error")
+                return
+
+    def chat_floor(self) -> int:
+        """The highest seq up to which this socket has every chat message of its room."""
+        seq = self.chat_base
+        while seq + 1 in self.sent_seqs:
+            seq += 1
+        return seq
 
     def participant(self) -> dict[str, Any]:
         assert self.identity is not None
-        return {
+        participant = {
             "participant_id": self.participant_id,
             "role": self.identity.role.value,
             "name": self.identity.name,
         }
+        if self.identity.camera_id is not None:
+            participant["camera_id"] = self.identity.camera_id
+        return participant
 
 
 class Hub:
@@ -206,11 +273,13 @@ class Hub:
         config: HubConfig | None = None,
         observer: HubObserver | None = None,
         clock: Callable[[], float] = time.time,
+        sites: SiteDirectory | None = None,
     ) -> None:
         self.bus = bus
         self.auth = auth
         self.cases = cases
         self.media = media
+        self.sites = sites
         self.ice_servers = ice_servers
         self.config = config or HubConfig()
         self.observer: HubObserver = observer or _NoObserver()
@@ -218,7 +287,14 @@ class Hub:
         self._connections: set[_Connection] = set()
         self._by_participant: dict[str, _Connection] = {}
         self._departures: dict[str, asyncio.TimerHandle] = {}
+        #: Viewers' per-camera peers: media participant id -> (its socket, the camera).
+        self._watchers: dict[str, tuple[_Connection, str]] = {}
+        #: The socket publishing each camera (the newest page wins).
+        self._cameras: dict[str, _Connection] = {}
         self._closing = False
+        #: A queue broadcast is being sent / another change came while it was.
+        self._queue_sending = False
+        self._queue_dirty = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -265,7 +341,9 @@ class Hub:
         if self._closing:
             raise web.HTTPServiceUnavailable(text="shutting down")
         await ws.prepare(request)
-        conn = _Connection(self, ws, self.auth.identify(request))
+        # A staff session made on another node is not in this node's cache yet.
+        identity = self.auth.identify(request) or await self.auth.authenticate(request)
+        conn = _Connection(self, ws, identity)
         self._connections.add(conn)
         self._by_participant[conn.participant_id] = conn
         self.observer.ws_connected(1)
@@ -282,6 +360,22 @@ class Hub:
 
     async def _on_raw(self, conn: _Connection, data: str | bytes) -> None:
         ref: str | None = None
+        if not conn.bucket.take():
+            self.observer.ws_message("in", "rate_limited")
+            if conn.bucket.refused >= self.config.max_refused:
+                logger.warning("socket %s: closed for flooding", conn.participant_id)
+                conn.close_soon(WSCloseCode.POLICY_VIOLATION, "rate_limited")
+                return
+            conn.send(
+                {
+                    "type": "error",
+                    "code": SignalingErrorCode.RATE_LIMITED.value,
+                    "message": "too many messages: slow down "
+                    f"(at most {self.config.message_rate:g} per second)",
+                    "ref": None,
+                }
+            )
+            return
         try:
             message = parse_client_message(data, max_bytes=self.config.max_message_bytes)
             ref = message.type
@@ -337,15 +431,36 @@ class Hub:
                 await self._enter_room(conn, summary, resume_from=0)
             case LeaveMessage():
                 await self._leave_room(conn)
+            case UnwatchMessage():
+                await self._unwatch(conn, message.camera_id)
 
     # -- join -------------------------------------------------------------------------------
 
     async def _join(self, conn: _Connection, message: JoinMessage) -> None:
+        if message.case_id and message.site_id:
+            raise SignalingError(
+                SignalingErrorCode.INVALID, "join a case or a site, not both", ref="join"
+            )
         if conn.identity is not None:
-            if conn.identity.is_staff and message.case_id and conn.room is None:
+            wants_room = message.case_id or message.site_id
+            if conn.identity.is_staff and wants_room and conn.room is None:
                 await self._staff_enter(conn, conn.identity, message)
                 return
             raise SignalingError(SignalingErrorCode.ALREADY_JOINED, "already joined", ref="join")
+        if message.camera_token:
+            if message.token or message.case_id or message.site_id:
+                raise SignalingError(
+                    SignalingErrorCode.INVALID,
+                    "a camera joins with camera_token alone (its token names its site)",
+                    ref="join",
+                )
+            if self.sites is None:
+                raise SignalingError(
+                    SignalingErrorCode.UNAUTHORIZED, "this server has no cameras", ref="join"
+                )
+            camera = await self.sites.verify_camera_token(message.camera_token)
+            await self._camera_join(conn, camera, message)
+            return
         if message.token:
             identity = self.auth.verify_join_token(message.token)
         elif conn.request_identity is not None:
@@ -365,6 +480,10 @@ class Hub:
         self, conn: _Connection, identity: Identity, message: JoinMessage
     ) -> None:
         case_id = identity.case_id
+        if message.site_id:
+            raise SignalingError(
+                SignalingErrorCode.FORBIDDEN, "a customer link cannot open a site", ref="join"
+            )
         if case_id is None or (message.case_id and message.case_id != case_id):
             raise SignalingError(
                 SignalingErrorCode.FORBIDDEN, "this link is for another case", ref="join"
@@ -397,6 +516,9 @@ class Hub:
         self, conn: _Connection, identity: Identity, message: JoinMessage
     ) -> None:
         conn.identity = identity
+        if message.site_id is not None:
+            await self._enter_site(conn, message.site_id, message.resume_from)
+            return
         if message.case_id is None:
             await self._enter_lobby(conn)
             return
@@ -432,9 +554,62 @@ class Hub:
         if conn.identity.can_take_calls:
             conn.send(await self._queue_message())
 
+    async def _enter_site(self, conn: _Connection, site_id: str, resume_from: int) -> None:
+        """Staff watch a site: its room carries the camera status and the cameras' presence."""
+        summary = await self.sites.site(site_id) if self.sites is not None else None
+        if summary is None:
+            raise SignalingError(SignalingErrorCode.NOT_FOUND, "no such site", ref="join")
+        await conn.unfollow(LOBBY)
+        conn.site_id = site_id
+        extra = {"site": summary.to_json(), "preroll_s": self.config.preroll_s}
+        await self._enter(conn, site_room(site_id), None, extra, resume_from)
+
+    async def _camera_join(
+        self, conn: _Connection, identity: Identity, message: JoinMessage
+    ) -> None:
+        assert self.sites is not None
+        camera_id, site_id = identity.camera_id, identity.site_id
+        summary = await self.sites.site(site_id) if site_id is not None else None
+        if camera_id is None or summary is None or not summary.has_camera(camera_id):
+            raise SignalingError(SignalingErrorCode.UNAUTHORIZED, "unknown camera", ref="join")
+        conn.identity = identity
+        previous = self._cameras.get(camera_id)
+        if previous is not None and previous is not conn:
+            # A phone that changed network may leave a half-open socket behind: the newest page
+            # publishes, the older one is told why and does not reconnect.
+            previous.send(
+                {
+                    "type": "error",
+                    "code": SignalingErrorCode.REPLACED.value,
+                    "message": "this camera was opened on another device or tab",
+                    "ref": None,
+                }
+            )
+            previous.close_soon(CLOSE_REPLACED, "replaced")
+        self._cameras[camera_id] = conn
+        conn.site_id = site_id
+        camera = next((dict(c) for c in summary.cameras if c.get("id") == camera_id), {})
+        site = {"site_id": summary.site_id, "name": summary.name}
+        extra = {"site": site, "camera": camera}
+        await self._enter(conn, site_room(summary.site_id), None, extra, message.resume_from)
+        await self.sites.camera_connected(camera_id, conn.participant_id)
+
     async def _enter_room(self, conn: _Connection, summary: CaseSummary, resume_from: int) -> None:
         assert conn.identity is not None
-        room = summary.case_id
+        extra: dict[str, Any] = {}
+        if conn.identity.is_staff:
+            extra = {"grading": self.config.grading, "preroll_s": self.config.preroll_s}
+        await self._enter(conn, summary.case_id, summary, extra, resume_from)
+
+    async def _enter(
+        self,
+        conn: _Connection,
+        room: str,
+        summary: CaseSummary | None,
+        extra: Mapping[str, Any],
+        resume_from: int,
+    ) -> None:
+        assert conn.identity is not None
         await conn.unfollow(LOBBY)
         # Follow first, then read the log: nothing published in between is missed, and
         # ``sent_seqs`` filters what both paths deliver.
@@ -447,22 +622,20 @@ class Hub:
             if p["participant_id"] != conn.participant_id
         ]
         await self.bus.presence_add(room, conn.participant())
+        conn.chat_base = resume_from
+        conn.known = {str(p["participant_id"]) for p in others}
         conn.sent_seqs.update(record.seq for record in history)
         last_seq = max([resume_from, *conn.sent_seqs])
         conn.send(
             {
                 "type": "joined",
                 **conn.participant(),
-                "case": summary.to_json(),
+                "case": summary.to_json() if summary is not None else None,
                 "ice_servers": self.ice_servers(conn.identity),
                 "chat": [record.to_json() for record in history],
                 "last_seq": last_seq,
                 "participants": others,
-                **(
-                    {"grading": self.config.grading, "preroll_s": self.config.preroll_s}
-                    if conn.identity.is_staff
-                    else {}
-                ),
+                **extra,
             }
         )
         await self.bus.publish(
@@ -482,7 +655,10 @@ class Hub:
         if room is None or conn.identity is None:
             return
         conn.room = None
+        conn.site_id = None
         await conn.unfollow(_room_topic(room))
+        for camera_id in list(conn.watching):
+            await self._unwatch(conn, camera_id)
         await self.media.close_peer(conn.participant_id)
         await self.bus.presence_remove(room, conn.participant_id)
         await self.bus.publish(
@@ -491,6 +667,12 @@ class Hub:
         )
         if conn.identity.role is Role.CUSTOMER:
             self._customer_gone(room)
+        elif conn.identity.role is Role.CAMERA:
+            camera_id = conn.identity.camera_id or ""
+            if self._cameras.get(camera_id) is conn:
+                del self._cameras[camera_id]
+            if self.sites is not None:
+                await self.sites.camera_disconnected(camera_id, conn.participant_id)
         elif not conn.closing and not conn.ws.closed:
             await self._enter_lobby(conn)
 
@@ -571,7 +753,21 @@ class Hub:
         }
 
     async def _publish_queue(self) -> None:
-        await self.bus.publish(LOBBY, await self._queue_message())
+        """Send the lobby the queue as it is now. Changes that come while a broadcast is on its
+        way are sent together once it is done (the newest queue, not one message per change):
+        a burst of arrivals costs a few broadcasts, not one per customer for every agent."""
+        if self._queue_sending:
+            self._queue_dirty = True
+            return
+        self._queue_sending = True
+        try:
+            while True:
+                self._queue_dirty = False
+                await self.bus.publish(LOBBY, await self._queue_message())
+                if not self._queue_dirty:
+                    return
+        finally:
+            self._queue_sending = False
 
     async def _publish_case(self, summary: CaseSummary) -> None:
         event = {"type": "case", "case": summary.to_json()}
@@ -596,33 +792,88 @@ class Hub:
             message.text,
             self.clock(),
             conn.participant(),
+            # Published by the bus with the seq it takes: the room sees seq order across nodes.
+            publish_to=_room_topic(conn.room),
         )
         if not created:
             conn.send(record.to_json())
             return
-        # Publish before anything else can yield, so the room sees messages in seq order.
-        await self.bus.publish(_room_topic(conn.room), record.to_json())
         await self.cases.record_chat(conn.room, record.to_json())
 
     # -- media ----------------------------------------------------------------------------
 
+    async def _media_target(
+        self, conn: _Connection, camera_id: str | None, ref: str
+    ) -> tuple[str, str]:
+        """The media room and the server-side peer an offer or candidate is for."""
+        identity = conn.identity
+        assert identity is not None and conn.room is not None
+        if identity.role is Role.CAMERA and identity.camera_id is not None:
+            if camera_id is not None and camera_id != identity.camera_id:
+                raise SignalingError(
+                    SignalingErrorCode.FORBIDDEN, "a camera publishes only as itself", ref=ref
+                )
+            return camera_room(identity.camera_id), conn.participant_id
+        if conn.site_id is None:
+            if camera_id is not None:
+                raise SignalingError(
+                    SignalingErrorCode.INVALID, "camera_id is only for a site's room", ref=ref
+                )
+            return conn.room, conn.participant_id
+        if camera_id is None:
+            raise SignalingError(
+                SignalingErrorCode.INVALID,
+                "in a site's room, name the camera_id this peer watches",
+                ref=ref,
+            )
+        peer_id = conn.watching.get(camera_id)
+        if peer_id is None:
+            if ref != "offer":
+                raise SignalingError(
+                    SignalingErrorCode.NOT_IN_CALL, f"send an offer for {camera_id} first", ref=ref
+                )
+            summary = await self.sites.site(conn.site_id) if self.sites is not None else None
+            if summary is None or not summary.has_camera(camera_id):
+                raise SignalingError(
+                    SignalingErrorCode.NOT_FOUND, f"no camera {camera_id!r} at this site", ref=ref
+                )
+            peer_id = f"{conn.participant_id}-{camera_id}"
+            conn.watching[camera_id] = peer_id
+            self._watchers[peer_id] = (conn, camera_id)
+        return camera_room(camera_id), peer_id
+
+    async def _unwatch(self, conn: _Connection, camera_id: str) -> None:
+        if conn.identity is None or not conn.identity.is_staff:
+            raise SignalingError(
+                SignalingErrorCode.FORBIDDEN, "only staff watch cameras", ref="unwatch"
+            )
+        peer_id = conn.watching.pop(camera_id, None)
+        if peer_id is not None:
+            self._watchers.pop(peer_id, None)
+            await self.media.close_peer(peer_id)
+
     async def _offer(self, conn: _Connection, message: OfferMessage) -> None:
         if conn.room is None:
             raise SignalingError(SignalingErrorCode.NOT_IN_CALL, "join a call first", ref="offer")
+        room, peer_id = await self._media_target(conn, message.camera_id, "offer")
         try:
-            sdp = await self.media.answer(conn.room, conn.participant_id, message.sdp)
+            sdp = await self.media.answer(room, peer_id, message.sdp)
         except ValueError as exc:
             raise SignalingError(SignalingErrorCode.BAD_SDP, str(exc), ref="offer") from exc
-        conn.send({"type": "answer", "sdp": sdp})
+        answer = {"type": "answer", "sdp": sdp}
+        if message.camera_id is not None:
+            answer["camera_id"] = message.camera_id
+        conn.send(answer)
 
     async def _candidate(self, conn: _Connection, message: CandidateMessage) -> None:
         if conn.room is None:
             raise SignalingError(
                 SignalingErrorCode.NOT_IN_CALL, "join a call first", ref="candidate"
             )
+        _, peer_id = await self._media_target(conn, message.camera_id, "candidate")
         try:
             await self.media.add_candidate(
-                conn.participant_id, message.candidate, message.sdpMid, message.sdpMLineIndex
+                peer_id, message.candidate, message.sdpMid, message.sdpMLineIndex
             )
         except (ValueError, LookupError) as exc:
             raise SignalingError(
@@ -632,9 +883,103 @@ class Hub:
     async def renegotiation_needed(
         self, participant_id: str, tracks: Mapping[str, int] | None = None
     ) -> None:
-        conn = self._by_participant.get(participant_id)
-        if conn is not None:
-            conn.send({"type": "renegotiate", "tracks": dict(tracks or {})})
+        watcher = self._watchers.get(participant_id)
+        if watcher is not None:
+            conn, camera_id = watcher
+            conn.send({"type": "renegotiate", "tracks": dict(tracks or {}), "camera_id": camera_id})
+            return
+        found = self._by_participant.get(participant_id)
+        if found is not None:
+            found.send({"type": "renegotiate", "tracks": dict(tracks or {})})
+
+    def media_lost(self, participant_id: str, message: str) -> bool:
+        """The node holding this participant's server-side peer stopped (multi-node): tell the
+        client (``media_lost``) and close its socket (4012), so that it reconnects, resumes and
+        offers again, and a live node takes the call. False if no such socket is here."""
+        watcher = self._watchers.get(participant_id)
+        conn = watcher[0] if watcher is not None else self._by_participant.get(participant_id)
+        if conn is None or conn.closing:
+            return False
+        conn.send(
+            {
+                "type": "error",
+                "code": SignalingErrorCode.MEDIA_LOST.value,
+                "message": message,
+                "ref": None,
+            }
+        )
+        conn.close_soon(CLOSE_MEDIA_LOST, "media_lost: reconnect and offer again")
+        return True
+
+    # -- resync after a bus reconnect -------------------------------------------------------
+
+    async def _resync(self, conn: _Connection, topic: str) -> None:
+        """What a socket may have missed while the bus reconnected: the lobby's queue, or its
+        room's chat after the last message it has, participants who joined, and the case's
+        (or site's) current state; a waiting customer is queued again (Redis may have lost
+        the queue)."""
+        logger.info("socket %s: resynchronising %s", conn.participant_id, topic)
+        identity = conn.identity
+        if identity is None:
+            return
+        if topic == LOBBY:
+            if identity.can_take_calls and conn.room is None:
+                conn.send(await self._queue_message())
+            return
+        room = topic.removeprefix("room:")
+        if conn.room != room:
+            return
+        for record in await self.bus.chat_since(room, conn.chat_floor()):
+            self._deliver(conn, topic, record.to_json())
+        for participant in await self.bus.presence_list(room):
+            participant_id = str(participant.get("participant_id"))
+            if participant_id != conn.participant_id and participant_id not in conn.known:
+                event = {"type": "participant", "event": "joined", "participant": participant}
+                self._deliver(conn, topic, event)
+        if conn.site_id is not None:
+            if self.sites is not None and identity.role is not Role.CAMERA:
+                site = await self.sites.site(conn.site_id)
+                conn.send({"type": "site", "site": site.to_json() if site is not None else None})
+            return
+        summary = await self.cases.get(room)
+        if summary is None:
+            return
+        conn.send({"type": "case", "case": summary.to_json()})
+        if identity.role is Role.CUSTOMER and summary.state == "waiting":
+            entries = {entry.case_id for entry in await self.bus.queue_entries()}
+            if room not in entries:
+                await self.bus.queue_put(
+                    QueueEntry(room, summary.waiting_since or self.clock(), summary.to_json())
+                )
+                await self._publish_queue()
+
+    # -- sites ----------------------------------------------------------------------------
+
+    async def publish_to_site(self, site_id: str, event: Mapping[str, Any]) -> None:
+        """Send ``event`` to everyone in a site's room (camera status, site changes)."""
+        await self.bus.publish(_room_topic(site_room(site_id)), dict(event))
+
+    def disconnect_camera(
+        self, camera_id: str, message: str, *, subject: str | None = None
+    ) -> bool:
+        """Close a camera page's socket (its token was revoked, the camera disabled or
+        deleted): it is told why and does not reconnect. With ``subject``, only a page that
+        joined as that identity (one token). False if no such page is connected here."""
+        conn = self._cameras.get(camera_id)
+        if conn is None or conn.identity is None:
+            return False
+        if subject is not None and conn.identity.subject != subject:
+            return False
+        conn.send(
+            {
+                "type": "error",
+                "code": SignalingErrorCode.UNAUTHORIZED.value,
+                "message": message,
+                "ref": None,
+            }
+        )
+        conn.close_soon(CLOSE_UNAUTHORIZED, "unauthorized")
+        return True
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -658,8 +1003,13 @@ class Hub:
             conn.sent_seqs.add(seq)
         elif kind == "participant":
             participant = event.get("participant", {})
-            if participant.get("participant_id") == conn.participant_id:
+            participant_id = participant.get("participant_id")
+            if participant_id == conn.participant_id:
                 return
+            if event.get("event") == "left":
+                conn.known.discard(str(participant_id))
+            else:
+                conn.known.add(str(participant_id))
         elif kind == "queue" and topic != LOBBY:
             return
         conn.send(dict(event))

@@ -2,11 +2,14 @@
 
 Client to server (validated here; anything else is answered with an ``error``):
 
-``join``       first message; ``token`` (customer join token) or none (staff, via session
-               cookie); ``case_id`` (staff joining a case's call), ``resume_from`` (last chat
-               sequence number the client saw, to replay what it missed)
-``offer``      SDP offer for the participant's server-side peer (client always offers)
-``candidate``  trickled ICE candidate for that peer
+``join``       first message; ``token`` (customer join token), ``camera_token`` (a site's
+               camera page) or none (staff, via session cookie); ``case_id`` (staff joining a
+               case's call), ``site_id`` (staff watching a site's cameras), ``resume_from`` (last
+               chat sequence number the client saw, to replay what it missed)
+``offer``      SDP offer for the participant's server-side peer (client always offers); staff in
+               a site room name the ``camera_id`` the offer is for (one peer per camera)
+``candidate``  trickled ICE candidate for that peer (``camera_id`` as for the offer)
+``unwatch``    staff in a site room: close the peer for one ``camera_id``
 ``chat``       ``client_id`` (idempotency key chosen by the client) and ``text``
 ``accept``     staff: take a waiting case from the queue (atomic; one agent wins)
 ``leave``      leave the call (the socket stays open for staff, e.g. back to the queue)
@@ -41,6 +44,7 @@ __all__ = [
     "OfferMessage",
     "PingMessage",
     "Role",
+    "UnwatchMessage",
     "parse_client_message",
 ]
 
@@ -53,16 +57,23 @@ class Role(StrEnum):
     AGENT = "agent"
     REVIEWER = "reviewer"
     ADMIN = "admin"
+    #: A site's camera (a staff phone on ``/camera/<token>``): publishes into the site's room.
+    CAMERA = "camera"
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
+_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 class JoinMessage(_Message):
     type: Literal["join"]
     token: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    camera_token: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     case_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    site_id: _ID | None = None
     resume_from: Annotated[int, Field(ge=0)] = 0
     name: Annotated[str, Field(max_length=120)] | None = None
 
@@ -70,6 +81,8 @@ class JoinMessage(_Message):
 class OfferMessage(_Message):
     type: Literal["offer"]
     sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+    #: Staff in a site room: which camera this peer watches.
+    camera_id: _ID | None = None
 
 
 class CandidateMessage(_Message):
@@ -78,6 +91,7 @@ class CandidateMessage(_Message):
     candidate: Annotated[str, Field(max_length=1024)]
     sdpMid: Annotated[str, Field(max_length=64)] | None = None  # noqa: N815 - W3C field name
     sdpMLineIndex: Annotated[int, Field(ge=0, le=255)] | None = None  # noqa: N815
+    camera_id: _ID | None = None
 
 
 class ChatMessage(_Message):
@@ -95,6 +109,11 @@ class LeaveMessage(_Message):
     type: Literal["leave"]
 
 
+class UnwatchMessage(_Message):
+    type: Literal["unwatch"]
+    camera_id: _ID
+
+
 class PingMessage(_Message):
     type: Literal["ping"]
     nonce: Annotated[str, Field(max_length=64)] | None = None
@@ -107,12 +126,13 @@ ClientMessage = Annotated[
     | ChatMessage
     | AcceptMessage
     | LeaveMessage
+    | UnwatchMessage
     | PingMessage,
     Field(discriminator="type"),
 ]
 
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-_TYPES = frozenset({"join", "offer", "candidate", "chat", "accept", "leave", "ping"})
+_TYPES = frozenset({"join", "offer", "candidate", "chat", "accept", "leave", "unwatch", "ping"})
 
 
 def parse_client_message(raw: str | bytes, *, max_bytes: int) -> ClientMessage:

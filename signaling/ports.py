@@ -21,18 +21,37 @@ __all__ = [
     "Identity",
     "MediaGateway",
     "MediaListener",
+    "SiteDirectory",
+    "SiteSummary",
+    "camera_room",
+    "site_room",
 ]
+
+
+def site_room(site_id: str) -> str:
+    """The signaling room of a site: its camera pages and the staff watching them."""
+    return f"site:{site_id}"
+
+
+def camera_room(camera_id: str) -> str:
+    """The media room of one camera: its publisher (phone page, WHIP encoder or RTSP pull) and
+    one peer per viewer. One media room per camera, so that what a viewer's peer receives,
+    what a capture records and what a snapshot shows is that camera and nothing else."""
+    return f"camera:{camera_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who is on the other end of a socket or request."""
 
-    subject: str  # staff user id, or "customer:<case_id>"
+    subject: str  # staff user id, "customer:<case_id>" or "camera:<camera_id>"
     name: str
     role: Role
     #: For customers: the only case this identity may reach. ``None`` for staff.
     case_id: str | None = None
+    #: For cameras: the site and the camera this identity publishes as.
+    site_id: str | None = None
+    camera_id: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -82,6 +101,11 @@ class Authenticator(Protocol):
         """Staff from the session cookie (or an API bearer token); ``None`` if neither."""
         ...
 
+    async def authenticate(self, request: web.BaseRequest) -> Identity | None:
+        """As :meth:`identify`, also finding a user or token it does not know yet (one made
+        through another node) where :meth:`identify` returns ``None``."""
+        ...
+
 
 class CaseDirectory(Protocol):
     """The case service, as the call flow drives it. Each method returns the case after the
@@ -104,6 +128,45 @@ class CaseDirectory(Protocol):
     async def record_chat(self, case_id: str, message: Mapping[str, Any]) -> None:
         """Keep a chat message in the case's timeline (idempotent on ``seq``)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSummary:
+    """What signaling shows about a site: its name and its cameras (JSON objects with at least
+    ``id``, ``name`` and ``kind``, plus their live ``status`` as the server knows it)."""
+
+    site_id: str
+    name: str
+    cameras: tuple[Mapping[str, Any], ...] = ()
+
+    def has_camera(self, camera_id: str) -> bool:
+        return any(camera.get("id") == camera_id for camera in self.cameras)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site_id": self.site_id,
+            "name": self.name,
+            "cameras": [dict(camera) for camera in self.cameras],
+        }
+
+
+class SiteDirectory(Protocol):
+    """Sites and their cameras, as site rooms need them (``server.sites`` fits this)."""
+
+    async def verify_camera_token(self, token: str) -> Identity:
+        """The camera identity of a camera token (role ``camera``, its ``site_id`` and
+        ``camera_id``, the camera's name). Raises ``SignalingError`` ``unauthorized`` (unknown,
+        revoked, or a camera that is disabled, deleted or not a phone camera) or
+        ``token_expired``."""
+        ...
+
+    async def site(self, site_id: str) -> SiteSummary | None: ...
+
+    async def camera_connected(self, camera_id: str, participant_id: str) -> None:
+        """A camera page joined its site's room (it may replace an older connection)."""
+        ...
+
+    async def camera_disconnected(self, camera_id: str, participant_id: str) -> None: ...
 
 
 class MediaListener(Protocol):

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from .base import Bus, ChatRecord, Lagged, QueueEntry, Subscription
+from .base import (
+    Bus,
+    BusUnavailable,
+    ChatRecord,
+    Lagged,
+    QueueEntry,
+    Reconnected,
+    Subscription,
+)
 from .memory import MemoryBus
+from .redis import RedisBus
 
-__all__ = ["Bus", "ChatRecord", "Lagged", "MemoryBus", "QueueEntry", "Subscription"]
+__all__ = [
+    "Bus",
+    "BusUnavailable",
+    "ChatRecord",
+    "Lagged",
+    "MemoryBus",
+    "QueueEntry",
+    "Reconnected",
+    "RedisBus",
+    "Subscription",
+]

@@ -10,7 +10,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Bus", "ChatRecord", "Lagged", "QueueEntry", "Subscription"]
+from ..errors import SignalingError, SignalingErrorCode
+
+__all__ = [
+    "Bus",
+    "BusUnavailable",
+    "ChatRecord",
+    "Lagged",
+    "QueueEntry",
+    "Reconnected",
+    "Subscription",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +58,36 @@ class Lagged(Exception):
     (clients reconnect and resume from their last sequence number)."""
 
 
+class Reconnected(Lagged):
+    """Events may have been lost while the bus was disconnected from its server (not because
+    this subscriber was slow). Raised once the subscription is in place again, at the point of
+    the gap: every event before it was delivered, every event published after it will be, so a
+    consumer that re-reads the state it follows (the chat log) now misses nothing and may keep
+    going; iterating again continues after the gap."""
+
+
+class BusUnavailable(SignalingError, ConnectionError):
+    """The shared bus (Redis) did not answer within the bus's unavailability timeout, retries
+    with backoff included. The operation may or may not have taken effect; repeating it is safe
+    for every bus operation (chat appends are deduplicated by their key).
+
+    ``message`` is what a client may be told; ``detail`` (addresses, the driver's error) is for
+    logs only."""
+
+    code = SignalingErrorCode.UNAVAILABLE
+    retryable = True
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(message="the service is briefly unavailable; retry shortly")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.detail})" if self.detail else self.message
+
+
 class Subscription(Protocol):
-    """Events published to one topic, in order. Iteration raises :class:`Lagged` when the
-    bounded buffer overflowed."""
+    """Events published to one topic, in order. Iteration raises :class:`Lagged` when events
+    were lost: the bounded buffer overflowed or (Redis) the connection to the bus dropped."""
 
     def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]: ...
 
@@ -74,9 +111,13 @@ class Bus(Protocol):
         text: str,
         ts: float,
         sender: Mapping[str, Any],
+        *,
+        publish_to: str | None = None,
     ) -> tuple[ChatRecord, bool]:
         """Append a message unless ``dedupe_key`` was seen in ``room``; returns the stored
-        record (the original for a duplicate) and whether it was new."""
+        record (the original for a duplicate) and whether it was new. With ``publish_to``, a
+        new record is also published to that topic in the same step as its seq is assigned,
+        so every subscriber sees a room's messages in seq order, whichever node sent them."""
         ...
 
     async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]: ...

@@ -98,6 +98,8 @@ class MemoryBus:
         text: str,
         ts: float,
         sender: Mapping[str, Any],
+        *,
+        publish_to: str | None = None,
     ) -> tuple[ChatRecord, bool]:
         seen = self._chat_keys[room].get(dedupe_key)
         if seen is not None:
@@ -106,6 +108,9 @@ class MemoryBus:
         record = ChatRecord(self._chat_seq[room], client_id, text, ts, dict(sender))
         self._chat[room].append(record)
         self._chat_keys[room][dedupe_key] = record
+        if publish_to is not None:  # no await between the seq and the delivery: in order
+            for subscription in list(self._subscribers.get(publish_to, ())):
+                subscription._deliver(record.to_json())
         return record, True
 
     async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]:
