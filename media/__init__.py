@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ._aiortc import IceCredentials
 from .capture import CaptureHandle
 from .engine import MediaConfig, MediaEngine, MediaListener
 from .errors import (
     BadCandidate,
     BadSdp,
     CaptureNotFound,
+    IceNotRestartable,
     MediaError,
     NothingToRecord,
     PeerNotFound,
@@ -36,6 +38,8 @@ __all__ = [
     "Forwarder",
     "FrameSampler",
     "FrameSink",
+    "IceCredentials",
+    "IceNotRestartable",
     "MediaCollector",
     "MediaConfig",
     "MediaEngine",

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import queue
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,15 +29,18 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 __all__ = [
     "EncodedCallback",
     "GathererServers",
+    "IceCredentials",
     "bind_udp_ports",
     "consent_from_any_packet",
     "gatherer_servers",
+    "ice_connections",
     "negotiated_codec",
     "on_keyframe_request",
     "prefer_codec",
     "receiver_of",
     "release_frames_on_marker",
     "request_keyframe",
+    "restart_ice",
     "tap_encoded_frames",
 ]
 
@@ -249,6 +253,118 @@ def _lenient_consent(connection: aioice_ice.Connection, silence_s: float) -> Non
 
     connection.data_received = data_received  # type: ignore[method-assign]
     connection.query_consent = query_consent  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True, slots=True)
+class IceCredentials:
+    """An ICE username fragment and password (RFC 8445 section 5.3)."""
+
+    ufrag: str
+    pwd: str
+
+    @classmethod
+    def new(cls) -> IceCredentials:
+        # ice-char is ALPHA / DIGIT / "+" / "/": hex is a subset; 8 and 32 characters are past
+        # the minimums (4 and 22).
+        return cls(secrets.token_hex(4), secrets.token_hex(16))
+
+
+#: How long the checks of an ICE restart run; the old path stays selected if none succeeds.
+ICE_RESTART_CHECKS_S = 30.0
+_RESTART_TASK = "_inspect_ice_restart"
+
+
+def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
+    """``pc``'s ICE transports (``RTCIceTransport``), each once (one with BUNDLE)."""
+    transports = [t.receiver.transport.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport.transport)
+    unique: list[Any] = []
+    for transport in transports:
+        if all(transport is not seen for seen in unique):
+            unique.append(transport)
+    return unique
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[aioice_ice.Connection]:
+    """The aioice connections of ``pc``'s ICE transports (one with BUNDLE)."""
+    return [transport._connection for transport in _ice_transports(pc)]
+
+
+def restart_ice(pc: RTCPeerConnection, local: IceCredentials, remote: IceCredentials) -> list[str]:
+    """Restart ICE (RFC 8445 section 9) on a live peer, which aiortc 1.16 cannot do itself.
+
+    Each ICE connection of ``pc`` takes the new local and remote credentials and a new check
+    list, keeps its sockets (its local candidates are returned, as ``candidate:`` attribute
+    values, to be signalled again), and checks the remote candidates added from now on with
+    ``pc.addIceCandidate`` (incoming checks teach it the peer's new address too). The pair
+    selected before goes on carrying media until a new pair is nominated, so DTLS and SRTP
+    carry on untouched; checks run for up to ``ICE_RESTART_CHECKS_S``. Works for either role.
+    Raises ``ConnectionError`` unless ICE has completed (nothing to restart).
+    """
+    transports = _ice_transports(pc)
+    states = {transport.state for transport in transports}
+    if states != {"completed"}:
+        raise ConnectionError(f"ICE is {'/'.join(sorted(states)) or 'not started'}")
+    lines: list[str] = []
+    for transport in transports:
+        # aiortc's own end-of-candidates flag: end-of-candidates may come again.
+        transport.iceGatherer._remote_candidates_end = False
+        _restart_checks(transport._connection, local, remote)
+        if not lines:
+            lines = ["candidate:" + c.to_sdp() for c in transport._connection.local_candidates]
+    return lines
+
+
+def _restart_checks(
+    connection: aioice_ice.Connection, local: IceCredentials, remote: IceCredentials
+) -> None:
+    previous: asyncio.Task[None] | None = getattr(connection, _RESTART_TASK, None)
+    if previous is not None:
+        previous.cancel()
+    for pair in connection._check_list:
+        if pair.task is not None:
+            pair.task.cancel()
+    # The old remote candidates go: the peer signals its candidates again, and an address it
+    # checks from is learned (peer reflexive). ``_nominated`` stays until a new nomination.
+    connection._check_list = []
+    connection._remote_candidates = []
+    connection._remote_candidates_end = False
+    connection._nominating = set()
+    connection._check_list_done = False
+    connection._check_list_state = asyncio.Queue()
+    connection._local_username = local.ufrag
+    connection._local_password = local.pwd
+    connection.remote_username = remote.ufrag
+    connection.remote_password = remote.pwd
+    # aioice counts any nominated pair as completing the check list, and the old one is still
+    # there: count only pairs of the new check list, or the checks would stop at once.
+    connection._check_list_maybe_complete = lambda: _complete_if_renominated(connection)  # type: ignore[method-assign]
+    task = asyncio.create_task(_run_checks(connection), name="ice-restart-checks")
+    setattr(connection, _RESTART_TASK, task)
+
+
+def _complete_if_renominated(connection: aioice_ice.Connection) -> bool:
+    """aioice's ``_check_list_maybe_complete``, counting only pairs nominated since the
+    restart (those of the current check list)."""
+    fresh = [pair for pair in connection._nominated.values() if pair in connection._check_list]
+    if not fresh or len(fresh) != len(connection._components):
+        return False
+    if not connection._check_list_done:
+        connection._check_list_state.put_nowait(aioice_ice.ICE_COMPLETED)
+        connection._check_list_done = True
+    return True
+
+
+async def _run_checks(connection: aioice_ice.Connection) -> None:
+    """aioice ``Connection.connect``'s check loop, paced at 20 ms, without its completion
+    wait: nominations (ours, aggressive, or the controlling peer's) update the selected pair."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ICE_RESTART_CHECKS_S
+    while not connection._closing and loop.time() < deadline:
+        if not connection._check_periodic():
+            break
+        await asyncio.sleep(0.02)
 
 
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:

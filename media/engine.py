@@ -23,7 +23,15 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 
 from . import _aiortc
 from .capture import CaptureHandle, Publication, decode_newest
-from .errors import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRecord, PeerNotFound
+from .errors import (
+    BadCandidate,
+    BadSdp,
+    CaptureNotFound,
+    IceNotRestartable,
+    MediaError,
+    NothingToRecord,
+    PeerNotFound,
+)
 from .forwarder import Forwarder, ForwardingTotals, SourceStats, TrackSource
 from .keyframes import EncodedFrame, codec_of, is_keyframe
 from .peer import ServerPeer
@@ -313,6 +321,25 @@ class MediaEngine:
                 await peer.pc.addIceCandidate(parsed)
             except ValueError as exc:
                 raise BadCandidate(f"the candidate cannot be applied: {exc}") from exc
+
+    async def restart_ice(
+        self, participant_id: str, remote: _aiortc.IceCredentials
+    ) -> tuple[_aiortc.IceCredentials, list[str]]:
+        """Restart ICE on a live peer with the client's new credentials (a WHIP encoder that
+        moved networks). Returns the server's new credentials and its candidates; the client's
+        candidates follow with :meth:`add_candidate`. Media goes on over the old path until the
+        new checks nominate a pair. Raises ``PeerNotFound`` or ``IceNotRestartable``."""
+        peer = self.peer(participant_id)
+        async with peer.lock:
+            if peer.closed:
+                raise PeerNotFound(participant_id)
+            local = _aiortc.IceCredentials.new()
+            try:
+                candidates = _aiortc.restart_ice(peer.pc, local, remote)
+            except ConnectionError as exc:
+                raise IceNotRestartable(f"ICE cannot be restarted: {exc}") from exc
+        logger.info("ICE restarted for %s", participant_id)
+        return local, candidates
 
     # -- publishers other than WebRTC peers (RTSP pull) -------------------------------------------
 

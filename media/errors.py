@@ -10,6 +10,7 @@ __all__ = [
     "BadCandidate",
     "BadSdp",
     "CaptureNotFound",
+    "IceNotRestartable",
     "MediaError",
     "NothingToRecord",
     "PeerNotFound",
@@ -38,6 +39,12 @@ class BadCandidate(MediaError, ValueError):
     """The client's ICE candidate cannot be parsed or applied."""
 
     code = "bad_candidate"
+
+
+class IceNotRestartable(MediaError):
+    """ICE of that peer has not completed (or has failed), so there is nothing to restart."""
+
+    code = "ice_not_restartable"
 
 
 class PeerNotFound(MediaError, LookupError):

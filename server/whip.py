@@ -5,8 +5,10 @@ camera of a site at ``/whip/<camera id>``.
   <camera token>`` -> ``201`` with the SDP answer, ``Location`` of the session, an ``ETag`` and
   one ``Link: <url>; rel="ice-server"`` per configured STUN/TURN server.
 - ``PATCH <session>`` with ``application/trickle-ice-sdpfrag``: trickled candidates -> ``204``.
-  An ICE restart (a fragment with a new ``ice-ufrag``/``ice-pwd``) gets ``422``: the media
-  engine (aiortc) cannot restart ICE on a live peer; the encoder has to start a new session.
+  An ICE restart (``If-Match: "*"`` and a fragment with a new ``ice-ufrag``/``ice-pwd``, sent by
+  an encoder that changed networks) -> ``200`` with the server's new ``ice-ufrag``/``ice-pwd``
+  and candidates as a fragment, and a new ``ETag``; media goes on over the old path until the
+  new one is checked (``MediaEngine.restart_ice``). ``409`` if ICE had not completed.
 - ``DELETE <session>`` ends it -> ``200``.
 - ``OPTIONS`` on both answers CORS preflights (browser WHIP clients); every response carries the
   CORS headers. Bad input gets a clear JSON error: ``401`` (with ``WWW-Authenticate``) for a
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +36,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from media import IceCredentials, IceNotRestartable
 from signaling.ports import camera_room
 
 from .camera_status import CameraPresence
@@ -68,6 +72,13 @@ class WhipMedia(Protocol):
     async def add_candidate(
         self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
+
+    async def restart_ice(
+        self, participant_id: str, remote: IceCredentials
+    ) -> tuple[IceCredentials, list[str]]:
+        """Raises ``LookupError`` once the peer is gone, ``IceNotRestartable`` before ICE
+        completed."""
+        ...
 
     async def close_peer(self, participant_id: str) -> None: ...
 
@@ -112,6 +123,8 @@ class WhipSession:
     ice_pwd: str | None
     mids: list[str]
     created_at: float
+    #: The kind of the offer's first m= section (the BUNDLE transport), for fragments.
+    first_kind: str = "video"
     path: str = field(default="")
 
 
@@ -166,6 +179,18 @@ def _mids(sdp: str) -> list[str]:
     return [
         line.strip()[6:].strip() for line in sdp.splitlines() if line.strip().startswith("a=mid:")
     ]
+
+
+def _first_kind(sdp: str) -> str:
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            return line[2:].split(" ", 1)[0]
+    return "video"
+
+
+#: ice-char = ALPHA / DIGIT / "+" / "/" (RFC 8839 section 5.4).
+_UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
+_PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +428,7 @@ class WhipEndpoint:
             ice_pwd=_sdp_attribute(offer, "ice-pwd"),
             mids=_mids(offer),
             created_at=self._clock(),
+            first_kind=_first_kind(offer),
             path=path,
         )
         self._sessions[session_id] = session
@@ -437,20 +463,67 @@ class WhipEndpoint:
             )
         if_match = request.headers.get("If-Match")
         fragment = parse_sdpfrag(await _read_text(request, MAX_SDPFRAG_BYTES))
+        if if_match is not None and if_match not in ("*", session.etag):
+            raise WhipError(
+                412, "precondition_failed", "If-Match does not match the session's ETag"
+            )
         restart = (fragment.ufrag is not None and fragment.ufrag != session.ice_ufrag) or (
             fragment.pwd is not None and fragment.pwd != session.ice_pwd
         )
         if restart or if_match == "*":
+            return await self._restart(session, fragment)
+        await self._add_candidates(session, fragment)
+        return web.Response(status=204, headers={**_CORS, "ETag": session.etag})
+
+    async def _restart(self, session: WhipSession, fragment: _Fragment) -> web.StreamResponse:
+        """ICE restart (RFC 9725 section 4.3.2)."""
+        if fragment.ufrag is None or fragment.pwd is None:
             raise WhipError(
-                422,
-                "ice_restart_unsupported",
-                "ICE restarts are not supported (the media engine cannot restart ICE on a live"
-                " peer): DELETE this session and POST a new offer",
+                400, "bad_sdpfrag", "an ICE restart needs the new a=ice-ufrag and a=ice-pwd"
             )
-        if if_match is not None and if_match != session.etag:
+        if (fragment.ufrag, fragment.pwd) == (session.ice_ufrag, session.ice_pwd):
             raise WhipError(
-                412, "precondition_failed", "If-Match does not match the session's ETag"
+                400,
+                "bad_sdpfrag",
+                "an ICE restart needs a new a=ice-ufrag and a=ice-pwd, not the session's own",
             )
+        if not (_UFRAG.fullmatch(fragment.ufrag) and _PWD.fullmatch(fragment.pwd)):
+            raise WhipError(
+                400,
+                "bad_sdpfrag",
+                "a=ice-ufrag must be 4-256 and a=ice-pwd 22-256 of A-Z a-z 0-9 + / (RFC 8839)",
+            )
+        try:
+            local, candidates = await self._media.restart_ice(
+                session.participant_id, IceCredentials(fragment.ufrag, fragment.pwd)
+            )
+        except LookupError:
+            await self._end(session.id, "peer gone")
+            raise WhipError(404, "not_found", "the WHIP session has ended") from None
+        except IceNotRestartable as exc:
+            raise WhipError(409, "ice_not_restartable", exc.message) from None
+        session.ice_ufrag, session.ice_pwd = fragment.ufrag, fragment.pwd
+        session.etag = f'"{secrets.token_hex(8)}"'
+        await self._add_candidates(session, fragment)
+        mid = session.mids[0] if session.mids else "0"
+        lines = [
+            f"a=ice-ufrag:{local.ufrag}",
+            f"a=ice-pwd:{local.pwd}",
+            f"m={session.first_kind} 9 UDP/TLS/RTP/SAVPF 0",
+            f"a=mid:{mid}",
+            *(f"a={candidate}" for candidate in candidates),
+            "a=end-of-candidates",
+        ]
+        logger.info(
+            "WHIP session %s: ICE restarted", session.id, extra={"camera_id": session.camera_id}
+        )
+        return web.Response(
+            status=200,
+            body=("\r\n".join(lines) + "\r\n").encode("utf-8"),
+            headers={**_CORS, "ETag": session.etag, "Content-Type": SDPFRAG},
+        )
+
+    async def _add_candidates(self, session: WhipSession, fragment: _Fragment) -> None:
         for candidate, mid in fragment.candidates:
             index = session.mids.index(mid) if mid in session.mids else None
             try:
@@ -465,7 +538,6 @@ class WhipEndpoint:
         if fragment.end_of_candidates:
             with contextlib.suppress(ValueError, LookupError):
                 await self._media.add_candidate(session.participant_id, "", None, None)
-        return web.Response(status=204, headers={**_CORS, "ETag": session.etag})
 
     async def _end(self, session_id: str, reason: str) -> None:
         session = self._sessions.pop(session_id, None)

@@ -189,3 +189,44 @@ def test_marker_jitter_buffer_releases_a_frame_at_its_last_packet() -> None:
     assert buffer.add(packet(14, 9000, b"e", False)) == (False, None)
     _, frame = buffer.add(packet(15, 12000, b"f", False))
     assert frame is not None and frame.data == b"e"
+
+
+async def test_ice_restart_finds_the_aioice_state_it_resets() -> None:
+    """``restart_ice`` resets an aioice ``Connection``'s check list and credentials and runs
+    its check loop; the same names must still be there (the restart itself is tested end to
+    end in tests/server/test_whip_restart.py)."""
+    import inspect
+
+    from aioice import ice as aioice_ice
+
+    from media._aiortc import ice_connections
+
+    pc = RTCPeerConnection(MediaConfig().rtc_configuration())
+    transceiver = pc.addTransceiver("video")
+    [connection] = ice_connections(pc)
+    for name in (
+        "_check_list",
+        "_check_list_done",
+        "_check_list_state",
+        "_components",
+        "_closing",
+        "_local_password",
+        "_local_username",
+        "_nominated",
+        "_nominating",
+        "_remote_candidates",
+        "_remote_candidates_end",
+    ):
+        assert hasattr(connection, name), f"aioice Connection lost {name}: restart_ice breaks"
+    for name in ("_check_periodic", "_check_list_maybe_complete", "query_consent"):
+        assert callable(getattr(connection, name, None)), f"aioice Connection lost {name}()"
+    maybe_complete = inspect.getsource(aioice_ice.Connection.check_complete)
+    assert "self._check_list_maybe_complete()" in maybe_complete, (
+        "aioice no longer completes the check list through _check_list_maybe_complete: "
+        "restart_ice's replacement of it has no effect"
+    )
+    assert hasattr(aioice_ice, "ICE_COMPLETED")
+    gatherer = transceiver.receiver.transport.transport.iceGatherer
+    assert hasattr(gatherer, "_remote_candidates_end")
+    assert transceiver.receiver.transport.transport._connection is connection
+    await pc.close()

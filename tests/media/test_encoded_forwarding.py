@@ -25,6 +25,7 @@ from tests.fakes.camera import (
     client_offer,
     client_pc,
 )
+from tests.waits import until
 
 ROOM = "case-1"
 WAIT = 10.0
@@ -117,12 +118,6 @@ def viewer(make: Callable[[str], Peer], pid: str, codec: str | None = None) -> P
     if codec is not None:
         prefer(peer.pc, "video", codec, only=True)
     return peer
-
-
-async def until(predicate: Callable[[], bool], within: float = WAIT) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - media arrives on aiortc's own schedule
-            await asyncio.sleep(0.02)
 
 
 def units(codec: str, data: bytes) -> list[bytes]:

@@ -25,6 +25,7 @@ from media.ingest import Backoff, RtspPull, RtspState, RtspStatus, mask_url
 from media.keyframes import EncodedFrame, codec_of, h264_size, is_keyframe
 from tests.fakes.camera import TrackReader, client_accept, client_offer, client_pc
 from tests.fakes.rtsp_server import RtspCamera, free_port
+from tests.waits import until
 
 ROOM = "site-1:camera-1"
 CAMERA = "camera-1"
@@ -33,12 +34,6 @@ PASSWORD = "pa55@Secret:w0rd/%"
 ENCODED = quote(PASSWORD, safe="")
 WAIT = 10.0
 FAST = Backoff(initial_s=0.2, max_s=1.0, jitter=0.1)
-
-
-async def until(predicate: Callable[[], bool], within: float = WAIT) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the camera runs on its own schedule
-            await asyncio.sleep(0.02)
 
 
 def units(data: bytes) -> list[bytes]:

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 import server.whip as whip_module
-from media import PeerNotFound, parse_candidate, validate_offer
+from media import IceCredentials, IceNotRestartable, PeerNotFound, parse_candidate, validate_offer
 from server.api import Services, open_services
 from server.camera_status import CameraPresence
 from server.ice import IceServers
@@ -157,6 +157,9 @@ class FakeMedia:
     candidates: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
+    restarts: list[tuple[str, IceCredentials]] = field(default_factory=list)
+    #: Participants whose ICE has not completed yet.
+    unconnected: set[str] = field(default_factory=set)
 
     async def answer(
         self, room_id: str, participant_id: str, offer_sdp: str, *, ingest: bool = False
@@ -170,6 +173,18 @@ class FakeMedia:
     ) -> None:
         parse_candidate(candidate, sdp_mid, sdp_mline_index)
         self.candidates.append((participant_id, candidate, sdp_mid, sdp_mline_index))
+
+    async def restart_ice(
+        self, participant_id: str, remote: IceCredentials
+    ) -> tuple[IceCredentials, list[str]]:
+        if participant_id in self.gone:
+            raise PeerNotFound(participant_id)
+        if participant_id in self.unconnected:
+            raise IceNotRestartable("ICE cannot be restarted: ICE is checking")
+        self.restarts.append((participant_id, remote))
+        return IceCredentials("srv1", "s" * 22), [
+            "candidate:9 1 udp 2130706431 127.0.0.1 40000 typ host"
+        ]
 
     async def close_peer(self, participant_id: str) -> None:
         self.closed.append(participant_id)
@@ -296,17 +311,52 @@ async def test_a_session_is_created_patched_and_deleted(whip: Whip) -> None:
         participant, "candidate:1 1 udp 2122260223 192.0.2.1 61764 typ host", mid, 0,
     )  # fmt: skip
 
-    # An ICE restart (new ufrag/pwd) cannot be done by the engine: 422, saying what to do.
+    # An ICE restart: new credentials in, the server's new ones and candidates out, a new ETag.
     restart = trickle.replace(ufrag, "newUfrag").replace(pwd, "n" * 24)
     answer = await whip.client.patch(
         path, data=restart, headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": "*"}
     )
-    assert answer.status == 422
-    assert "DELETE this session and POST a new offer" in (await answer.json())["error"]["message"]
+    assert answer.status == 200, await answer.text()
+    assert answer.headers["Content-Type"] == SDPFRAG
+    assert answer.headers["ETag"] != etag
+    body = await answer.text()
+    assert body.startswith("a=ice-ufrag:srv1\r\na=ice-pwd:" + "s" * 22 + "\r\n")
+    assert f"a=mid:{mid}\r\na=candidate:9 1 udp 2130706431 127.0.0.1 40000 typ host\r\n" in body
+    assert body.endswith("a=end-of-candidates\r\n")
+    assert parse_sdpfrag(body).ufrag == "srv1"
+    assert whip.media.restarts == [(participant, IceCredentials("newUfrag", "n" * 24))]
+    # The fragment's candidates, then its end-of-candidates, are added after the restart.
+    assert [c[1] for c in whip.media.candidates[-2:]] == [
+        "candidate:1 1 udp 2122260223 192.0.2.1 61764 typ host",
+        "",
+    ]
+    old_etag, etag = etag, answer.headers["ETag"]
     stale = await whip.client.patch(
-        path, data=trickle, headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": '"x"'}
+        path, data=restart, headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": old_etag}
     )
     assert stale.status == 412
+    trickle = restart
+    same = await whip.client.patch(
+        path, data=trickle, headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": "*"}
+    )
+    assert same.status == 400 and "not the session's own" in await same.text()
+    for broken in (
+        "a=ice-ufrag:ab\r\na=ice-pwd:" + "p" * 24 + "\r\n",  # ufrag too short
+        "a=ice-ufrag:abcd\r\na=ice-pwd:p p\r\n",  # pwd too short, a space
+        "a=ice-ufrag:abcd\r\n",  # no password
+    ):
+        refused = await whip.client.patch(
+            path, data=broken, headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": "*"}
+        )
+        assert refused.status == 400, broken
+    whip.media.unconnected.add(participant)
+    early = await whip.client.patch(
+        path,
+        data=restart.replace("newUfrag", "thirdUfrag"),
+        headers={**whip.auth(), "Content-Type": SDPFRAG, "If-Match": "*"},
+    )
+    assert early.status == 409 and (await early.json())["error"]["code"] == "ice_not_restartable"
+    whip.media.unconnected.clear()
     wrong_type = await whip.client.patch(
         path, data=trickle, headers={**whip.auth(), "Content-Type": "application/sdp"}
     )
