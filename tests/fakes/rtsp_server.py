@@ -6,7 +6,9 @@ so it imports nothing but ``gi`` and the standard library. The camera numbers it
 :class:`tests.fakes.camera.NumberedVideoTrack` does (a band of black and white blocks that
 :func:`tests.fakes.camera.read_frame_number` reads back), encodes them with ``x264enc`` or
 ``x265enc`` and serves them at ``rtsp://127.0.0.1:<port>/cam``, optionally with Basic
-authentication, an audio track, and a copy of the exact encoded video bytes written to a file.
+authentication, an audio track, a copy of the exact encoded video bytes written to a file, and
+``scenes``: what the camera looks at, frame by frame (a packing bench with parcel labels, for
+station tests).
 
 The test side is :class:`RtspCamera`: start it (a free port, or the port of a camera that was
 stopped, to play a camera that reboots), read its ``url``, stop it.
@@ -24,7 +26,12 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["PACKAGES", "RtspCamera", "free_port"]
+__all__ = ["PACKAGES", "RtspCamera", "Scene", "free_port"]
+
+#: What the camera shows for a number of frames: a luma picture (rows of 0-255 values, pasted in
+#: the middle of an empty bench; e.g. a barcode label) or ``None`` for the empty bench. Frames
+#: after the last scene show the empty bench.
+Scene = tuple[int, "list[bytes] | None"]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 _HAVE_SYSTEM_PYTHON = os.path.exists(SYSTEM_PYTHON)
@@ -108,8 +115,10 @@ class RtspCamera:
         fps: int = 15,
         gop: int = 15,
         dump: Path | None = None,
+        scenes: list[Scene] | None = None,
     ) -> None:
         self.video, self.audio = video, audio
+        self.scenes = scenes
         self.port = port or free_port()
         self.user, self.password = user, password
         self.width, self.height, self.fps, self.gop = width, height, fps, gop
@@ -152,6 +161,10 @@ class RtspCamera:
             args += ["--user", self.user, "--password", self.password or ""]
         if self.dump is not None:
             args += ["--dump", str(self.dump)]
+        scenes_file = None
+        if self.scenes is not None:
+            scenes_file = _write_scenes(self.scenes)
+            args += ["--scenes", scenes_file]
         self._process = await asyncio.create_subprocess_exec(
             *args,
             stdout=asyncio.subprocess.PIPE,
@@ -165,6 +178,9 @@ class RtspCamera:
                 line = await self._process.stdout.readline()
         except TimeoutError:
             line = b""
+        finally:
+            if scenes_file is not None:
+                os.unlink(scenes_file)  # read at start
         if not line.startswith(b"READY"):
             await self.stop()
             errors = (await self._stderr if self._stderr else b"").decode(errors="replace")
@@ -210,7 +226,32 @@ class RtspCamera:
         await self.stop()
 
 
+def _write_scenes(scenes: list[Scene]) -> str:
+    """Scenes as a file for the server process: per scene a line ``<frames> <rows> <width>``,
+    then the picture's bytes (none for the empty bench, where rows and width are 0)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".scenes", delete=False) as out:
+        for frames, picture in scenes:
+            rows = picture or []
+            width = len(rows[0]) if rows else 0
+            out.write(f"{frames} {len(rows)} {width}\n".encode())
+            out.write(b"".join(rows))
+        return out.name
+
+
 # -- server side (system Python, GStreamer) -----------------------------------------------------
+
+
+def _read_scenes(path: str) -> list[Scene]:
+    scenes: list[Scene] = []
+    with open(path, "rb") as source:
+        while header := source.readline():
+            frames, rows, width = (int(n) for n in header.split())
+            data = source.read(rows * width)
+            picture = [data[r * width : (r + 1) * width] for r in range(rows)] if rows else None
+            scenes.append((frames, picture))
+    return scenes
 
 
 def _band_row(number: int, width: int) -> bytes:
@@ -224,11 +265,22 @@ def _band_row(number: int, width: int) -> bytes:
 
 
 class _Frames:
-    """Numbered I420 frames: a grey picture with an orange box and the number band on top."""
+    """Numbered I420 frames: a grey picture with an orange box and the number band on top, or,
+    with scenes, a grey bench with each scene's picture in the middle."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, scenes: list[Scene] | None = None) -> None:
         self.width, self.height = width, height
         self.band_h = max(16, height // 8)
+        self._scenes: list[tuple[int, bytes]] = []
+        if scenes is not None:
+            bench = bytes([110]) * (width * (height - self.band_h))
+            self._chroma = bytes([128]) * (width * height // 2)
+            self._below = bench
+            end = 0
+            for frames, picture in scenes:
+                end += frames
+                self._scenes.append((end, self._paste(bench, picture)))
+            return
         y = bytearray([110]) * (width * height)
         top, bottom, left, right = height * 3 // 8, height * 7 // 8, width // 4, width * 3 // 4
         for row in range(top, bottom):
@@ -242,8 +294,26 @@ class _Frames:
         self._below = bytes(y[self.band_h * width :])
         self._chroma = bytes(u + v)
 
+    def _paste(self, bench: bytes, picture: list[bytes] | None) -> bytes:
+        if not picture:
+            return bench
+        width, rows = self.width, self.height - self.band_h
+        y = bytearray(bench)
+        top, left = (rows - len(picture)) // 2, (width - len(picture[0])) // 2
+        if top < 0 or left < 0:
+            raise ValueError(f"a scene's picture is larger than {width}x{rows}")
+        for i, row in enumerate(picture):
+            start = (top + i) * width + left
+            y[start : start + len(row)] = row
+        return bytes(y)
+
     def frame(self, number: int) -> bytes:
-        return _band_row(number & 0xFFFF, self.width) * self.band_h + self._below + self._chroma
+        below = self._below
+        for end, picture in self._scenes:
+            if number < end:
+                below = picture
+                break
+        return _band_row(number & 0xFFFF, self.width) * self.band_h + below + self._chroma
 
 
 def _tone() -> bytes:
@@ -275,7 +345,7 @@ def _serve(options: argparse.Namespace) -> int:
 
     width, height = (int(n) for n in options.size.split("x"))
     fps, gop = options.fps, options.gop
-    frames = _Frames(width, height)
+    frames = _Frames(width, height, _read_scenes(options.scenes) if options.scenes else None)
     caps = f"video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
     # Live appsrcs, not test sources: a seekable source makes the server fail FFmpeg's PLAY
     # (it sends a Range header, which the server turns into a seek of the shared pipeline).
@@ -366,6 +436,7 @@ def main() -> int:
     parser.add_argument("--user")
     parser.add_argument("--password", default="")
     parser.add_argument("--dump")
+    parser.add_argument("--scenes")
     return _serve(parser.parse_args())
 
 

@@ -24,7 +24,8 @@ from server.stations import tracking_number
 from signaling.ports import camera_room
 from tests.conftest import LiveService
 from tests.fakes import read_frame_number
-from tests.fakes.parcels import ParcelVideoTrack
+from tests.fakes.parcels import ParcelVideoTrack, barcode_label
+from tests.fakes.rtsp_server import RtspCamera
 from tests.fakes.signal_client import Participant
 
 UPS = "1Z999AA10123456784"
@@ -350,3 +351,55 @@ class TestReturnsQc:
             views[number] = model
         # Each parcel's view is its own: the one before it is not in it.
         assert POST not in {c["text"] for c in views[UPS]["codes"]}
+
+
+async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
+    live_service: LiveService, admin: Admin
+) -> None:
+    """A fixed IP camera over a packing bench (the usual station camera): pulled over RTSP,
+    forwarded as it is, decoded for the station reader only."""
+    live = live_service
+    site = (await admin.call("POST", "/api/sites", json={"name": "Leipzig DC"}))["site"]
+
+    def label(number: str) -> list[bytes]:
+        return [row.tobytes() for row in barcode_label(number)]
+
+    # The bench is empty for 2 s, then shows UPS for 4 s, POST for 4 s, then nothing.
+    shown = {UPS: range(2 * FPS, 6 * FPS), POST: range(6 * FPS, 10 * FPS)}
+    scenes = [(2 * FPS, None), (4 * FPS, label(UPS)), (4 * FPS, label(POST))]
+    camera = RtspCamera(width=640, height=480, fps=FPS, gop=FPS, scenes=scenes)
+    await camera.start()
+    try:
+        body = await admin.call(
+            "POST", f"/api/sites/{site['id']}/cameras",
+            json={
+                "name": "Packing line 2", "kind": "rtsp", "rtsp_url": camera.url(),
+                "station_stage": "packing", "station_idle_timeout_s": 5,
+            },
+        )  # fmt: skip
+        camera_id = body["camera"]["id"]
+        await recording(admin, camera_id, UPS)
+        await recording(admin, camera_id, POST)
+        await recording(admin, camera_id, None)  # the idle timeout ends the last clip
+        status = await admin.status(camera_id)
+    finally:
+        await camera.stop()
+    assert status["source"] == "rtsp" and status["transcoding"] is None
+    assert status["station"]["clips"] == 2
+
+    archive = live.state.archive
+    for number, frames in shown.items():
+        (item,) = await archive.search(tracking_number=number)
+        record = item.record
+        assert record.kind.value == "clip" and record.operator == f"station:{camera_id}"
+        assert record.logistics_stage is not None and record.logistics_stage.value == "packing"
+        [video] = [f for f in item.files if f.name.startswith("video-")]
+        path = await archive.stored_path(item.item_id, video.name)
+        recorded = await asyncio.to_thread(clip_frames, path)
+        numbers = [n for n, _ in recorded]
+        assert numbers == sorted(numbers), "the camera's frames in order"
+        assert set(frames) <= set(numbers), (number, numbers[0], numbers[-1])
+        assert 0 < frames[0] - numbers[0] <= 6 * FPS, "a few seconds of pre-roll"
+        middle = dict(recorded)[frames[len(frames) // 2]]
+        read = await asyncio.to_thread(read_codes, middle.to_ndarray(format="rgb24"))
+        assert number in {code.text for code in read}, "the recorded picture shows the label"
