@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from evidence import Use
+
 from ._rtsp import CredentialBox, split_rtsp_url, with_credentials
 from .cases import iso_time
 from .db import Database
@@ -60,6 +62,11 @@ class StationStage(StrEnum):
     RECEIVING = "receiving"
     PACKING = "packing"
     RETURNS_QC = "returns_qc"
+
+    @property
+    def evidence_use(self) -> Use:
+        """What evidence from this station, scanned or captured by hand, is for."""
+        return Use.PACKING if self is StationStage.PACKING else Use.RETURN
 
     @property
     def logistics_stage(self) -> str:

@@ -453,11 +453,10 @@ async def _target(
     if link is None:
         raise Conflict(f"camera {camera.name!r} is not connected: nothing to capture")
     station = camera.station
-    packing = station is not None and station.stage is StationStage.PACKING
     target = CaptureTarget(
         room_id=camera_room(camera.id),
         case_id=case.id if case is not None else f"site:{site.id}",
-        use=Use.PACKING if packing else Use.WALKTHROUGH,
+        use=station.stage.evidence_use if station is not None else Use.WALKTHROUGH,
         order_id=body.order_id or (case.order_id if case else None),
         tracking_number=body.tracking_number or (case.tracking_number if case else None),
         unit_id=body.unit_id or (case.unit_id if case else None),

@@ -40,7 +40,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evidence import Use
 from inference import ReadCode, read_codes
 from media import MediaError, StreamKey
 from signaling import Role
@@ -168,10 +167,6 @@ def _camera_id(stream: StreamKey) -> str | None:
     if not stream.room_id.startswith(_ROOM_PREFIX):
         return None
     return stream.room_id[len(_ROOM_PREFIX) :] or None
-
-
-def _use(stage: StationStage) -> Use:
-    return Use.PACKING if stage is StationStage.PACKING else Use.RETURN
 
 
 class StationService:
@@ -456,7 +451,7 @@ class StationService:
         target = CaptureTarget(
             room_id=camera_room(camera.id),
             case_id=f"site:{camera.site_id}",
-            use=_use(stage),
+            use=stage.evidence_use,
             tracking_number=number,
             default_stage=stage.logistics_stage,
             label=(

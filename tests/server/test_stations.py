@@ -356,8 +356,9 @@ class TestReturnsQc:
 async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
     live_service: LiveService, admin: Admin
 ) -> None:
-    """A fixed IP camera over a packing bench (the usual station camera): pulled over RTSP,
-    forwarded as it is, decoded for the station reader only."""
+    """A fixed IP camera over the returns dock (the usual station camera): pulled over RTSP,
+    forwarded as it is, decoded for the station reader. A snapshot taken by hand from it is
+    return evidence too."""
     live = live_service
     site = (await admin.call("POST", "/api/sites", json={"name": "Leipzig DC"}))["site"]
 
@@ -373,8 +374,8 @@ async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
         body = await admin.call(
             "POST", f"/api/sites/{site['id']}/cameras",
             json={
-                "name": "Packing line 2", "kind": "rtsp", "rtsp_url": camera.url(),
-                "station_stage": "packing", "station_idle_timeout_s": 5,
+                "name": "Returns dock 2", "kind": "rtsp", "rtsp_url": camera.url(),
+                "station_stage": "receiving", "station_idle_timeout_s": 5,
             },
         )  # fmt: skip
         camera_id = body["camera"]["id"]
@@ -382,6 +383,9 @@ async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
         await recording(admin, camera_id, POST)
         await recording(admin, camera_id, None)  # the idle timeout ends the last clip
         status = await admin.status(camera_id)
+        snapshot = (await admin.call("POST", f"/api/cameras/{camera_id}/snapshots", json={}))[
+            "item"
+        ]
     finally:
         await camera.stop()
     assert status["source"] == "rtsp" and status["transcoding"] is None
@@ -392,7 +396,9 @@ async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
         (item,) = await archive.search(tracking_number=number)
         record = item.record
         assert record.kind.value == "clip" and record.operator == f"station:{camera_id}"
-        assert record.logistics_stage is not None and record.logistics_stage.value == "packing"
+        assert record.use.value == "return"
+        assert record.logistics_stage is not None
+        assert record.logistics_stage.value == "return_receipt"
         [video] = [f for f in item.files if f.name.startswith("video-")]
         path = await archive.stored_path(item.item_id, video.name)
         recorded = await asyncio.to_thread(clip_frames, path)
@@ -403,3 +409,11 @@ async def test_an_rtsp_camera_over_a_station_files_a_clip_per_parcel(
         middle = dict(recorded)[frames[len(frames) // 2]]
         read = await asyncio.to_thread(read_codes, middle.to_ndarray(format="rgb24"))
         assert number in {code.text for code in read}, "the recorded picture shows the label"
+    [taken] = [
+        i
+        for i in await archive.search(case_id=f"site:{site['id']}")
+        if i.item_id == snapshot["item_id"]
+    ]
+    assert taken.record.kind.value == "snapshot" and taken.record.use.value == "return"
+    assert taken.record.logistics_stage is not None
+    assert taken.record.logistics_stage.value == "return_receipt"
