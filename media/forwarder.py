@@ -7,16 +7,16 @@ subscriber's aiortc sender packetizes the ``av.Packet`` it gets without encoding
 happens once per published track, and only while a frame tap (the grading sampler, a shared
 transcode) is attached: the push tells the receiver whether to decode.
 
-Each sending transceiver of a subscriber gets one :class:`SubscriberTrack`, set on its
-``RTCRtpSender`` once and kept for the life of the peer; routing only re-points it at another
-source. An aiortc sender blocked in ``recv()`` of a replaced track keeps waiting on the *old*
-track, and a track that ends stops the sender for good, so swapping tracks under a sender would
-not survive a publisher leaving and another arriving.
+Each sending transceiver of a subscriber gets one :class:`SubscriberTrack` (``subscriber.py``),
+set on its ``RTCRtpSender`` once and kept for the life of the peer; routing only re-points it at
+another source. An aiortc sender blocked in ``recv()`` of a replaced track keeps waiting on the
+*old* track, and a track that ends stops the sender for good, so swapping tracks under a sender
+would not survive a publisher leaving and another arriving.
 
 A subscriber starts at a keyframe (it asks the source for one, rate-limited, and drops what
 comes before) and its timestamps stay continuous across source changes. A subscriber whose
-negotiated codec is not the source's gets the source's one shared :class:`Transcode` to that
-codec, never a black screen and never one encoder per subscriber.
+negotiated codec is not the source's gets the source's one shared :class:`Transcode`
+(``transcode.py``) to that codec, never a black screen and never one encoder per subscriber.
 """
 
 from __future__ import annotations
@@ -26,17 +26,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Protocol
 
-import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av.packet import Packet
 
-from .keyframes import EncodedFrame, h264_size, is_keyframe, vp8_size
+from .keyframes import EncodedFrame, h264_size, vp8_size
+from .subscriber import DEFAULT_QUEUE, Fanout, ForwardingTotals, SubscriberTrack
+from .transcode import Transcode
 
 __all__ = [
     "KINDS",
@@ -53,11 +51,6 @@ logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("audio", "video")
 
-#: Frames a subscriber may lag before its queue overflows: video half a second at 30 fps (an
-#: overflow drops to the next keyframe and asks for one), audio 200 ms of 20 ms frames (oldest
-#: dropped: Opus frames stand alone).
-DEFAULT_QUEUE = {"audio": 10, "video": 15}
-
 #: At most one keyframe request to a publisher per this many seconds; a request inside the
 #: window is sent when it ends, never lost.
 KEYFRAME_MIN_INTERVAL_S = 0.3
@@ -65,9 +58,6 @@ KEYFRAME_MIN_INTERVAL_S = 0.3
 #: Bounds of a source's cached keyframe group (``gop_cache``); a longer group is not cached.
 GOP_CACHE_FRAMES = 300
 GOP_CACHE_BYTES = 8 * 1024 * 1024
-
-#: Gap put between the last frame of one source and the first of the next, in clock ticks.
-_SWITCH_GAP = {"video": 3000, "audio": 960}
 
 #: Seconds of frames the rolling fps and bitrate figures cover.
 _STATS_WINDOW_S = 2.0
@@ -103,197 +93,6 @@ class SourceStats:
     decoding: bool
     #: ``"vp8 -> h264 for 2 subscribers"`` while a shared transcode runs, else ``None``.
     transcoding: str | None
-
-
-@dataclass(slots=True)
-class ForwardingTotals:
-    """Running totals over every subscriber a forwarder ever had (Prometheus counters)."""
-
-    frames: int = 0
-    bytes: int = 0
-    dropped: int = 0
-    keyframe_requests: int = 0
-
-
-class _Fanout:
-    """What a :class:`SubscriberTrack` can be attached to: encoded frames of one kind."""
-
-    kind: str
-    room_id: str
-    publisher_id: str
-    track_id: str
-    live: bool
-
-    def __init__(self) -> None:
-        self._outlets: set[SubscriberTrack] = set()
-
-    @property
-    def origin(self) -> TrackSource:
-        """The published track behind this fan-out."""
-        raise NotImplementedError
-
-    @property
-    def subscribers(self) -> frozenset[SubscriberTrack]:
-        return frozenset(self._outlets)
-
-    def request_keyframe(self) -> None:
-        raise NotImplementedError
-
-    def attach(self, outlet: SubscriberTrack) -> None:
-        """Feed ``outlet`` from here, taking it away from whatever fed it before."""
-        if outlet.kind != self.kind:
-            raise ValueError(f"cannot feed a {outlet.kind} subscriber from a {self.kind} track")
-        previous = outlet.source
-        if previous is self:
-            return
-        if previous is not None:
-            previous.detach(outlet)
-        outlet._set_source(self)
-        self._outlets.add(outlet)
-        if self.kind == "video":
-            self.request_keyframe()
-
-    def detach(self, outlet: SubscriberTrack) -> None:
-        """Stop feeding ``outlet``; it idles until attached again."""
-        if outlet in self._outlets:
-            self._outlets.discard(outlet)
-            outlet._set_source(None)
-
-    def _detach_all(self) -> None:
-        for outlet in tuple(self._outlets):
-            self.detach(outlet)
-
-    def _fan(self, frame: EncodedFrame) -> None:
-        for outlet in tuple(self._outlets):
-            outlet._push(frame)
-
-
-class SubscriberTrack(MediaStreamTrack):
-    """What one subscriber's sender reads: ``av.Packet``s of whichever source is attached.
-
-    With no source attached ``recv()`` simply waits, so the sender idles without sending.
-    ``codec`` is what the subscriber negotiated (``None`` until known: anything goes).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        subscriber_id: str,
-        queue_size: int,
-        totals: ForwardingTotals | None = None,
-    ) -> None:
-        super().__init__()
-        self.kind = kind
-        self.subscriber_id = subscriber_id
-        self._totals = totals if totals is not None else ForwardingTotals()
-        self.codec: str | None = None
-        self._frames: deque[EncodedFrame] = deque()
-        self._queue_size = queue_size
-        #: A higher bound while a replayed keyframe group drains (see :meth:`_replay`).
-        self._burst = 0
-        self._wake = asyncio.Event()
-        self._source: _Fanout | None = None
-        self._need_keyframe = kind == "video"
-        self._offset = 0
-        self._last_out: int | None = None
-        self._rebase = True
-        #: Frames dropped: overflow (the sender fell behind) or waiting for a keyframe.
-        self.dropped = 0
-        #: Frames handed to the sender, and their payload bytes.
-        self.sent = 0
-        self.sent_bytes = 0
-        #: Keyframe requests that came from the subscriber's side (RTCP PLI/FIR).
-        self.keyframe_requests = 0
-
-    @property
-    def source(self) -> _Fanout | None:
-        """What currently feeds this subscriber (a source or a transcode), if anything."""
-        return self._source
-
-    def request_keyframe(self) -> None:
-        """The subscriber lost the picture (its PLI): ask the publisher, through the source."""
-        self.keyframe_requests += 1
-        self._totals.keyframe_requests += 1
-        if self._source is not None:
-            self._source.request_keyframe()
-
-    def _push(self, frame: EncodedFrame) -> None:
-        if self._need_keyframe:
-            if not frame.keyframe:
-                self.dropped += 1
-                self._totals.dropped += 1
-                return
-            self._need_keyframe = False
-        if len(self._frames) >= max(self._queue_size, self._burst):
-            if self.kind == "video":
-                # A gap in a video stream breaks every frame up to the next keyframe.
-                self.dropped += len(self._frames) + 1
-                self._totals.dropped += len(self._frames) + 1
-                self._frames.clear()
-                self._need_keyframe = True
-                if self._source is not None:
-                    self._source.request_keyframe()
-                return
-            self._frames.popleft()
-            self.dropped += 1
-            self._totals.dropped += 1
-        self._frames.append(frame)
-        self._wake.set()
-
-    def _replay(self, frames: list[EncodedFrame]) -> None:
-        """Start with a cached keyframe group (a source that cannot be asked for a keyframe):
-        queued in full, past the queue bound, once."""
-        if not self._need_keyframe or not frames or not frames[0].keyframe:
-            return
-        self._need_keyframe = False
-        self._frames.extend(frames)
-        self._burst = len(self._frames) + self._queue_size
-        self._wake.set()
-
-    def _set_source(self, source: _Fanout | None) -> None:
-        # Frames queued from a previous publisher must not leak into the next one's stream.
-        self._frames.clear()
-        self._burst = 0
-        self._source = source
-        self._need_keyframe = self.kind == "video"
-        self._rebase = True
-
-    def _packet(self, frame: EncodedFrame) -> Packet[Any]:
-        if self._rebase:
-            # Continue the subscriber's clock where the previous source left it.
-            start = 0 if self._last_out is None else self._last_out + _SWITCH_GAP[self.kind]
-            self._offset = start - frame.timestamp
-            self._rebase = False
-        timestamp = frame.timestamp + self._offset
-        if self._last_out is not None and timestamp < self._last_out:
-            timestamp = self._last_out  # a publisher's clock never runs back on the wire
-        self._last_out = timestamp
-        packet = Packet(frame.data)
-        packet.pts = timestamp
-        packet.time_base = Fraction(1, frame.clock_rate)
-        return packet
-
-    async def recv(self) -> Packet[Any]:
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self._frames:
-                frame = self._frames.popleft()
-                if self._burst and len(self._frames) <= self._queue_size:
-                    self._burst = 0
-                self.sent += 1
-                self.sent_bytes += len(frame.data)
-                self._totals.frames += 1
-                self._totals.bytes += len(frame.data)
-                return self._packet(frame)
-            self._wake.clear()
-            await self._wake.wait()
-
-    def stop(self) -> None:
-        if self._source is not None:
-            self._source.detach(self)
-        super().stop()
-        self._wake.set()
 
 
 class _RateLimitedKeyframes:
@@ -348,7 +147,7 @@ class _RateLimitedKeyframes:
             task.cancel()
 
 
-class TrackSource(_Fanout):
+class TrackSource(Fanout):
     """One published track: encoded frames fanned out to subscribers, taps and transcodes.
 
     ``keyframe_requester`` asks the publisher for a keyframe (a PLI for a WebRTC publisher).
@@ -652,134 +451,6 @@ class TrackSource(_Fanout):
             decoding=self.decoding,
             transcoding=transcoding,
         )
-
-
-#: PyAV encoder and options per target codec: real-time, no B-frames, in-band parameter sets.
-_ENCODERS: dict[str, tuple[str, dict[str, str]]] = {
-    "vp8": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}),
-    "h264": (
-        "libx264",
-        {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "bf": "0"},
-    ),
-}
-
-
-class Transcode(_Fanout):
-    """One source re-encoded to another codec, shared by every subscriber that needs it.
-
-    A frame tap on the source (so the source decodes); frames are encoded with PyAV on the
-    transcode's own thread, and a frame that arrives while the previous one is still being
-    encoded is skipped rather than queued. Idle (no subscriber) for a second, it closes.
-    """
-
-    def __init__(
-        self, source: TrackSource, codec: str, *, bitrate: int = 1_500_000, gop_s: float = 2.0
-    ) -> None:
-        super().__init__()
-        if source.kind != "video" or codec not in _ENCODERS:
-            raise ValueError(f"cannot transcode {source.kind} to {codec!r}")
-        self._source = source
-        self.codec = codec
-        self.kind = source.kind
-        self.room_id = source.room_id
-        self.publisher_id = source.publisher_id
-        self.track_id = source.track_id
-        self.live = True
-        self._bitrate = bitrate
-        self._gop_s = gop_s
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"media-transcode-{codec}")
-        self._context: Any = None
-        self._busy = False
-        self._force_keyframe = True
-        self._idle_since: float | None = None
-        #: Frames encoded and frames skipped because the encoder was busy.
-        self.encoded = 0
-        self.skipped = 0
-
-    @property
-    def origin(self) -> TrackSource:
-        return self._source
-
-    def request_keyframe(self) -> None:
-        self._force_keyframe = True
-
-    def detach(self, outlet: SubscriberTrack) -> None:
-        super().detach(outlet)
-        if not self._outlets and self.live:
-            self._idle_since = time.monotonic()
-
-    def push(self, frame: Any) -> None:
-        if not self.live:
-            return
-        if not self._outlets:
-            if self._idle_since is not None and time.monotonic() - self._idle_since > 1.0:
-                self._source._transcode_idle(self)
-            return
-        self._idle_since = None
-        if self._busy:
-            self.skipped += 1
-            return
-        self._busy = True
-        force, self._force_keyframe = self._force_keyframe, False
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._encode, frame, force)
-        future.add_done_callback(self._encoded)
-
-    def _encode(self, frame: Any, force: bool) -> list[tuple[bytes, int, bool]]:
-        context: Any = self._context
-        if context is None or (context.width, context.height) != (frame.width, frame.height):
-            name, options = _ENCODERS[self.codec]
-            context = av.CodecContext.create(name, "w")
-            context.width = frame.width
-            context.height = frame.height
-            context.pix_fmt = "yuv420p"
-            context.time_base = Fraction(1, 90_000)
-            context.framerate = Fraction(30, 1)
-            context.bit_rate = self._bitrate
-            context.gop_size = max(1, int(30 * self._gop_s))
-            context.options = dict(options)
-            self._context = context
-            force = True
-        if frame.format.name != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
-        frame.pict_type = av.video.frame.PictureType.I if force else av.video.frame.PictureType.NONE
-        out = []
-        for packet in context.encode(frame):
-            if packet.pts is None:
-                continue
-            out.append((bytes(packet), int(packet.pts), bool(packet.is_keyframe)))
-        return out
-
-    def _encoded(self, future: asyncio.Future[list[tuple[bytes, int, bool]]]) -> None:
-        self._busy = False
-        if future.cancelled() or not self.live:
-            return
-        error = future.exception()
-        if error is not None:
-            logger.error("transcoding to %s failed: %s", self.codec, error)
-            self._force_keyframe = True
-            return
-        now = time.monotonic()
-        for data, pts, keyframe in future.result():
-            self.encoded += 1
-            self._fan(
-                EncodedFrame(
-                    kind="video",
-                    codec=self.codec,
-                    data=data,
-                    timestamp=pts,
-                    clock_rate=90_000,
-                    keyframe=keyframe or is_keyframe(self.codec, data),
-                    arrival=now,
-                )
-            )
-
-    def close(self) -> None:
-        if not self.live:
-            return
-        self.live = False
-        self._detach_all()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(slots=True)

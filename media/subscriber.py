@@ -1,0 +1,222 @@
+"""What a subscriber's sender reads: :class:`SubscriberTrack`, fed encoded frames by a
+:class:`Fanout` (a published :class:`~media.forwarder.TrackSource` or a shared
+:class:`~media.transcode.Transcode`), with its own bounded queue, keyframe gate and continuous
+timestamps across source changes. See :mod:`media.forwarder` for the whole path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av.packet import Packet
+
+from .keyframes import EncodedFrame
+
+if TYPE_CHECKING:
+    from .forwarder import TrackSource
+
+__all__ = ["DEFAULT_QUEUE", "Fanout", "ForwardingTotals", "SubscriberTrack"]
+
+#: Frames a subscriber may lag before its queue overflows: video half a second at 30 fps (an
+#: overflow drops to the next keyframe and asks for one), audio 200 ms of 20 ms frames (oldest
+#: dropped: Opus frames stand alone).
+DEFAULT_QUEUE = {"audio": 10, "video": 15}
+
+#: Gap put between the last frame of one source and the first of the next, in clock ticks.
+_SWITCH_GAP = {"video": 3000, "audio": 960}
+
+
+@dataclass(slots=True)
+class ForwardingTotals:
+    """Running totals over every subscriber a forwarder ever had (Prometheus counters)."""
+
+    frames: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    keyframe_requests: int = 0
+
+
+class Fanout:
+    """What a :class:`SubscriberTrack` can be attached to: encoded frames of one kind."""
+
+    kind: str
+    room_id: str
+    publisher_id: str
+    track_id: str
+    live: bool
+
+    def __init__(self) -> None:
+        self._outlets: set[SubscriberTrack] = set()
+
+    @property
+    def origin(self) -> TrackSource:
+        """The published track behind this fan-out."""
+        raise NotImplementedError
+
+    @property
+    def subscribers(self) -> frozenset[SubscriberTrack]:
+        return frozenset(self._outlets)
+
+    def request_keyframe(self) -> None:
+        raise NotImplementedError
+
+    def attach(self, outlet: SubscriberTrack) -> None:
+        """Feed ``outlet`` from here, taking it away from whatever fed it before."""
+        if outlet.kind != self.kind:
+            raise ValueError(f"cannot feed a {outlet.kind} subscriber from a {self.kind} track")
+        previous = outlet.source
+        if previous is self:
+            return
+        if previous is not None:
+            previous.detach(outlet)
+        outlet._set_source(self)
+        self._outlets.add(outlet)
+        if self.kind == "video":
+            self.request_keyframe()
+
+    def detach(self, outlet: SubscriberTrack) -> None:
+        """Stop feeding ``outlet``; it idles until attached again."""
+        if outlet in self._outlets:
+            self._outlets.discard(outlet)
+            outlet._set_source(None)
+
+    def _detach_all(self) -> None:
+        for outlet in tuple(self._outlets):
+            self.detach(outlet)
+
+    def _fan(self, frame: EncodedFrame) -> None:
+        for outlet in tuple(self._outlets):
+            outlet._push(frame)
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """What one subscriber's sender reads: ``av.Packet``s of whichever source is attached.
+
+    With no source attached ``recv()`` simply waits, so the sender idles without sending.
+    ``codec`` is what the subscriber negotiated (``None`` until known: anything goes).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        subscriber_id: str,
+        queue_size: int,
+        totals: ForwardingTotals | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.subscriber_id = subscriber_id
+        self._totals = totals if totals is not None else ForwardingTotals()
+        self.codec: str | None = None
+        self._frames: deque[EncodedFrame] = deque()
+        self._queue_size = queue_size
+        #: A higher bound while a replayed keyframe group drains (see :meth:`_replay`).
+        self._burst = 0
+        self._wake = asyncio.Event()
+        self._source: Fanout | None = None
+        self._need_keyframe = kind == "video"
+        self._offset = 0
+        self._last_out: int | None = None
+        self._rebase = True
+        #: Frames dropped: overflow (the sender fell behind) or waiting for a keyframe.
+        self.dropped = 0
+        #: Frames handed to the sender, and their payload bytes.
+        self.sent = 0
+        self.sent_bytes = 0
+        #: Keyframe requests that came from the subscriber's side (RTCP PLI/FIR).
+        self.keyframe_requests = 0
+
+    @property
+    def source(self) -> Fanout | None:
+        """What currently feeds this subscriber (a source or a transcode), if anything."""
+        return self._source
+
+    def request_keyframe(self) -> None:
+        """The subscriber lost the picture (its PLI): ask the publisher, through the source."""
+        self.keyframe_requests += 1
+        self._totals.keyframe_requests += 1
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    def _push(self, frame: EncodedFrame) -> None:
+        if self._need_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                self._totals.dropped += 1
+                return
+            self._need_keyframe = False
+        if len(self._frames) >= max(self._queue_size, self._burst):
+            if self.kind == "video":
+                # A gap in a video stream breaks every frame up to the next keyframe.
+                self.dropped += len(self._frames) + 1
+                self._totals.dropped += len(self._frames) + 1
+                self._frames.clear()
+                self._need_keyframe = True
+                if self._source is not None:
+                    self._source.request_keyframe()
+                return
+            self._frames.popleft()
+            self.dropped += 1
+            self._totals.dropped += 1
+        self._frames.append(frame)
+        self._wake.set()
+
+    def _replay(self, frames: list[EncodedFrame]) -> None:
+        """Start with a cached keyframe group (a source that cannot be asked for a keyframe):
+        queued in full, past the queue bound, once."""
+        if not self._need_keyframe or not frames or not frames[0].keyframe:
+            return
+        self._need_keyframe = False
+        self._frames.extend(frames)
+        self._burst = len(self._frames) + self._queue_size
+        self._wake.set()
+
+    def _set_source(self, source: Fanout | None) -> None:
+        # Frames queued from a previous publisher must not leak into the next one's stream.
+        self._frames.clear()
+        self._burst = 0
+        self._source = source
+        self._need_keyframe = self.kind == "video"
+        self._rebase = True
+
+    def _packet(self, frame: EncodedFrame) -> Packet[Any]:
+        if self._rebase:
+            # Continue the subscriber's clock where the previous source left it.
+            start = 0 if self._last_out is None else self._last_out + _SWITCH_GAP[self.kind]
+            self._offset = start - frame.timestamp
+            self._rebase = False
+        timestamp = frame.timestamp + self._offset
+        if self._last_out is not None and timestamp < self._last_out:
+            timestamp = self._last_out  # a publisher's clock never runs back on the wire
+        self._last_out = timestamp
+        packet = Packet(frame.data)
+        packet.pts = timestamp
+        packet.time_base = Fraction(1, frame.clock_rate)
+        return packet
+
+    async def recv(self) -> Packet[Any]:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self._frames:
+                frame = self._frames.popleft()
+                if self._burst and len(self._frames) <= self._queue_size:
+                    self._burst = 0
+                self.sent += 1
+                self.sent_bytes += len(frame.data)
+                self._totals.frames += 1
+                self._totals.bytes += len(frame.data)
+                return self._packet(frame)
+            self._wake.clear()
+            await self._wake.wait()
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.detach(self)
+        super().stop()
+        self._wake.set()
