@@ -29,9 +29,7 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ import aiortc  # noqa: E402
 import av  # noqa: E402
 from aiortc import MediaStreamTrack, RTCPeerConnection  # noqa: E402
 
+from bench._inspectd import Server, inspectd_command, spawn, stop_all  # noqa: E402
 from bench._stats import percentile  # noqa: E402
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack, client_pc  # noqa: E402
 from tests.fakes.signal_client import Participant, TrackSink  # noqa: E402
@@ -101,37 +100,15 @@ def summary(values: list[float]) -> dict[str, float] | None:
 # -- the service as a subprocess -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _inspectd() -> str:
-    beside = Path(sys.executable).with_name("inspectd")
-    found = str(beside) if beside.exists() else shutil.which("inspectd")
-    if found is None:
-        raise SystemExit("bench: inspectd not found (install the project: make bench)")
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    base_url: str
-    api_token: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+@dataclass(slots=True)
+class Service(Server):
+    api_token: str = ""
 
 
 @contextlib.contextmanager
 def inspectd_service(data_dir: Path) -> Iterator[Service]:
     """``inspectd serve`` with an agent account and an admin API token; SIGTERM on exit."""
-    command = _inspectd()
+    command = inspectd_command()
     env = {**os.environ, "INSPECT_DATA_DIR": str(data_dir), "INSPECT_LOG_LEVEL": "WARNING"}
 
     def admin(*args: str) -> str:
@@ -144,42 +121,11 @@ def inspectd_service(data_dir: Path) -> Iterator[Service]:
 
     admin("add-user", AGENT, "--role", "agent", "--password", AGENT_PASSWORD)
     token = admin("add-token", "bench").splitlines()[-1].strip()
-    port = _free_port()
-    log_path = data_dir / "inspectd.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    service = Service(f"http://127.0.0.1:{port}", token, process, log_path)
+    service = spawn(Service, "inspectd", env, data_dir / "inspectd.log", api_token=token)
     try:
         yield service
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-async def wait_healthy(service: Service, client: aiohttp.ClientSession, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        if service.process.poll() is not None:
-            raise SystemExit(
-                f"bench: inspectd exited with {service.process.returncode}:\n{service.log_tail()}"
-            )
-        with contextlib.suppress(aiohttp.ClientError):
-            async with client.get(f"{service.base_url}/healthz") as response:
-                if response.status == 200:
-                    return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: no /healthz after {wait_s:.0f} s:\n{service.log_tail()}")
-        await asyncio.sleep(0.05)  # polling a process we do not control
+        stop_all([service], timeout_s=15)
 
 
 async def server_gauges(service: Service, client: aiohttp.ClientSession) -> dict[str, float]:
@@ -395,7 +341,7 @@ async def run(
         # Cookies for an IP host need the unsafe jar.
         aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as staff_client,
     ):
-        await wait_healthy(service, customer_client, wait_s=30)
+        await service.wait_healthy(customer_client, wait_s=30)
         await _login(service, staff_client)
         for index in range(args.warmup + args.sessions):
             warm = index < args.warmup

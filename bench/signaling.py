@@ -47,13 +47,11 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import redis  # noqa: E402
 
+from bench._inspectd import Server, inspectd_command, spawn, stop_all  # noqa: E402
 from bench._stats import percentile  # noqa: E402
 from tests.redis_server import RedisProcess, start_redis  # noqa: E402
 
@@ -214,35 +213,13 @@ class RedisTarget:
 # -- the nodes -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _inspectd() -> str:
-    beside = Path(sys.executable).with_name("inspectd")
-    found = str(beside) if beside.exists() else shutil.which("inspectd")
-    if found is None:
-        raise SystemExit("bench: inspectd not found (install the project: make bench)")
-    return found
-
-
 @dataclass(slots=True)
-class Node:
-    index: int
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class Node(Server):
+    index: int = 0
 
     @property
     def ws_url(self) -> str:
         return self.base_url.replace("http", "ws", 1) + "/ws"
-
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
 
     def log_problems(self) -> tuple[list[str], list[str]]:
         """(error lines and tracebacks, warning lines) of the node's log."""
@@ -260,57 +237,23 @@ class Node:
 @contextlib.contextmanager
 def inspectd_nodes(count: int, env: dict[str, str], data_dir: Path) -> Iterator[list[Node]]:
     """``count`` ``inspectd serve`` processes sharing ``env``; SIGTERM on exit."""
-    command = _inspectd()
     nodes: list[Node] = []
     try:
         for index in range(count):
-            port = _free_port()
             log_path = data_dir / f"node-{index}.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            node = Node(index, f"http://127.0.0.1:{port}", process, log_path)
+            node = spawn(Node, f"node {index}", env, log_path, index=index)
             nodes.append(node)
             # One after another, as in a rolling start: each has answered /healthz (and created
             # what it creates in the shared data dir) before the next starts.
-            _wait_healthy_blocking(node, 60)
+            node.wait_healthy_blocking(60)
         yield nodes
     finally:
-        for node in nodes:
-            if node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait()
-
-
-def _wait_healthy_blocking(node: Node, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        if node.process.poll() is not None:
-            raise SystemExit(
-                f"bench: node {node.index} exited with {node.process.returncode}:\n"
-                f"{node.log_tail()}"
-            )
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{node.base_url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: no /healthz after {wait_s:.0f} s:\n{node.log_tail()}")
-        time.sleep(0.05)  # polling a process we do not control
+        stop_all(nodes, timeout_s=20)
 
 
 def admin_token(env: dict[str, str]) -> str:
     done = subprocess.run(
-        [_inspectd(), "add-token", "bench-signaling"],
+        [inspectd_command(), "add-token", "bench-signaling"],
         env=env,
         capture_output=True,
         text=True,
@@ -320,23 +263,6 @@ def admin_token(env: dict[str, str]) -> str:
     if done.returncode != 0:
         raise SystemExit(f"bench: inspectd add-token failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1].strip()
-
-
-async def wait_healthy(node: Node, client: aiohttp.ClientSession, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        if node.process.poll() is not None:
-            raise SystemExit(
-                f"bench: node {node.index} exited with {node.process.returncode}:\n"
-                f"{node.log_tail()}"
-            )
-        with contextlib.suppress(aiohttp.ClientError):
-            async with client.get(f"{node.base_url}/healthz") as response:
-                if response.status == 200:
-                    return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: no /healthz after {wait_s:.0f} s:\n{node.log_tail()}")
-        await asyncio.sleep(0.05)  # polling a process we do not control
 
 
 _METRIC = re.compile(r'^inspect_ws_messages_total\{direction="(\w+)",type="([^"]*)"\} (\S+)$')
@@ -571,7 +497,7 @@ async def drive(
     figures = outcome.figures
     async with aiohttp.ClientSession() as client:
         for node in nodes:
-            await wait_healthy(node, client, 60)
+            await node.wait_healthy(client, 60)
         plan, timings = await setup(nodes, token, pairs, secrets.token_hex(3))
         figures["setup_s"] = timings
         # Build the schedule: client k of all opens at k * slot; a case's agent right after
