@@ -110,3 +110,49 @@ async def start_call(agent: Page, customer: Page, join_url: str, case_id: str) -
     await pw_expect(agent.locator(tid("connection-state"))).to_contain_text(
         "Connected", timeout=WAIT_MS
     )
+
+
+#: Samples a video twice, 800 ms apart, and draws the frame to a canvas: a playing
+#: stream has a size, an advancing clock, and pixels that are neither black nor flat.
+VIDEO_PROBE = """
+async (selector) => {
+  const video = document.querySelector(selector);
+  const t0 = video.currentTime;
+  await new Promise((resolve) => setTimeout(resolve, 800));
+  const canvas = document.createElement('canvas');
+  canvas.width = 160;
+  canvas.height = 120;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
+  const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  let sumSq = 0;
+  const n = px.length / 4;
+  for (let i = 0; i < px.length; i += 4) {
+    const y = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+    sum += y;
+    sumSq += y * y;
+  }
+  const mean = sum / n;
+  return {
+    width: video.videoWidth,
+    height: video.videoHeight,
+    t0,
+    t1: video.currentTime,
+    paused: video.paused,
+    mean,
+    variance: sumSq / n - mean * mean,
+  };
+}
+"""
+
+
+async def assert_playing(page: Page, selector: str) -> None:
+    """The video at ``selector`` plays: it has a size, its clock advances, and its pixels are
+    neither black nor one flat colour."""
+    probe = await page.evaluate(VIDEO_PROBE, selector)
+    assert probe["width"] > 0 and probe["height"] > 0, probe
+    assert probe["t1"] > probe["t0"], f"video is frozen: {probe}"
+    assert not probe["paused"], probe
+    assert probe["mean"] > 20, f"video is black: {probe}"
+    assert probe["variance"] > 20, f"video is a flat colour: {probe}"

@@ -18,6 +18,7 @@ from tests.e2e._browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     WAIT_MS,
+    assert_playing,
     create_case,
     get_case,
     log_in,
@@ -26,40 +27,6 @@ from tests.e2e._browser import (
 )
 
 pytestmark = pytest.mark.e2e
-
-#: Samples the remote video twice, 800 ms apart, and draws the frame to a canvas: a playing
-#: stream has a size, an advancing clock, and pixels that are neither black nor flat.
-_VIDEO_PROBE = """
-async (selector) => {
-  const video = document.querySelector(selector);
-  const t0 = video.currentTime;
-  await new Promise((resolve) => setTimeout(resolve, 800));
-  const canvas = document.createElement('canvas');
-  canvas.width = 160;
-  canvas.height = 120;
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
-  const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let sum = 0;
-  let sumSq = 0;
-  const n = px.length / 4;
-  for (let i = 0; i < px.length; i += 4) {
-    const y = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-    sum += y;
-    sumSq += y * y;
-  }
-  const mean = sum / n;
-  return {
-    width: video.videoWidth,
-    height: video.videoHeight,
-    t0,
-    t1: video.currentTime,
-    paused: video.paused,
-    mean,
-    variance: sumSq / n - mean * mean,
-  };
-}
-"""
 
 
 async def _chat(sender: Page, receiver: Page, text: str) -> None:
@@ -133,12 +100,7 @@ async def test_return_verification_call(live_service: Any) -> None:
                 }""",
                 timeout=WAIT_MS,
             )
-            probe = await agent.evaluate(_VIDEO_PROBE, tid("remote-video"))
-            assert probe["width"] > 0 and probe["height"] > 0, probe
-            assert probe["t1"] > probe["t0"], f"remote video is frozen: {probe}"
-            assert not probe["paused"], probe
-            assert probe["mean"] > 20, f"remote video is black: {probe}"
-            assert probe["variance"] > 20, f"remote video is a flat colour: {probe}"
+            await assert_playing(agent, tid("remote-video"))
 
             # Both sides hear each other: each has a remote audio track.
             await _has_audio_track(agent)

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 from playwright.async_api import expect as pw_expect
 
 from signaling import Role
@@ -23,6 +23,7 @@ from tests.e2e._browser import (
     DESK,
     PHONE,
     WAIT_MS,
+    assert_playing,
     create_case,
     log_in,
     new_page,
@@ -30,32 +31,6 @@ from tests.e2e._browser import (
 )
 
 pytestmark = pytest.mark.e2e
-
-#: A playing video has a size, an advancing clock, and pixels that are neither black nor flat.
-_VIDEO_PROBE = """
-async (selector) => {
-  const video = document.querySelector(selector);
-  const t0 = video.currentTime;
-  await new Promise((resolve) => setTimeout(resolve, 800));
-  const canvas = document.createElement('canvas');
-  canvas.width = 160;
-  canvas.height = 90;
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
-  const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let sum = 0;
-  let sumSq = 0;
-  const n = px.length / 4;
-  for (let i = 0; i < px.length; i += 4) {
-    const y = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-    sum += y;
-    sumSq += y * y;
-  }
-  const mean = sum / n;
-  return { width: video.videoWidth, height: video.videoHeight, t0, t1: video.currentTime,
-           paused: video.paused, mean, variance: sumSq / n - mean * mean };
-}
-"""
 
 
 async def _api(live: LiveService, method: str, path: str, **kwargs: Any) -> Any:
@@ -65,15 +40,6 @@ async def _api(live: LiveService, method: str, path: str, **kwargs: Any) -> Any:
     ):
         assert response.status < 300, await response.text()
         return await response.json() if response.status != 204 else None
-
-
-async def _assert_playing(page: Page, selector: str) -> None:
-    probe = await page.evaluate(_VIDEO_PROBE, selector)
-    assert probe["width"] > 0 and probe["height"] > 0, probe
-    assert probe["t1"] > probe["t0"], f"video is frozen: {probe}"
-    assert not probe["paused"], probe
-    assert probe["mean"] > 20, f"video is black: {probe}"
-    assert probe["variance"] > 20, f"video is a flat colour: {probe}"
 
 
 async def test_walkthrough_of_a_phone_camera(live_service: LiveService) -> None:
@@ -119,7 +85,7 @@ async def test_walkthrough_of_a_phone_camera(live_service: LiveService) -> None:
             await pw_expect(agent.locator(tid(f"tile-stats-{cam_id}"))).to_contain_text(
                 "via phone", timeout=WAIT_MS
             )
-            await _assert_playing(agent, tid(f"tile-video-{cam_id}"))
+            await assert_playing(agent, tid(f"tile-video-{cam_id}"))
             await pw_expect(phone.locator(tid("viewer-count"))).to_have_text(
                 "1 watching", timeout=WAIT_MS
             )
@@ -136,7 +102,7 @@ async def test_walkthrough_of_a_phone_camera(live_service: LiveService) -> None:
                 }""",
                 timeout=WAIT_MS,
             )
-            await _assert_playing(agent, tid("focus-video"))
+            await assert_playing(agent, tid("focus-video"))
             await agent.click(tid("talk-toggle"))
             await pw_expect(agent.locator(tid("talk-toggle"))).to_have_attribute(
                 "aria-pressed", "true", timeout=WAIT_MS
