@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from aioutil import cancel_and_wait
+
 from .assessment import AssessmentConfig, SessionAssessment
 from .batcher import BatcherMetrics, FrameBatcher
 from .codes import ReadCode, match_codes, read_codes
@@ -140,14 +142,7 @@ class StreamAnalyzer:
         self._pending = None
         self._idle.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         return self.snapshot()
 
     # -- worker --------------------------------------------------------------------------------

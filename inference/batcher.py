@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from aioutil import cancel_and_wait
+
 from .contract import ModelInfo
 from .errors import BatcherClosed, FrameDropped, InferenceError
 from .preprocess import to_model_input
@@ -260,13 +262,7 @@ class DynamicBatcher:
                 except Exception:
                     pass  # the loop logged its own failure
             if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise
+                await cancel_and_wait(task)
         self._fail_all(BatcherClosed("inference batcher closed before this frame ran"))
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)

@@ -35,7 +35,7 @@ from inference.batcher import FrameBatcher
 from inference.remote import RemoteBatcher, RemoteKeys
 from media import StreamKey
 
-from ._tasks import OwnedTasks
+from aioutil import OwnedTasks
 from .settings import Settings
 
 __all__ = ["DEFAULT_MODEL", "GradingService", "build_grading_record", "open_grading"]

@@ -20,7 +20,7 @@ from typing import Any
 from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
 from signaling.ports import camera_room
 
-from ._tasks import cancelled
+from aioutil import cancel_and_wait
 from .camera_status import CameraPresence
 from .cases import iso_time
 from .sites import Camera, CameraKind, SiteService
@@ -203,8 +203,7 @@ class RtspCameras:
             logger.exception("stopping the RTSP pull failed", extra={"camera_id": pulled.camera_id})
         task, pulled.reporter = pulled.reporter, None
         if task is not None:
-            task.cancel()
-            await cancelled(task)
+            await cancel_and_wait(task)
         async with pulled.lock:
             if pulled.online:
                 pulled.online = False

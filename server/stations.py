@@ -45,7 +45,7 @@ from media import MediaError, StreamKey
 from signaling import Role
 from signaling.ports import Identity, camera_room
 
-from ._tasks import OwnedTasks, cancelled
+from aioutil import OwnedTasks, cancel_and_wait
 from .captures import CaptureService, CaptureTarget
 from .cases import iso_time
 from .errors import ServerError
@@ -232,8 +232,7 @@ class StationService:
         self._closed = True
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
-            watcher.cancel()
-            await cancelled(watcher)
+            await cancel_and_wait(watcher)
         await self._tasks.aclose(self._config.close_timeout_s)
         self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
-__all__ = ["OwnedTasks", "cancelled"]
+__all__ = ["OwnedTasks", "cancel_and_wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,16 @@ class OwnedTasks:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def cancelled(task: asyncio.Task[None]) -> None:
-    """Wait for a task the caller cancelled; only that cancellation is absorbed."""
+async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` (if it is still running) and wait for it to end.
+
+    Only the cancellation this call caused is absorbed: when the caller itself is being
+    cancelled, that ``CancelledError`` propagates. A task that already ended, or ``None``, is
+    fine; so is the current task (it is not awaited: a task cannot wait for itself)."""
+    if task is None or task is asyncio.current_task():
+        return
+    if not task.done():
+        task.cancel()
     try:
         await task
     except asyncio.CancelledError:
