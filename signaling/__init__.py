@@ -13,7 +13,7 @@ from .bus import (
     RedisBus,
     Subscription,
 )
-from .errors import ProtocolError, SignalingError, SignalingErrorCode
+from .errors import CloseCode, ProtocolError, SignalingError, SignalingErrorCode
 from .hub import Hub, HubConfig, HubObserver
 from .messages import Role, parse_client_message
 from .ports import (
@@ -36,6 +36,7 @@ __all__ = [
     "CaseDirectory",
     "CaseSummary",
     "ChatRecord",
+    "CloseCode",
     "Hub",
     "HubConfig",
     "HubObserver",

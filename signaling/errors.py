@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
-__all__ = ["ProtocolError", "SignalingError", "SignalingErrorCode"]
+__all__ = ["CloseCode", "ProtocolError", "SignalingError", "SignalingErrorCode"]
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server sends and the pages act on (``web/static/js/protocol.js``
+    mirrors them; a test keeps the two equal)."""
+
+    #: The server is shutting down: reconnect.
+    GOING_AWAY = 1001
+    #: The client kept flooding after ``rate_limited``.
+    POLICY_VIOLATION = 1008
+    #: A frame larger than the socket takes.
+    MESSAGE_TOO_BIG = 1009
+    #: Fell behind the outbound queue: reconnect and resume from the last sequence.
+    LAGGING = 4008
+    #: The node holding the call's media stopped: reconnect, resume and offer again.
+    MEDIA_LOST = 4012
+    #: Not authorised: do not retry with the same credential.
+    UNAUTHORIZED = 4401
+    #: A camera page opened again elsewhere: do not reconnect, the newer page publishes now.
+    REPLACED = 4409
 
 
 class SignalingErrorCode(StrEnum):
