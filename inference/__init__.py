@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .analyzer import AnalysisHub, OnUpdate, StreamAnalyzer
 from .assessment import AssessmentConfig, SessionAssessment
-from .batcher import BatcherMetrics, BatchModel, DynamicBatcher, Prediction
+from .batcher import BatcherMetrics, BatchModel, DynamicBatcher, FrameBatcher, Prediction
 from .codes import CODE_FORMATS, CodeMatch, ReadCode, match_codes, normalise_code, read_codes
 from .contract import (
     CONTRACT_VERSION,
@@ -53,6 +53,8 @@ from .grading import (
 )
 from .preprocess import to_model_input
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
+from .live import GradingService, LiveStream, compact
+from .remote import RemoteBatcher, RemoteKeys
 from .session import (
     GPU_BATCH_SIZES,
     PROVIDER_SETTINGS,
@@ -81,6 +83,7 @@ __all__ = [
     "CodeMatch",
     "Cosmetic",
     "DynamicBatcher",
+    "FrameBatcher",
     "FrameDropped",
     "FrameQuality",
     "Functional",
@@ -89,20 +92,25 @@ __all__ = [
     "GradeResult",
     "GradeRule",
     "Grader",
+    "GradingService",
     "InferenceError",
     "InferenceTimeout",
+    "LiveStream",
     "ModelContractError",
     "ModelInfo",
     "OnUpdate",
     "Packaging",
     "Prediction",
     "ReadCode",
+    "RemoteBatcher",
+    "RemoteKeys",
     "ResaleChannel",
     "SessionAssessment",
     "SessionPlan",
     "SnapshotCandidate",
     "StreamAnalyzer",
     "assess_quality",
+    "compact",
     "derive_grade",
     "inspect_model",
     "match_codes",

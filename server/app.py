@@ -15,7 +15,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from evidence import EvidenceArchive, EvidenceItem
-from inference import BatcherMetrics
+from inference import BatcherMetrics, GradingService
 from media import Backoff, FrameSink, MediaCollector, MediaConfig, MediaEngine, StreamKey
 from signaling import (
     Bus,
@@ -33,25 +33,25 @@ from signaling import (
 from signaling.ports import CaseSummary
 from web import CameraView, JoinView, SiteView, StaffView, setup_pages
 
-from .api import NoGrading, Services, open_services, setup_api
-from .auth import Auth
-from .camera_status import CameraPresence
-from .captures import CaptureService, CaptureTarget
-from .cases import CaseService
-from .evidence_api import evidence_routes, setup_evidence_reads
-from .frame_router import FrameRouter
-from .grading import GradingService, GradingStack, open_grading
-from .grading_api import grading_routes
-from .home_captures import HomeMedia, RoutedCaptures
-from .ice import IceServers, turn_credentials
-from .keys import CAPTURES_KEY, EVIDENCE_KEY, NODE_KEY
-from .routing import RoomRouter
-from .rtsp_cameras import RtspCameras
-from .settings import Settings
-from .sites import CameraKind, CameraTokenError, SiteService
-from .sites_api import camera_json, setup_sites, site_routes
-from .stations import StationConfig, StationService
-from .whip import WhipEndpoint
+from server.http.api import NoGrading, Services, open_services, setup_api
+from server.accounts.service import Auth
+from server.sites.presence import CameraPresence
+from server.capture.service import CaptureService, CaptureTarget
+from server.cases.service import CaseService
+from server.http.evidence import evidence_routes, setup_evidence_reads
+from server.frame_router import FrameRouter
+from server.wiring.grading import GradingStack, open_grading
+from server.http.grading import grading_routes
+from server.cluster.captures import HomeMedia, RoutedCaptures
+from server.ice import IceServers, turn_credentials
+from server.http.keys import CAPTURES_KEY, EVIDENCE_KEY, NODE_KEY
+from server.cluster.routing import RoomRouter
+from server.wiring.cameras import RtspCameras
+from server.settings import Settings
+from server.sites.service import CameraKind, CameraTokenError, SiteService
+from server.http.sites import camera_json, setup_sites, site_routes
+from server.sites.stations import StationConfig, StationService
+from server.http.whip import WhipEndpoint
 
 __all__ = [
     "STATE_KEY",

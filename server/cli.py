@@ -15,8 +15,8 @@ from aiohttp import web
 
 from inference import InferenceError
 
-from .access_log import MaskingAccessLogger
-from .settings import Settings, SettingsError, load_settings
+from server.access_log import MaskingAccessLogger
+from server.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _workers(text: str) -> int:
-    from .supervisor import parse_workers
+    from server.supervisor import parse_workers
 
     try:
         return parse_workers(text)
@@ -144,7 +144,7 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    from .tls import local_names, self_signed_certificate, ssl_context
+    from server.tls import local_names, self_signed_certificate, ssl_context
 
     if settings.tls_cert is not None and settings.tls_key is not None:
         return ssl_context(settings.tls_cert, settings.tls_key)
@@ -156,8 +156,8 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _serve(settings: Settings, demo: bool, worker: int | None = None) -> None:
-    from .app import create_app
-    from .demo import seed_demo
+    from server.app import create_app
+    from server.demo import seed_demo
 
     app = await create_app(settings, worker=worker or 0)
     runner = web.AppRunner(
@@ -195,7 +195,7 @@ async def _prepare(settings: Settings) -> None:
     """Create what every worker would race to create: schema, secret and signing keys."""
     from evidence import EvidenceArchive
 
-    from .app import open_state
+    from server.app import open_state
 
     async with open_state(settings):
         pass
@@ -205,7 +205,7 @@ async def _prepare(settings: Settings) -> None:
 
 def _supervise(settings: Settings, args: argparse.Namespace) -> int:
     """``serve --workers N`` (N > 1): start and watch the workers (server/supervisor.py)."""
-    from .supervisor import (
+    from server.supervisor import (
         Supervisor,
         WorkerSpec,
         check_workers,
@@ -240,8 +240,8 @@ async def _worker(settings: Settings, stale_s: float) -> None:
     from inference import BatcherMetrics, Grader
     from inference.remote import InferenceWorker, RemoteKeys
 
-    from .grading import DEFAULT_MODEL
-    from .metrics import Metrics
+    from server.wiring.grading import DEFAULT_MODEL
+    from server.metrics import Metrics
 
     if not settings.redis_url:
         raise SettingsError(
@@ -280,7 +280,7 @@ async def _worker(settings: Settings, stale_s: float) -> None:
 async def _add_user(settings: Settings, args: argparse.Namespace) -> None:
     import getpass
 
-    from .app import open_state
+    from server.app import open_state
 
     password = args.password or getpass.getpass(f"password for {args.username}: ")
     async with open_state(settings) as state:
@@ -291,7 +291,7 @@ async def _add_user(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _add_token(settings: Settings, args: argparse.Namespace) -> None:
-    from .app import open_state
+    from server.app import open_state
 
     async with open_state(settings) as state:
         token, _token_id = await state.auth.create_api_token(args.name, role=args.role)

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from signaling import Role
 
-from .app import STATE_KEY
-from .cases import CaseKind, NewCase
+from server.app import STATE_KEY
+from server.cases.service import CaseKind, NewCase
 
 __all__ = ["seed_demo"]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .settings import Settings
+from server.settings import Settings
 
 __all__ = ["IceServers", "turn_credentials"]
 

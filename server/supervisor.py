@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .settings import Settings, SettingsError
+from server.settings import Settings, SettingsError
 
 __all__ = ["Supervisor", "WorkerSpec", "media_port_slices", "parse_workers"]
 

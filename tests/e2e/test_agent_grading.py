@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import expect as pw_expect
 
-from server.grading import DEFAULT_MODEL
+from server.wiring.grading import DEFAULT_MODEL
 from server.settings import Settings
 from tests.conftest import LiveService
 from tests.e2e._browser import (

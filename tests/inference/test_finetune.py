@@ -12,7 +12,7 @@ import numpy as np
 
 from inference import inspect_model
 from inference.training.generator import GRADES, random_spec, render
-from server.grading import DEFAULT_MODEL, open_grading
+from server.wiring.grading import DEFAULT_MODEL, open_grading
 from server.settings import Settings
 
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.api import Services, open_services, setup_api
+from server.http.api import Services, open_services, setup_api
 from server.settings import Settings
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.api import (
+from server.http.api import (
     CaseCreatedResponse,
     CaseDetailResponse,
     CaseListResponse,

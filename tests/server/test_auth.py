@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.api import Services
-from server.auth import Auth, hash_password, load_secret_key, verify_password
+from server.http.api import Services
+from server.accounts.service import Auth, hash_password, load_secret_key, verify_password
 from server.settings import Settings
 from signaling.errors import SignalingError, SignalingErrorCode
 

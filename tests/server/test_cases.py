@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from server.api import Services
-from server.cases import (
+from server.http.api import Services
+from server.cases.service import (
     CaseKind,
     CaseState,
     Cosmetic,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.db import Database
+from server.storage.sqlite import Database
 from server.metrics import Metrics
 
 

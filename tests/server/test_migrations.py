@@ -3,7 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from server.db import SCHEMA_VERSION, Database
+from server.storage.sqlite import SCHEMA_VERSION, Database
 
 
 async def test_a_database_from_the_first_version_is_migrated_in_place(tmp_path: Path) -> None:

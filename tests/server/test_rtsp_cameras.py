@@ -16,7 +16,7 @@ import pytest
 
 from server.app import open_state, running_service
 from server.settings import Settings
-from server.sites import CameraKind, NewCamera
+from server.sites.service import CameraKind, NewCamera
 from signaling import Role
 from signaling.ports import camera_room
 from tests.conftest import LiveService

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.api import open_services
+from server.http.api import open_services
 from server.settings import Settings
-from server.sites import CameraKind, CameraTokenError, NewCamera, SiteService
+from server.sites.service import CameraKind, CameraTokenError, NewCamera, SiteService
 from signaling import Role
 from tests.conftest import LiveService
 

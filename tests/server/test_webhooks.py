@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from server.cases import CaseKind, CaseService, NewCase
-from server.db import Database
+from server.cases.service import CaseKind, CaseService, NewCase
+from server.storage.sqlite import Database
 from server.metrics import Metrics
 from server.settings import Settings
-from server.webhooks import WebhookDispatcher
+from server.cases.webhooks import WebhookDispatcher
 from signaling.messages import Role
 from signaling.ports import Identity
 

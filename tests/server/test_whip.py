@@ -20,14 +20,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-import server.whip as whip_module
+import server.http.whip as whip_module
 from media import IceCredentials, IceNotRestartable, PeerNotFound, parse_candidate, validate_offer
-from server.api import Services, open_services
-from server.camera_status import CameraPresence
+from server.http.api import Services, open_services
+from server.sites.presence import CameraPresence
 from server.ice import IceServers
 from server.settings import Settings
-from server.sites import CameraKind, NewCamera, SiteService
-from server.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links, parse_sdpfrag
+from server.sites.service import CameraKind, NewCamera, SiteService
+from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links, parse_sdpfrag
 from tests.conftest import LiveService
 from tests.fakes import client_offer, client_pc
 from tests.fakes.signal_client import Participant

@@ -19,8 +19,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from media import IceCredentials
 from media._aiortc import ice_connections, restart_ice
-from server.sites import CameraKind, NewCamera
-from server.whip import parse_sdpfrag
+from server.sites.service import CameraKind, NewCamera
+from server.http.whip import parse_sdpfrag
 from tests.conftest import LiveService
 from tests.fakes import NumberedVideoTrack, client_offer, client_pc
 from tests.fakes.camera import client_accept

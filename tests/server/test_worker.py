@@ -15,7 +15,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from inference.remote import RemoteBatcher
-from server.grading import open_grading
+from server.wiring.grading import open_grading
 from server.settings import load_settings
 from tests.redis_server import redis_url  # noqa: F401 - the fixture
 

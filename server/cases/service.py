@@ -26,8 +26,8 @@ from typing import Any, Protocol
 from inference.grading import Cosmetic, Functional, Packaging
 from signaling.ports import CaseSummary, Identity
 
-from .db import Database
-from .errors import InvalidRequest, InvalidState, NotFound, ServerError, ServerErrorCode
+from server.storage.sqlite import Database
+from server.errors import InvalidRequest, InvalidState, NotFound, ServerError, ServerErrorCode
 
 __all__ = [
     "Case",
@@ -169,7 +169,7 @@ class ReturnVerdict:
     refund_amount: Decimal | None = None
     currency: str | None = None
     note: str | None = None
-    #: The grading record (model view, derived and final grade): ``server.grading``.
+    #: The grading record (model view, derived and final grade): ``server.cases.grading_record``.
     grading: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -46,10 +46,10 @@ from signaling import Role
 from signaling.ports import Identity, camera_room
 
 from aioutil import OwnedTasks, cancel_and_wait
-from .captures import CaptureService, CaptureTarget
-from .cases import iso_time
-from .errors import ServerError
-from .sites import Camera, SiteService, StationStage
+from server.capture.service import CaptureService, CaptureTarget
+from server.cases.service import iso_time
+from server.errors import ServerError
+from server.sites.service import Camera, SiteService, StationStage
 
 __all__ = [
     "TRACKING_FORMATS",
@@ -125,7 +125,7 @@ class StationConfig:
 
 
 class SegmentGrading(Protocol):
-    """The grading service, for returns QC stations (``server.grading.GradingService``)."""
+    """The grading service, for returns QC stations (``inference.GradingService``)."""
 
     async def begin_segment(self, room_id: str, refs: Mapping[str, str | None]) -> None: ...
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from signaling.ports import camera_room
 
-from .cases import iso_time
+from server.cases.service import iso_time
 
 __all__ = ["CameraLink", "CameraPresence", "DetailSource", "LIVE_WINDOW_S", "Source"]
 

@@ -10,11 +10,11 @@ from pydantic import BaseModel
 
 from inference import derive_grade
 
-from ._http import STAFF, case_id_of, json_response, read_body, require
-from .api import ReturnFactsBody
-from .errors import NotFound
-from .keys import CASES_KEY, GRADING_VIEW_KEY
-from .openapi import ApiRoute
+from server.http._request import STAFF, case_id_of, json_response, read_body, require
+from server.http.api import ReturnFactsBody
+from server.errors import NotFound
+from server.http.keys import CASES_KEY, GRADING_VIEW_KEY
+from server.http.openapi import ApiRoute
 
 __all__ = ["grading_routes"]
 

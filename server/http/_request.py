@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from signaling.messages import Role
 from signaling.ports import Identity
 
-from .errors import Forbidden, InvalidRequest, ServerError, ServerErrorCode, Unauthorized
-from .keys import AUTH_KEY
+from server.errors import Forbidden, InvalidRequest, ServerError, ServerErrorCode, Unauthorized
+from server.http.keys import AUTH_KEY
 
 __all__ = [
     "ADMIN",

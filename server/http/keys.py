@@ -9,17 +9,17 @@ from aiohttp import web
 if TYPE_CHECKING:
     from evidence import EvidenceArchive
 
-    from .api import CallControl, GradingView
-    from .auth import Auth
-    from .camera_status import CameraPresence
-    from .captures import CaptureService
-    from .cases import CaseService
-    from .db import Database
-    from .metrics import Metrics
-    from .settings import Settings
-    from .sites import SiteService
-    from .sites_api import CameraSessions
-    from .webhooks import WebhookDispatcher
+    from server.http.api import CallControl, GradingView
+    from server.accounts.service import Auth
+    from server.sites.presence import CameraPresence
+    from server.capture.service import CaptureService
+    from server.cases.service import CaseService
+    from server.storage.sqlite import Database
+    from server.metrics import Metrics
+    from server.settings import Settings
+    from server.sites.service import SiteService
+    from server.http.sites import CameraSessions
+    from server.cases.webhooks import WebhookDispatcher
 
 __all__ = [
     "AUTH_KEY",

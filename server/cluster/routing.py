@@ -34,7 +34,7 @@ from media import MediaEngine
 from signaling import SignalingError
 from signaling.bus import RedisBus
 
-from .node_rpc import NodeRpc, NodeUnreachable, RoomMoved
+from server.cluster.rpc import NodeRpc, NodeUnreachable, RoomMoved
 
 __all__ = ["HubSide", "RoomRouter"]
 

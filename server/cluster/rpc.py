@@ -25,7 +25,7 @@ from media import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRe
 from signaling import Lagged, SignalingError, SignalingErrorCode
 from signaling.bus import RedisBus, Subscription
 
-from .errors import (
+from server.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,

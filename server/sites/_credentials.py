@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import InvalidRequest
+from server.errors import InvalidRequest
 
 __all__ = ["CredentialBox", "split_rtsp_url", "with_credentials"]
 

@@ -24,9 +24,9 @@ from evidence import EvidenceArchive, EvidenceItem
 from media import CaptureHandle, RecordedFile, SourceStats
 from signaling import Identity, Role
 
-from .captures import CaptureService, CaptureTarget
-from .errors import NotFound
-from .routing import RoomRouter
+from server.capture.service import CaptureService, CaptureTarget
+from server.errors import NotFound
+from server.cluster.routing import RoomRouter
 
 __all__ = ["HomeMedia", "RoutedCaptures"]
 

@@ -1,57 +1,53 @@
-"""Live grading wired together: media's sampled frames -> inference's analyzers -> the agent's
-socket, and the model's view kept with the case.
+"""The live grading pipeline: sampled video frames -> stream analyzers -> the agent's socket, and
+the model's final view kept with the case.
 
-:class:`GradingService` is the ``media.FrameSink``. A published video track becomes one stream
-analyzer; every update goes to the staff in the case's room as an ``analysis`` message; when the
-track ends the final view is stored on the case, and the sharpest frames stay available to the
-agent console as JPEG snapshots.
+:class:`GradingService` takes the frames media samples (it fits ``media.FrameSink``; its streams
+are typed by :class:`LiveStream`, which media's ``StreamKey`` satisfies). A published video track
+becomes one stream analyzer; every update is published to the staff of the stream's room as an
+``analysis`` message; when the track ends the final view is stored, and the sharpest frames stay
+available to the agent console as JPEG snapshots.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from redis import asyncio as aioredis
-
-import inference
-from inference import (
-    AnalysisHub,
-    BatcherMetrics,
-    DynamicBatcher,
-    Grader,
-    SnapshotCandidate,
-    derive_grade,
-)
-from inference.batcher import FrameBatcher
-from inference.remote import RemoteBatcher, RemoteKeys
-from media import StreamKey
 
 from aioutil import OwnedTasks
-from .settings import Settings
 
-__all__ = ["DEFAULT_MODEL", "GradingService", "build_grading_record", "open_grading"]
+from .analyzer import AnalysisHub
+from .quality import SnapshotCandidate
+
+__all__ = ["GradingService", "LiveStream", "compact"]
 
 logger = logging.getLogger(__name__)
 
-#: The model shipped with the package (trained on synthetic images; see the README).
-DEFAULT_MODEL = Path(inference.__file__).parent / "models" / "grader-v1.onnx"
-#: Cases whose last snapshots are kept in memory for the console.
+#: Rooms whose last snapshots are kept in memory for the console.
 KEPT_CASES = 256
 #: What an ``analysis`` message leaves out of a snapshot (the console does not need it).
 _HEAVY_KEYS = ("snapshot_candidates",)
 
+#: ``publish(room_id, message)``: send an ``analysis`` message to the room's staff.
 Publish = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+#: ``lookup_refs(room_id)``: the order, tracking number and unit that read codes may match.
 LookupRefs = Callable[[str], Awaitable[Mapping[str, str | None]]]
+#: ``store_view(room_id, view)``: keep the model's final view of a stream.
 StoreView = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+class LiveStream(Protocol):
+    """One published video track as the pipeline sees it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def room_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +80,12 @@ class GradingService:
         self._frames: OrderedDict[str, _Frames] = OrderedDict()
         self._tasks = OwnedTasks()
         #: Open streams by id (a room's streams are reopened by :meth:`begin_segment`).
-        self._streams: dict[str, StreamKey] = {}
+        self._streams: dict[str, LiveStream] = {}
         self._closed = False
 
     # -- media.FrameSink ----------------------------------------------------------------------
 
-    def stream_started(self, stream: StreamKey) -> None:
+    def stream_started(self, stream: LiveStream) -> None:
         if self._closed:
             return
         self._streams[stream.id] = stream
@@ -98,7 +94,7 @@ class GradingService:
         self._tasks.spawn(self._set_refs(stream.room_id, stream.id), f"grading-refs-{stream.id}")
         logger.info("grading stream %s", stream.id, extra={"case_id": stream.room_id})
 
-    def _open(self, stream: StreamKey, refs: Mapping[str, str | None] | None = None) -> None:
+    def _open(self, stream: LiveStream, refs: Mapping[str, str | None] | None = None) -> None:
         case_id = stream.room_id
 
         async def on_update(snapshot: dict[str, Any]) -> None:
@@ -109,10 +105,10 @@ class GradingService:
 
         self._analyzers.open(stream.id, refs=refs, on_update=on_update)
 
-    def frame_sampled(self, stream: StreamKey, image: np.ndarray[Any, Any], ts: float) -> None:
+    def frame_sampled(self, stream: LiveStream, image: np.ndarray[Any, Any], ts: float) -> None:
         self._analyzers.offer(stream.id, image, ts)
 
-    def stream_ended(self, stream: StreamKey) -> None:
+    def stream_ended(self, stream: LiveStream) -> None:
         self._streams.pop(stream.id, None)
         if not self._closed:
             self._tasks.spawn(self._finish(stream), f"grading-finish-{stream.id}")
@@ -168,7 +164,7 @@ class GradingService:
             # Nothing to set for a room that is no case (a station sets its own per parcel).
             analyzer.set_refs(refs)
 
-    async def _finish(self, stream: StreamKey) -> None:
+    async def _finish(self, stream: LiveStream) -> None:
         analyzer = self._analyzers.get(stream.id)
         candidates = tuple(analyzer.snapshot_candidates()) if analyzer is not None else ()
         final = await self._analyzers.close(stream.id)
@@ -186,90 +182,3 @@ class GradingService:
         self._closed = True
         await self._tasks.aclose()
         await self._analyzers.aclose()
-
-
-@dataclass(slots=True)
-class GradingStack:
-    """The analyzers of one process and what grades their frames: a local model session and
-    batcher, or remote workers through Redis (``grader`` is then ``None``)."""
-
-    grader: Grader | None
-    batcher: FrameBatcher
-    analyzers: AnalysisHub
-    redis: aioredis.Redis | None = None
-
-    async def aclose(self) -> None:
-        await self.analyzers.aclose()
-        await self.batcher.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
-
-
-def _threads(settings: Settings) -> int:
-    if settings.inference_threads:
-        return settings.inference_threads
-    # Half the cores: the media plane (decoding, the event loop) needs the rest.
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-async def open_grading(settings: Settings, metrics: BatcherMetrics | None) -> GradingStack:
-    """Load the model (refusing one that breaks the contract) and start the batcher; or, with
-    ``remote_inference``, connect to the ``inspectd worker`` pool through Redis."""
-    if settings.remote_inference:
-        client = aioredis.from_url(settings.redis_url)
-        remote = RemoteBatcher(
-            client,
-            node_id=f"{socket.gethostname()}-{os.getpid()}",
-            keys=RemoteKeys(settings.redis_prefix),
-            queue_size=settings.batch_queue,
-            timeout_s=settings.remote_inference_timeout_s,
-        )
-        try:
-            await remote.start()
-        except BaseException:
-            await client.aclose()
-            raise
-        return GradingStack(None, remote, AnalysisHub(remote, metrics=metrics), redis=client)
-    path = settings.model_path or DEFAULT_MODEL
-    loop = asyncio.get_running_loop()
-    grader = await loop.run_in_executor(
-        None,
-        lambda: Grader.load(
-            path, providers=settings.inference_provider, intra_op_threads=_threads(settings)
-        ),
-    )
-    logger.info(
-        "grading model %s on %s", grader.info.version, grader.provider, extra={"model": str(path)}
-    )
-    batcher = DynamicBatcher(
-        grader,
-        max_batch=settings.batch_max,
-        max_delay_ms=settings.batch_delay_ms,
-        queue_size=settings.batch_queue,
-        metrics=metrics,
-    )
-    batcher.start()
-    return GradingStack(grader, batcher, AnalysisHub(batcher, metrics=metrics))
-
-
-def build_grading_record(
-    facts: Mapping[str, Any],
-    *,
-    model_view: Mapping[str, Any] | None,
-    override: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """What a return decision stores about the grade: the model's view (evidence, not the
-    verdict), the grade the rule table derives from the agent's facts, the agent's override if
-    any, and the final grade with its resale channel."""
-    derived = derive_grade(facts)
-    final = str(override["grade"]) if override else derived.grade.value
-    channel = derived.channel if not override else inference.resale_channel(final)
-    return {
-        "model": dict(model_view) if model_view is not None else None,
-        "derived": derived.as_dict(),
-        "override": dict(override) if override else None,
-        "final_grade": final,
-        "source": "override" if override else "rules",
-        "rules_version": derived.rules_version,
-        "resale_channel": channel.as_dict(),
-    }

@@ -39,10 +39,10 @@ from aiohttp import web
 from media import IceCredentials, IceNotRestartable
 from signaling.ports import camera_room
 
-from .camera_status import CameraPresence
-from .ice import IceServers
-from .settings import Settings
-from .sites import Camera, CameraKind, CameraTokenError, SiteService
+from server.sites.presence import CameraPresence
+from server.ice import IceServers
+from server.settings import Settings
+from server.sites.service import Camera, CameraKind, CameraTokenError, SiteService
 
 __all__ = ["MAX_OFFER_BYTES", "MAX_SDPFRAG_BYTES", "WhipEndpoint", "WhipSession", "ice_links"]
 

@@ -26,9 +26,9 @@ from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, Lo
 from media import CaptureHandle, MediaEngine, RecordedFile
 from signaling.ports import Identity
 
-from .cases import Case, CaseKind, CaseService
-from .errors import Conflict, NotFound
-from .settings import Settings
+from server.cases.service import Case, CaseKind, CaseService
+from server.errors import Conflict, NotFound
+from server.settings import Settings
 
 __all__ = ["CaptureInfo", "CaptureService", "CaptureTarget"]
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 class FrameSource(Protocol):
-    """Where the sharpest recent frames come from (``server.grading.GradingService``)."""
+    """Where the sharpest recent frames come from (``inference.GradingService``)."""
 
     def latest(self, case_id: str) -> dict[str, Any] | None: ...
 

@@ -21,9 +21,9 @@ from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
 from signaling.ports import camera_room
 
 from aioutil import cancel_and_wait
-from .camera_status import CameraPresence
-from .cases import iso_time
-from .sites import Camera, CameraKind, SiteService
+from server.sites.presence import CameraPresence
+from server.cases.service import iso_time
+from server.sites.service import Camera, CameraKind, SiteService
 
 __all__ = ["RtspCameras", "rtsp_participant"]
 

@@ -32,8 +32,8 @@ from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import Identity
 
-from .db import Database
-from .errors import Conflict, InvalidRequest, ServerError, ServerErrorCode
+from server.storage.sqlite import Database
+from server.errors import Conflict, InvalidRequest, ServerError, ServerErrorCode
 
 __all__ = [
     "ApiToken",

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from evidence import EvidenceItem, export_bundle
 from signaling.messages import Role
 
-from ._http import CALL_TAKERS, case_id_of, json_response, read_body, require
-from .errors import InvalidRequest
-from .keys import CAPTURES_KEY, CASES_KEY, EVIDENCE_KEY, SETTINGS_KEY
-from .openapi import ApiRoute
+from server.http._request import CALL_TAKERS, case_id_of, json_response, read_body, require
+from server.errors import InvalidRequest
+from server.http.keys import CAPTURES_KEY, CASES_KEY, EVIDENCE_KEY, SETTINGS_KEY
+from server.http.openapi import ApiRoute
 
 __all__ = ["evidence_routes", "item_json", "setup_evidence_reads"]
 

@@ -38,7 +38,7 @@ from signaling.messages import Role
 from signaling.ports import CaseSummary, Identity
 from signaling.ratelimit import RateLimit, RateLimiter
 
-from ._http import (
+from server.http._request import (
     ADMIN,
     CALL_TAKERS,
     MAX_BODY_BYTES,
@@ -49,8 +49,8 @@ from ._http import (
     require,
     validation_error,
 )
-from .auth import SESSION_COOKIE, Auth, load_secret_key
-from .cases import (
+from server.accounts.service import SESSION_COOKIE, Auth, load_secret_key
+from server.cases.service import (
     Case,
     CaseEvent,
     CaseEventType,
@@ -68,15 +68,15 @@ from .cases import (
     SupportVerdict,
     iso_time,
 )
-from .db import Database
-from .errors import (
+from server.storage.sqlite import Database
+from server.errors import (
     NotFound,
     ServerError,
     ServerErrorCode,
     Unauthorized,
 )
-from .grading import build_grading_record
-from .keys import (
+from server.cases.grading_record import build_grading_record
+from server.http.keys import (
     AUTH_KEY,
     CALL_CONTROL_KEY,
     CASES_KEY,
@@ -87,12 +87,12 @@ from .keys import (
     SETTINGS_KEY,
     WEBHOOKS_KEY,
 )
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
-from .openapi import ApiRoute, openapi_document
-from .settings import Settings
-from .sites import SiteService
-from .webhooks import WebhookDispatcher
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.metrics import Metrics
+from server.http.openapi import ApiRoute, openapi_document
+from server.settings import Settings
+from server.sites.service import SiteService
+from server.cases.webhooks import WebhookDispatcher
 
 __all__ = [
     "API_VERSION",
@@ -131,7 +131,7 @@ class DirectCallControl:
 
 
 class GradingView(Protocol):
-    """What the routes read of live grading (``server.grading.GradingService``)."""
+    """What the routes read of live grading (``inference.GradingService``)."""
 
     def latest(self, case_id: str) -> dict[str, Any] | None: ...
 

@@ -14,12 +14,12 @@ from evidence import EvidenceError, Use
 from signaling.messages import Role
 from signaling.ports import camera_room
 
-from ._http import ADMIN, CALL_TAKERS, STAFF, json_response, read_body, require
-from .camera_status import CameraPresence
-from .captures import CaptureTarget
-from .cases import Case, iso_time
-from .errors import Conflict, InvalidRequest
-from .evidence_api import (
+from server.http._request import ADMIN, CALL_TAKERS, STAFF, json_response, read_body, require
+from server.sites.presence import CameraPresence
+from server.capture.service import CaptureTarget
+from server.cases.service import Case, iso_time
+from server.errors import Conflict, InvalidRequest
+from server.http.evidence import (
     CaptureResponse,
     ItemListResponse,
     ItemResponse,
@@ -27,7 +27,7 @@ from .evidence_api import (
     Stage,
     item_json,
 )
-from .keys import (
+from server.http.keys import (
     CAMERA_SESSIONS_KEY,
     CAPTURES_KEY,
     CASES_KEY,
@@ -36,8 +36,8 @@ from .keys import (
     SETTINGS_KEY,
     SITES_KEY,
 )
-from .openapi import ApiRoute
-from .sites import (
+from server.http.openapi import ApiRoute
+from server.sites.service import (
     Camera,
     CameraChanges,
     CameraKind,

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .cases import iso_time
-from .db import Database
-from .settings import Settings
+from server.cases.service import iso_time
+from server.storage.sqlite import Database
+from server.settings import Settings
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
+    from server.metrics import Metrics
 
 __all__ = ["Webhook", "WebhookDispatcher", "sign"]
 

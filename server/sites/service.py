@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 
 from evidence import Use
 
-from ._rtsp import CredentialBox, split_rtsp_url, with_credentials
-from .cases import iso_time
-from .db import Database
-from .errors import Conflict, InvalidRequest, NotFound, ServerError, ServerErrorCode
+from server.sites._credentials import CredentialBox, split_rtsp_url, with_credentials
+from server.cases.service import iso_time
+from server.storage.sqlite import Database
+from server.errors import Conflict, InvalidRequest, NotFound, ServerError, ServerErrorCode
 
 __all__ = [
     "CAMERA_TOKEN_PREFIX",
