@@ -32,8 +32,11 @@ from typing import Any, Protocol
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from aioutil import cancel_and_wait
+
+from ._fanout import Fanout, Outlet
 from .keyframes import EncodedFrame, h264_size, vp8_size
-from .subscriber import DEFAULT_QUEUE, Fanout, ForwardingTotals, SubscriberTrack
+from .subscriber import DEFAULT_QUEUE, ForwardingTotals, SubscriberTrack
 from .transcode import Transcode
 
 __all__ = [
@@ -281,7 +284,7 @@ class TrackSource(Fanout):
             self._gop.clear()
             self._gop_bytes = 0
 
-    def attach(self, outlet: SubscriberTrack) -> None:
+    def attach(self, outlet: Outlet) -> None:
         """Feed ``outlet``: directly when it takes this source's codec, else through the shared
         transcode to its codec. With a keyframe group cached, the outlet starts with it."""
         if (
@@ -294,7 +297,7 @@ class TrackSource(Fanout):
             return
         super().attach(outlet)
         if self._gop:
-            outlet._replay(list(self._gop))
+            outlet.replay(list(self._gop))
 
     def _codec_changed(self, codec: str) -> None:
         self.codec = codec
@@ -343,7 +346,7 @@ class TrackSource(Fanout):
         existing = self._transcodes.get(codec)
         if existing is not None and existing.live:
             return existing
-        transcode = Transcode(self, codec)
+        transcode = Transcode(self, codec, on_idle=self._transcode_idle)
         self._transcodes[codec] = transcode
         self.add_frame_tap(transcode)
         logger.info("transcoding %s to %s for a subscriber", self.codec, codec)
@@ -409,15 +412,7 @@ class TrackSource(Fanout):
         """Stop reading and detach every subscriber. Idempotent."""
         self._shutdown()
         task, self._task = self._task, None
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # Only swallow the cancellation we caused, never our caller's.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
 
     def stats(self) -> SourceStats:
         window = list(self._window)

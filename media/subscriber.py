@@ -1,5 +1,5 @@
 """What a subscriber's sender reads: :class:`SubscriberTrack`, fed encoded frames by a
-:class:`Fanout` (a published :class:`~media.forwarder.TrackSource` or a shared
+:class:`~media._fanout.Fanout` (a published :class:`~media.forwarder.TrackSource` or a shared
 :class:`~media.transcode.Transcode`), with its own bounded queue, keyframe gate and continuous
 timestamps across source changes. See :mod:`media.forwarder` for the whole path."""
 
@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
 
+from ._fanout import Fanout
 from .keyframes import EncodedFrame
 
-if TYPE_CHECKING:
-    from .forwarder import TrackSource
-
-__all__ = ["DEFAULT_QUEUE", "Fanout", "ForwardingTotals", "SubscriberTrack"]
+__all__ = ["DEFAULT_QUEUE", "ForwardingTotals", "SubscriberTrack"]
 
 #: Frames a subscriber may lag before its queue overflows: video half a second at 30 fps (an
 #: overflow drops to the next keyframe and asks for one), audio 200 ms of 20 ms frames (oldest
@@ -39,59 +38,6 @@ class ForwardingTotals:
     bytes: int = 0
     dropped: int = 0
     keyframe_requests: int = 0
-
-
-class Fanout:
-    """What a :class:`SubscriberTrack` can be attached to: encoded frames of one kind."""
-
-    kind: str
-    room_id: str
-    publisher_id: str
-    track_id: str
-    live: bool
-
-    def __init__(self) -> None:
-        self._outlets: set[SubscriberTrack] = set()
-
-    @property
-    def origin(self) -> TrackSource:
-        """The published track behind this fan-out."""
-        raise NotImplementedError
-
-    @property
-    def subscribers(self) -> frozenset[SubscriberTrack]:
-        return frozenset(self._outlets)
-
-    def request_keyframe(self) -> None:
-        raise NotImplementedError
-
-    def attach(self, outlet: SubscriberTrack) -> None:
-        """Feed ``outlet`` from here, taking it away from whatever fed it before."""
-        if outlet.kind != self.kind:
-            raise ValueError(f"cannot feed a {outlet.kind} subscriber from a {self.kind} track")
-        previous = outlet.source
-        if previous is self:
-            return
-        if previous is not None:
-            previous.detach(outlet)
-        outlet._set_source(self)
-        self._outlets.add(outlet)
-        if self.kind == "video":
-            self.request_keyframe()
-
-    def detach(self, outlet: SubscriberTrack) -> None:
-        """Stop feeding ``outlet``; it idles until attached again."""
-        if outlet in self._outlets:
-            self._outlets.discard(outlet)
-            outlet._set_source(None)
-
-    def _detach_all(self) -> None:
-        for outlet in tuple(self._outlets):
-            self.detach(outlet)
-
-    def _fan(self, frame: EncodedFrame) -> None:
-        for outlet in tuple(self._outlets):
-            outlet._push(frame)
 
 
 class SubscriberTrack(MediaStreamTrack):
@@ -115,7 +61,7 @@ class SubscriberTrack(MediaStreamTrack):
         self.codec: str | None = None
         self._frames: deque[EncodedFrame] = deque()
         self._queue_size = queue_size
-        #: A higher bound while a replayed keyframe group drains (see :meth:`_replay`).
+        #: A higher bound while a replayed keyframe group drains (see :meth:`replay`).
         self._burst = 0
         self._wake = asyncio.Event()
         self._source: Fanout | None = None
@@ -143,7 +89,8 @@ class SubscriberTrack(MediaStreamTrack):
         if self._source is not None:
             self._source.request_keyframe()
 
-    def _push(self, frame: EncodedFrame) -> None:
+    def put(self, frame: EncodedFrame) -> None:
+        """One frame from the fan-out feeding this track (see :class:`~media._fanout.Outlet`)."""
         if self._need_keyframe:
             if not frame.keyframe:
                 self.dropped += 1
@@ -166,7 +113,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._frames.append(frame)
         self._wake.set()
 
-    def _replay(self, frames: list[EncodedFrame]) -> None:
+    def replay(self, frames: Sequence[EncodedFrame]) -> None:
         """Start with a cached keyframe group (a source that cannot be asked for a keyframe):
         queued in full, past the queue bound, once."""
         if not self._need_keyframe or not frames or not frames[0].keyframe:
@@ -176,7 +123,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._burst = len(self._frames) + self._queue_size
         self._wake.set()
 
-    def _set_source(self, source: Fanout | None) -> None:
+    def set_source(self, source: Fanout | None) -> None:
+        """Called by :meth:`Fanout.attach` / :meth:`Fanout.detach` only."""
         # Frames queued from a previous publisher must not leak into the next one's stream.
         self._frames.clear()
         self._burst = 0

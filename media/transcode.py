@@ -6,17 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av
 
+from ._fanout import Fanout, Origin, Outlet
 from .keyframes import EncodedFrame, is_keyframe
-from .subscriber import Fanout, SubscriberTrack
-
-if TYPE_CHECKING:
-    from .forwarder import TrackSource
 
 __all__ = ["Transcode"]
 
@@ -38,16 +36,24 @@ class Transcode(Fanout):
 
     A frame tap on the source (so the source decodes); frames are encoded with PyAV on the
     transcode's own thread, and a frame that arrives while the previous one is still being
-    encoded is skipped rather than queued. Idle (no subscriber) for a second, it closes.
+    encoded is skipped rather than queued. Idle (no subscriber) for a second, it tells
+    ``on_idle`` (the source, which takes its frame tap off and closes it).
     """
 
     def __init__(
-        self, source: TrackSource, codec: str, *, bitrate: int = 1_500_000, gop_s: float = 2.0
+        self,
+        source: Origin,
+        codec: str,
+        *,
+        on_idle: Callable[[Transcode], None],
+        bitrate: int = 1_500_000,
+        gop_s: float = 2.0,
     ) -> None:
         super().__init__()
         if source.kind != "video" or codec not in _ENCODERS:
             raise ValueError(f"cannot transcode {source.kind} to {codec!r}")
         self._source = source
+        self._on_idle = on_idle
         self.codec = codec
         self.kind = source.kind
         self.room_id = source.room_id
@@ -66,13 +72,13 @@ class Transcode(Fanout):
         self.skipped = 0
 
     @property
-    def origin(self) -> TrackSource:
+    def origin(self) -> Origin:
         return self._source
 
     def request_keyframe(self) -> None:
         self._force_keyframe = True
 
-    def detach(self, outlet: SubscriberTrack) -> None:
+    def detach(self, outlet: Outlet) -> None:
         super().detach(outlet)
         if not self._outlets and self.live:
             self._idle_since = time.monotonic()
@@ -82,7 +88,7 @@ class Transcode(Fanout):
             return
         if not self._outlets:
             if self._idle_since is not None and time.monotonic() - self._idle_since > 1.0:
-                self._source._transcode_idle(self)
+                self._on_idle(self)
             return
         self._idle_since = None
         if self._busy:
