@@ -10,18 +10,15 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import av
 
 from .keyframes import EncodedFrame, h264_nal_types, h264_parameter_sets
-
-if TYPE_CHECKING:
-    from .ingest import RtspPull
 
 logger = logging.getLogger("media.ingest")
 
@@ -68,6 +65,46 @@ class _StreamInfo:
         if self.audio_forwarded:
             return "audio opus forwarded"
         return f"audio {self.audio_codec} not forwarded (browsers are sent Opus only)"
+
+
+@dataclass(frozen=True, slots=True)
+class _PullSpec:
+    """What a session needs to know of the pull that runs it; the same for every connection."""
+
+    #: The camera's URL with its credentials (only FFmpeg sees it).
+    url: str
+    #: FFmpeg's RTSP demuxer options.
+    options: Mapping[str, str]
+    open_timeout_s: float
+    read_timeout_s: float
+    #: Keyframe interval of the transcode, when the camera's video cannot be forwarded.
+    keyframe_interval_s: float
+    #: Names the session's encoder thread.
+    participant_id: str
+    #: Set by the loop when the pull stops; the session then ends at its next packet.
+    stop: threading.Event
+
+
+class _SessionHost(Protocol):
+    """The pull a session reports to. The worker never calls these itself: it posts them to
+    the loop with ``call_soon_threadsafe``, so they run on the loop thread."""
+
+    def opened(self, session: _Session, info: _StreamInfo) -> None:
+        """The camera answered and sends ``info``: publish its tracks."""
+        ...
+
+    def deliver(self, session: _Session, frame: EncodedFrame) -> None:
+        """One encoded frame for the published track of its kind."""
+        ...
+
+    def deliver_decoded(self, session: _Session, frame: Any) -> None:
+        """One decoded picture, for whatever samples the video track."""
+        ...
+
+    def describe(self, exc: BaseException, *, opening: bool, elapsed: float) -> str:
+        """Why the connection failed (``opening``) or ended, fit to show an operator. Called on
+        the worker thread: it must only read what does not change."""
+        ...
 
 
 def _resolves(url: str) -> bool:
@@ -149,10 +186,13 @@ class _Session:
     """One connection to the camera, run on the worker thread. The loop writes
     ``want_decode``, ``aborted`` and ``handled``; the worker threads write the rest."""
 
-    def __init__(self, pull: RtspPull, loop: asyncio.AbstractEventLoop) -> None:
-        self._pull = pull
+    def __init__(
+        self, host: _SessionHost, spec: _PullSpec, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._host = host
+        self._spec = spec
         self._loop = loop
-        self._stop = pull._stop
+        self._stop = spec.stop
         self.want_decode = False
         self.aborted: str | None = None
         self.encoder: _Encoder | None = None
@@ -181,20 +221,20 @@ class _Session:
         started = time.monotonic()
         try:
             container: Any = av.open(
-                self._pull._url,
-                options=self._pull._options(),
+                self._spec.url,
+                options=dict(self._spec.options),
                 # FFmpeg answers the first interrupted read with the frame its parser still
                 # held and only the second with the error: half the timeout each.
-                timeout=(self._pull._open_timeout_s, self._pull._read_timeout_s / 2),
+                timeout=(self._spec.open_timeout_s, self._spec.read_timeout_s / 2),
             )
         except (av.FFmpegError, OSError) as exc:
-            return self._pull._describe(exc, opening=True, elapsed=time.monotonic() - started)
+            return self._host.describe(exc, opening=True, elapsed=time.monotonic() - started)
         try:
             return self._read(container)
         except (av.FFmpegError, OSError) as exc:
             if self._stop.is_set():
                 return None
-            return self._pull._describe(exc, opening=False, elapsed=time.monotonic() - started)
+            return self._host.describe(exc, opening=False, elapsed=time.monotonic() - started)
         finally:
             if self.encoder is not None:
                 self.encoder.close()
@@ -211,14 +251,14 @@ class _Session:
         info = _inspect(video, audio)
         if info.transcoding:
             self.encoder = _Encoder(
-                f"media-rtsp-encode-{self._pull.participant_id}",
+                f"media-rtsp-encode-{self._spec.participant_id}",
                 info.fps or 25.0,
-                self._pull.keyframe_interval_s,
+                self._spec.keyframe_interval_s,
                 self._encoded,
             )
         else:
             self._sets = _ParameterSets(h264_parameter_sets(bytes(video.codec_context.extradata)))
-        self._post(self._pull._opened, self, info)
+        self._post(self._host.opened, self, info)
         streams = [video, audio] if info.audio_forwarded else [video]
         for packet in container.demux(streams):
             if self._stop.is_set():
@@ -270,14 +310,14 @@ class _Session:
                         self.encoder.force_keyframe()
                 return
             self.posted += 1
-        self._post(self._pull._deliver, self, frame)
+        self._post(self._host.deliver, self, frame)
 
     def _send_decoded(self, frame: Any) -> None:
         """Hand one decoded picture to the loop (for the frame taps), unless it is behind."""
         if self.decoded_posted - self.decoded_handled >= _DECODED_BACKLOG:
             return
         self.decoded_posted += 1
-        self._post(self._pull._deliver_decoded, self, frame)
+        self._post(self._host.deliver_decoded, self, frame)
 
     def _audio_frame(self, packet: Any) -> EncodedFrame:
         pts = packet.pts if packet.pts is not None else packet.dts

@@ -32,9 +32,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import av
 
+from aioutil import cancel_and_wait
+
 from ._rtsp_session import (
     _FPS_FRAMES,
     VIDEO_CLOCK,
+    _PullSpec,
     _resolves,
     _Session,
     _StreamInfo,
@@ -208,6 +211,15 @@ class RtspPull:
         self._rand = rand
         self._log = {"room_id": room_id, "participant_id": participant_id}
         self._stop = threading.Event()
+        self._spec = _PullSpec(
+            url=url,
+            options=self._options(),
+            open_timeout_s=open_timeout_s,
+            read_timeout_s=read_timeout_s,
+            keyframe_interval_s=keyframe_interval_s,
+            participant_id=participant_id,
+            stop=self._stop,
+        )
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"media-rtsp-{participant_id}")
         self._task: asyncio.Task[None] | None = None
         self._worker: Future[str | None] | None = None
@@ -269,14 +281,7 @@ class RtspPull:
         """Stop pulling, unpublish, and let the worker thread end. Idempotent."""
         self._stop.set()
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         worker = self._worker
         if worker is not None and not worker.done():
             done, _ = await asyncio.wait(
@@ -308,7 +313,7 @@ class RtspPull:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            session = _Session(self, loop)
+            session = _Session(self, self._spec, loop)
             self._session = session
             self._retry_in = None
             self._stamps.clear()
@@ -362,9 +367,10 @@ class RtspPull:
             text = text.replace(secret, "***")
         return text
 
-    # -- called on the loop by the worker (call_soon_threadsafe) ------------------------------
+    # -- the worker's host (``_SessionHost``): posted to the loop by the session -------------
 
-    def _opened(self, session: _Session, info: _StreamInfo) -> None:
+    def opened(self, session: _Session, info: _StreamInfo) -> None:
+        """The worker's session connected (called on the loop): publish the camera."""
         if session is not self._session:
             return
         self._info = info
@@ -395,7 +401,8 @@ class RtspPull:
             extra=self._log,
         )
 
-    def _deliver(self, session: _Session, frame: EncodedFrame) -> None:
+    def deliver(self, session: _Session, frame: EncodedFrame) -> None:
+        """One encoded frame the worker read (called on the loop)."""
         session.handled += 1
         if session is not self._session:
             return
@@ -418,7 +425,8 @@ class RtspPull:
                 logger.info("RTSP camera %s online", self.url, extra=self._log)
                 self._set_state(RtspState.ONLINE)
 
-    def _deliver_decoded(self, session: _Session, frame: Any) -> None:
+    def deliver_decoded(self, session: _Session, frame: Any) -> None:
+        """One picture the worker decoded (called on the loop)."""
         session.decoded_handled += 1
         source = self._video
         if session is self._session and source is not None and source.live:
@@ -434,7 +442,7 @@ class RtspPull:
         encoder.force_keyframe()
         return True
 
-    # -- for the worker -----------------------------------------------------------------------
+    # -- for the worker thread (reads only what never changes) --------------------------------
 
     def _options(self) -> dict[str, str]:
         return {
@@ -445,7 +453,7 @@ class RtspPull:
             "analyzeduration": str(int(self._probe_s * 1_000_000)),
         }
 
-    def _describe(self, exc: BaseException, *, opening: bool, elapsed: float) -> str:
+    def describe(self, exc: BaseException, *, opening: bool, elapsed: float) -> str:
         """A clear reason (never with the password) why a connection failed or ended."""
         errors: Any = av.error
         if isinstance(exc, errors.HTTPUnauthorizedError):
