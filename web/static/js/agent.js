@@ -5,6 +5,7 @@ import { CapturePanel } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
 import { GradingPanel, channelText, percent } from './grading.js';
+import { SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import {
   api, byTestId, copyFrom, formatDuration, h, label, show, wireLogout,
@@ -61,6 +62,10 @@ const state = {
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
+
+/** Whether a failed accept means another agent has the case (rather than a fault). */
+const isTaken = (message) => message.code === SignalingErrorCode.ALREADY_ACCEPTED
+  || message.code === SignalingErrorCode.NOT_WAITING;
 
 // -- queue -----------------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ async function accept(caseId) {
 function onAcceptFailed(message) {
   const id = state.pendingAccept;
   state.pendingAccept = null;
-  const taken = message.code === 'already_accepted' || message.code === 'not_waiting';
+  const taken = isTaken(message);
   notice(taken ? 'Another agent has already taken this case.' : message.message || 'Could not accept the case.');
   if (id && taken) state.queue = state.queue.filter((c) => caseIdOf(c) !== id);
   renderQueue();
@@ -423,7 +428,7 @@ function onError(message) {
     // The call we tried to resume is gone: back to the lobby.
     exitCall();
     state.signal.send({ type: 'join' });
-  } else if (message.code === 'already_accepted' || message.code === 'not_waiting') {
+  } else if (isTaken(message)) {
     onAcceptFailed(message);
   } else {
     console.warn('server error', message);

@@ -3,6 +3,7 @@
 // on (Wake Lock, taken again whenever the page becomes visible), and heals itself after a network
 // loss: the socket reconnects with backoff, joins again and a fresh peer offers.
 import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
+import { CloseCode, SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import { byTestId, h, show } from './util.js';
 
@@ -212,7 +213,7 @@ function connect() {
   signal.on('participant', onParticipant);
   signal.on('error', onError);
   signal.on('fatal', (event) => {
-    if (event.code === 4409) stop('Opened elsewhere', 'This camera is now open on another phone or tab, which publishes instead.');
+    if (event.code === CloseCode.REPLACED) stop('Opened elsewhere', 'This camera is now open on another phone or tab, which publishes instead.');
     else stop('Camera link not valid', 'The camera link was revoked or the camera switched off. Ask an administrator.');
   });
   window.addEventListener('online', () => signal.reconnectNow());
@@ -265,11 +266,11 @@ function onParticipant(message) {
 }
 
 function onError(message) {
-  if (message.ref === 'join' && (message.code === 'unauthorized' || message.code === 'token_expired')) {
+  if (message.ref === 'join' && (message.code === SignalingErrorCode.UNAUTHORIZED || message.code === SignalingErrorCode.TOKEN_EXPIRED)) {
     stop('Camera link not valid', message.message);
-  } else if (message.code === 'replaced') {
+  } else if (message.code === SignalingErrorCode.REPLACED) {
     stop('Opened elsewhere', message.message);
-  } else if (message.code === 'unauthorized') {
+  } else if (message.code === SignalingErrorCode.UNAUTHORIZED) {
     stop('Camera stopped', message.message);
   } else {
     console.warn('server error', message);

@@ -3,6 +3,7 @@
 // again with `resume_from`, and a fresh peer connection is offered.
 import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
 import { ChatPanel } from './chat.js';
+import { SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import { byTestId, show } from './util.js';
 
@@ -237,9 +238,9 @@ function onCase(summary) {
 }
 
 function onError(message) {
-  if (message.code === 'token_expired') {
+  if (message.code === SignalingErrorCode.TOKEN_EXPIRED) {
     endCall('This link has expired — ask the seller for a new one.');
-  } else if (message.code === 'unauthorized') {
+  } else if (message.code === SignalingErrorCode.UNAUTHORIZED) {
     endCall('This link is not valid. Ask the seller to send it again.');
   } else {
     console.warn('server error', message);

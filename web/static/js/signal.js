@@ -1,4 +1,5 @@
 // WebSocket client for /ws: JSON messages, automatic reconnect with backoff, resume via `join`.
+import { ClientCloseCode, FATAL_CLOSE_CODES } from './protocol.js';
 
 /** A tiny typed event emitter: `on(type, fn)` returns a function that unsubscribes. */
 export class Emitter {
@@ -29,8 +30,6 @@ export const SocketState = Object.freeze({
   CLOSED: 'closed',
 });
 
-// 4409: a camera page opened again elsewhere (the newer one publishes; this one must not retry).
-const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409]);
 const PING_INTERVAL_MS = 15000;
 
 /** The `/ws` URL of this page's origin. */
@@ -82,7 +81,7 @@ export class SignalClient extends Emitter {
     this.#stopped = true;
     clearTimeout(this.#reconnectTimer);
     this.#stopPing();
-    this.#ws?.close(1000, 'bye');
+    this.#ws?.close(ClientCloseCode.NORMAL, 'bye');
     this.#ws = null;
     this.#setState(SocketState.CLOSED);
   }
@@ -90,7 +89,7 @@ export class SignalClient extends Emitter {
   /** Drop the current socket and reconnect now (used after a network change). */
   reconnectNow() {
     if (this.#stopped) return;
-    this.#ws?.close(4000, 'reconnect');
+    this.#ws?.close(ClientCloseCode.RECONNECT, 'reconnect');
   }
 
   #open() {
