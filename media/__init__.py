@@ -8,9 +8,11 @@ from .engine import MediaConfig, MediaEngine, MediaListener
 from .errors import (
     BadCandidate,
     BadSdp,
+    BadSdpFragment,
     CaptureNotFound,
     IceNotRestartable,
     MediaError,
+    MediaErrorCode,
     NothingToRecord,
     PeerNotFound,
 )
@@ -21,7 +23,15 @@ from .peer import ServerPeer
 from .preroll import PrerollBuffer
 from .recorder import RecordedFile, Recorder
 from .sampler import FrameSampler, FrameSink, StreamKey
-from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
+from .sdp import (
+    BitrateHints,
+    OfferedMedia,
+    SdpFragment,
+    munge_answer,
+    parse_candidate,
+    parse_sdpfrag,
+    validate_offer,
+)
 
 __all__ = [
     "Backoff",
@@ -32,6 +42,7 @@ __all__ = [
     "mask_url",
     "BadCandidate",
     "BadSdp",
+    "BadSdpFragment",
     "BitrateHints",
     "CaptureHandle",
     "CaptureNotFound",
@@ -44,11 +55,13 @@ __all__ = [
     "MediaConfig",
     "MediaEngine",
     "MediaError",
+    "MediaErrorCode",
     "MediaListener",
     "NothingToRecord",
     "OfferedMedia",
     "PeerNotFound",
     "PrerollBuffer",
+    "SdpFragment",
     "RecordedFile",
     "Recorder",
     "ServerPeer",
@@ -59,5 +72,6 @@ __all__ = [
     "Transcode",
     "munge_answer",
     "parse_candidate",
+    "parse_sdpfrag",
     "validate_offer",
 ]

@@ -6,21 +6,38 @@ bases let callers that only know the ``MediaGateway`` contract catch ``ValueErro
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
     "BadCandidate",
     "BadSdp",
+    "BadSdpFragment",
     "CaptureNotFound",
     "IceNotRestartable",
     "MediaError",
+    "MediaErrorCode",
     "NothingToRecord",
     "PeerNotFound",
 ]
 
 
+class MediaErrorCode(StrEnum):
+    """The ``code`` of each media error; the values reach clients as they are."""
+
+    MEDIA_ERROR = "media_error"
+    BAD_SDP = "bad_sdp"
+    BAD_SDPFRAG = "bad_sdpfrag"
+    BAD_CANDIDATE = "bad_candidate"
+    ICE_NOT_RESTARTABLE = "ice_not_restartable"
+    NOT_IN_CALL = "not_in_call"
+    NOTHING_TO_RECORD = "nothing_to_record"
+    CAPTURE_NOT_FOUND = "capture_not_found"
+
+
 class MediaError(Exception):
     """Root of every error the media package raises on purpose."""
 
-    code: str = "media_error"
+    code: MediaErrorCode = MediaErrorCode.MEDIA_ERROR
     #: Whether the same request may succeed if retried unchanged.
     retryable: bool = False
 
@@ -32,25 +49,31 @@ class MediaError(Exception):
 class BadSdp(MediaError, ValueError):
     """The client's SDP offer cannot be applied. The message is fit to show the client."""
 
-    code = "bad_sdp"
+    code = MediaErrorCode.BAD_SDP
+
+
+class BadSdpFragment(BadSdp):
+    """A trickle-ICE SDP fragment (RFC 8840) cannot be read. The message is fit to show."""
+
+    code = MediaErrorCode.BAD_SDPFRAG
 
 
 class BadCandidate(MediaError, ValueError):
     """The client's ICE candidate cannot be parsed or applied."""
 
-    code = "bad_candidate"
+    code = MediaErrorCode.BAD_CANDIDATE
 
 
 class IceNotRestartable(MediaError):
     """ICE of that peer has not completed (or has failed), so there is nothing to restart."""
 
-    code = "ice_not_restartable"
+    code = MediaErrorCode.ICE_NOT_RESTARTABLE
 
 
 class PeerNotFound(MediaError, LookupError):
     """No server-side peer exists for that participant (never offered, or already closed)."""
 
-    code = "not_in_call"
+    code = MediaErrorCode.NOT_IN_CALL
 
     def __init__(self, participant_id: str) -> None:
         super().__init__(f"no media session for participant {participant_id!r}")
@@ -60,7 +83,7 @@ class PeerNotFound(MediaError, LookupError):
 class NothingToRecord(MediaError, LookupError):
     """Nobody publishes a track in that room, so there is nothing to capture."""
 
-    code = "nothing_to_record"
+    code = MediaErrorCode.NOTHING_TO_RECORD
 
     def __init__(self, room_id: str) -> None:
         super().__init__(f"nothing is published in room {room_id!r}")
@@ -70,7 +93,7 @@ class NothingToRecord(MediaError, LookupError):
 class CaptureNotFound(MediaError, LookupError):
     """No running capture has that id (never started, or already stopped)."""
 
-    code = "capture_not_found"
+    code = MediaErrorCode.CAPTURE_NOT_FOUND
 
     def __init__(self, capture_id: str) -> None:
         super().__init__(f"no running capture {capture_id!r}")

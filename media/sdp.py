@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from aiortc import RTCIceCandidate
 from aiortc import sdp as aiortc_sdp
 
-from .errors import BadCandidate, BadSdp
+from .errors import BadCandidate, BadSdp, BadSdpFragment
 
 __all__ = [
     "MAX_SDP_BYTES",
     "BitrateHints",
     "OfferedMedia",
+    "SdpFragment",
     "munge_answer",
     "parse_candidate",
+    "parse_sdpfrag",
     "validate_offer",
 ]
 
@@ -247,3 +249,55 @@ def parse_candidate(
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = 0 if sdp_mid is None and sdp_mline_index is None else sdp_mline_index
     return parsed
+
+
+#: Longer is no line of a trickle-ICE fragment (a candidate with every extension is ~200).
+_MAX_SDPFRAG_LINE = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class SdpFragment:
+    """A trickle-ICE SDP fragment (RFC 8840 ``application/trickle-ice-sdpfrag``): what a WHIP
+    client PATCHes to trickle candidates or restart ICE."""
+
+    #: ``a=ice-ufrag`` / ``a=ice-pwd``, when the fragment carries them (an ICE restart does).
+    ufrag: str | None
+    pwd: str | None
+    #: Each ``a=candidate`` line without its ``a=``, with the ``a=mid`` of the ``m=`` section
+    #: it came in (``None`` before any ``a=mid``), in the order they came.
+    candidates: tuple[tuple[str, str | None], ...]
+    #: Whether the fragment holds ``a=end-of-candidates``.
+    end_of_candidates: bool
+
+
+def parse_sdpfrag(body: str) -> SdpFragment:
+    """Read an ``application/trickle-ice-sdpfrag`` body (RFC 8840).
+
+    Other ``a=`` and ``c=`` lines are ignored; any other line, a NUL character or a line longer
+    than 2048 characters raises :class:`~media.errors.BadSdpFragment`.
+    """
+    ufrag = pwd = None
+    mid: str | None = None
+    candidates: list[tuple[str, str | None]] = []
+    end = False
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if "\x00" in line or len(line) > _MAX_SDPFRAG_LINE:
+            raise BadSdpFragment("the SDP fragment has a malformed line")
+        if line.startswith("a=ice-ufrag:"):
+            ufrag = line.removeprefix("a=ice-ufrag:").strip()
+        elif line.startswith("a=ice-pwd:"):
+            pwd = line.removeprefix("a=ice-pwd:").strip()
+        elif line.startswith("m="):
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line.removeprefix("a=mid:").strip()
+        elif line.startswith("a=candidate:"):
+            candidates.append((line.removeprefix("a="), mid))
+        elif line == "a=end-of-candidates":
+            end = True
+        elif not line.startswith(("a=", "c=")):
+            raise BadSdpFragment(f"not an SDP fragment line: {line[:40]!r} (RFC 8840)")
+    return SdpFragment(ufrag, pwd, tuple(candidates), end)

@@ -1,10 +1,21 @@
-"""Offer checks, answer munging and candidate parsing."""
+"""Offer checks, answer munging, candidate and trickle-ICE fragment parsing."""
 
 from __future__ import annotations
 
 import pytest
 
-from media import BadCandidate, BadSdp, BitrateHints, munge_answer, parse_candidate, validate_offer
+from media import (
+    BadCandidate,
+    BadSdp,
+    BadSdpFragment,
+    BitrateHints,
+    MediaErrorCode,
+    SdpFragment,
+    munge_answer,
+    parse_candidate,
+    parse_sdpfrag,
+    validate_offer,
+)
 from tests.fakes.camera import client_offer, client_pc
 
 ANSWER = "\r\n".join(
@@ -105,3 +116,57 @@ def test_parse_candidate_rejects_garbage(text: str) -> None:
         parse_candidate(text, "0", 0)
     assert isinstance(caught.value, ValueError)
     assert caught.value.code == "bad_candidate"
+
+
+def test_parse_sdpfrag_reads_credentials_candidates_per_section_and_the_end() -> None:
+    fragment = parse_sdpfrag(
+        "a=ice-ufrag:EsAw\r\n"
+        "a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n"
+        "a=group:BUNDLE 0 1\r\n"
+        "m=audio 9 RTP/AVP 0\r\n"
+        "c=IN IP4 0.0.0.0\r\n"
+        "a=mid:0\r\n"
+        "a=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\n"
+        "m=video 9 RTP/AVP 0\r\n"
+        "a=candidate:2 1 udp 2130706431 192.0.2.1 5002 typ host\r\n"
+        "a=mid:1\r\n"
+        "a=candidate:3 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    assert isinstance(fragment, SdpFragment)
+    assert (fragment.ufrag, fragment.pwd) == ("EsAw", "P2uYro0UCOQ4zxjKXaWCBui1")
+    assert fragment.candidates == (
+        ("candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host", "0"),
+        # A new m= section forgets the previous mid until its own a=mid line.
+        ("candidate:2 1 udp 2130706431 192.0.2.1 5002 typ host", None),
+        ("candidate:3 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active", "1"),
+    )
+    assert fragment.end_of_candidates
+
+
+def test_parse_sdpfrag_of_bare_candidates_has_no_credentials() -> None:
+    fragment = parse_sdpfrag("\n  a=candidate:1 1 udp 1 10.0.0.1 5 typ host  \n\n")
+    assert fragment == SdpFragment(
+        ufrag=None,
+        pwd=None,
+        candidates=(("candidate:1 1 udp 1 10.0.0.1 5 typ host", None),),
+        end_of_candidates=False,
+    )
+    assert parse_sdpfrag("") == SdpFragment(None, None, (), False)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", "not an SDP fragment line: 'v=0'"),
+        ("a=mid:0\r\ncandidate:1 1 udp 1 10.0.0.1 5 typ host\r\n", "not an SDP fragment"),
+        ("a=ice-ufrag:ab\x00cd\r\n", "malformed line"),
+        ("a=candidate:" + "1" * 2100 + "\r\n", "malformed line"),
+    ],
+)
+def test_parse_sdpfrag_rejects_what_is_no_fragment(body: str, message: str) -> None:
+    with pytest.raises(BadSdpFragment, match=message) as info:
+        parse_sdpfrag(body)
+    # Callers that only know offers (BadSdp) or plain ValueError still catch it.
+    assert isinstance(info.value, BadSdp) and isinstance(info.value, ValueError)
+    assert info.value.code == MediaErrorCode.BAD_SDPFRAG == "bad_sdpfrag"
