@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -226,10 +226,22 @@ def _backend(request: web.Request) -> PageBackend:
 
 
 def _safe_next(value: str | None) -> str:
-    """A post-login target: a local path only (no scheme, no ``//host``), else ``/agent``."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """A post-login target: a path on this site (no scheme, no host), else ``/agent``.
+
+    Browsers drop tabs and newlines from a URL and read a backslash as ``/``, so ``/<TAB>/evil``
+    leaves the site as ``//evil``: a target with any control character or backslash is refused
+    outright rather than cleaned."""
+    if not value or "\\" in value or any(_is_control(char) for char in value):
+        return "/agent"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
         return "/agent"
     return value
+
+
+def _is_control(char: str) -> bool:
+    """C0, DEL and C1 control characters."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _render(

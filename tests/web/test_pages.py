@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from html import escape
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from aiohttp import web
@@ -97,10 +98,33 @@ async def test_login_page_has_its_form(client: TestClient[Any, Any]) -> None:
     assert '<script type="module" src="/static/js/login.js">' in html
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "agent"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "agent",
+        "javascript:alert(1)",
+        "/%5Cevil.example/x",  # a backslash, read as "/" by browsers
+        # Browsers drop tabs, newlines and carriage returns: each of these is //evil.example.
+        "/%09/evil.example/x",
+        "/%0A/evil.example/x",
+        "/%0D/evil.example/x",
+        "/%00/evil.example/x",
+        "/%C2%85/evil.example/x",  # a C1 control (NEL)
+    ],
+)
 async def test_login_never_redirects_off_site(client: TestClient[Any, Any], target: str) -> None:
     html = await (await _get(client, f"/login?next={target}")).text()
     assert 'data-next="/agent"' in html
+
+
+@pytest.mark.parametrize(
+    "target", ["/evidence?case_id=c-1&item=i-2", "/walkthrough/site_1", "/agent/cases/a%2Fb"]
+)
+async def test_login_keeps_a_path_on_the_site(client: TestClient[Any, Any], target: str) -> None:
+    html = await (await _get(client, f"/login?next={quote(target, safe='/%')}")).text()
+    assert f'data-next="{escape(unquote(target))}"' in html
 
 
 async def test_agent_console_renders_for_staff(client: TestClient[Any, Any]) -> None:

@@ -1,4 +1,4 @@
-// Staff login: post the credentials as JSON, then go to ?next= (a local path) or the console.
+// Staff login: post the credentials as JSON, then go to ?next= (a path on this site) or the console.
 import { api, byTestId, safeNext, show } from './util.js';
 
 function main() {

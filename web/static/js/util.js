@@ -66,10 +66,21 @@ export async function api(method, path, body) {
   return data;
 }
 
-/** A local path to go to after login: never another origin. */
-export function safeNext(value) {
-  if (!value || !value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return '/agent';
-  return value;
+/**
+ * A path on this site to go to after login (`fallback` for anything else). The value is parsed
+ * as the browser will navigate to it: browsers drop tabs and newlines and read a backslash as `/`,
+ * so a string test lets `/<TAB>/evil.example` through as `//evil.example`.
+ */
+export function safeNext(value, fallback = '/agent') {
+  if (!value) return fallback;
+  let url;
+  try {
+    url = new URL(value, window.location.origin);
+  } catch {
+    return fallback;
+  }
+  if (url.origin !== window.location.origin) return fallback;
+  return `${url.pathname}${url.search}${url.hash}`;
 }
 
 /** "m:ss" or "h:mm:ss" for a duration in seconds. */
