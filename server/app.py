@@ -17,6 +17,25 @@ from aiohttp import web
 from evidence import EvidenceArchive, EvidenceItem
 from inference import BatcherMetrics, GradingService
 from media import Backoff, FrameSink, MediaCollector, MediaConfig, MediaEngine, StreamKey
+from server.accounts.service import Auth
+from server.capture.service import CaptureService, CaptureTarget
+from server.cases.service import CaseService
+from server.cluster.captures import HomeMedia, RoutedCaptures
+from server.cluster.routing import RoomRouter
+from server.frame_router import FrameRouter
+from server.http.api import NoGrading, Services, open_services, setup_api
+from server.http.evidence import evidence_routes, setup_evidence_reads
+from server.http.grading import grading_routes
+from server.http.keys import CAPTURES_KEY, EVIDENCE_KEY, NODE_KEY
+from server.http.sites import camera_json, setup_sites, site_routes
+from server.http.whip import WhipEndpoint
+from server.ice import IceServers, turn_credentials
+from server.settings import Settings
+from server.sites.presence import CameraPresence
+from server.sites.service import CameraKind, CameraTokenError, SiteService
+from server.sites.stations import StationConfig, StationService
+from server.wiring.cameras import RtspCameras
+from server.wiring.grading import GradingStack, open_grading
 from signaling import (
     Bus,
     Hub,
@@ -32,26 +51,6 @@ from signaling import (
 )
 from signaling.ports import CaseSummary
 from web import CameraView, JoinView, SiteView, StaffView, setup_pages
-
-from server.http.api import NoGrading, Services, open_services, setup_api
-from server.accounts.service import Auth
-from server.sites.presence import CameraPresence
-from server.capture.service import CaptureService, CaptureTarget
-from server.cases.service import CaseService
-from server.http.evidence import evidence_routes, setup_evidence_reads
-from server.frame_router import FrameRouter
-from server.wiring.grading import GradingStack, open_grading
-from server.http.grading import grading_routes
-from server.cluster.captures import HomeMedia, RoutedCaptures
-from server.ice import IceServers, turn_credentials
-from server.http.keys import CAPTURES_KEY, EVIDENCE_KEY, NODE_KEY
-from server.cluster.routing import RoomRouter
-from server.wiring.cameras import RtspCameras
-from server.settings import Settings
-from server.sites.service import CameraKind, CameraTokenError, SiteService
-from server.http.sites import camera_json, setup_sites, site_routes
-from server.sites.stations import StationConfig, StationService
-from server.http.whip import WhipEndpoint
 
 __all__ = [
     "STATE_KEY",

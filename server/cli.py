@@ -14,7 +14,6 @@ from pathlib import Path
 from aiohttp import web
 
 from inference import InferenceError
-
 from server.access_log import MaskingAccessLogger
 from server.settings import Settings, SettingsError, load_settings
 
@@ -194,7 +193,6 @@ async def _serve(settings: Settings, demo: bool, worker: int | None = None) -> N
 async def _prepare(settings: Settings) -> None:
     """Create what every worker would race to create: schema, secret and signing keys."""
     from evidence import EvidenceArchive
-
     from server.app import open_state
 
     async with open_state(settings):
@@ -239,9 +237,8 @@ async def _worker(settings: Settings, stale_s: float) -> None:
 
     from inference import BatcherMetrics, Grader
     from inference.remote import InferenceWorker, RemoteKeys
-
-    from server.wiring.grading import DEFAULT_MODEL
     from server.metrics import Metrics
+    from server.wiring.grading import DEFAULT_MODEL
 
     if not settings.redis_url:
         raise SettingsError(

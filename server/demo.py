@@ -12,10 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from signaling import Role
-
 from server.app import STATE_KEY
 from server.cases.service import CaseKind, NewCase
+from signaling import Role
 
 __all__ = ["seed_demo"]
 

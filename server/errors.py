@@ -1,5 +1,5 @@
-"""Errors of the server package: each carries a stable ``code`` and the HTTP ``status`` the API
-edge maps it to (``{"error": {"code", "message"}}``)."""
+"""Errors of the service's own domains (cases, sites, capture, accounts): each carries a stable
+``code`` and no HTTP status; the HTTP edge maps codes to statuses (``server.http.errors``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ __all__ = [
     "InvalidRequest",
     "InvalidState",
     "NotFound",
-    "ServerError",
-    "ServerErrorCode",
+    "DomainError",
+    "DomainErrorCode",
     "Unauthorized",
 ]
 
 
-class ServerErrorCode(StrEnum):
+class DomainErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNAUTHORIZED = "unauthorized"
     INVALID_CREDENTIALS = "invalid_credentials"
@@ -35,35 +35,16 @@ class ServerErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
-STATUS: dict[ServerErrorCode, int] = {
-    ServerErrorCode.INVALID_REQUEST: 400,
-    ServerErrorCode.UNAUTHORIZED: 401,
-    ServerErrorCode.INVALID_CREDENTIALS: 401,
-    ServerErrorCode.FORBIDDEN: 403,
-    ServerErrorCode.NOT_FOUND: 404,
-    ServerErrorCode.METHOD_NOT_ALLOWED: 405,
-    ServerErrorCode.INVALID_STATE: 409,
-    ServerErrorCode.ALREADY_ACCEPTED: 409,
-    ServerErrorCode.NOT_WAITING: 409,
-    ServerErrorCode.CONFLICT: 409,
-    ServerErrorCode.TOO_LARGE: 413,
-    ServerErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
-    ServerErrorCode.RATE_LIMITED: 429,
-    ServerErrorCode.UNAVAILABLE: 503,
-    ServerErrorCode.INTERNAL: 500,
-}
+class DomainError(Exception):
+    """Root of the domains' errors. ``fields`` names the request fields at fault, if any."""
 
-
-class ServerError(Exception):
-    """Root of the package's errors. ``fields`` names the request fields at fault, if any."""
-
-    code: ServerErrorCode = ServerErrorCode.INTERNAL
+    code: DomainErrorCode = DomainErrorCode.INTERNAL
 
     def __init__(
         self,
         message: str = "",
         *,
-        code: ServerErrorCode | None = None,
+        code: DomainErrorCode | None = None,
         fields: tuple[str, ...] = (),
     ) -> None:
         if code is not None:
@@ -72,32 +53,28 @@ class ServerError(Exception):
         self.fields = fields
         super().__init__(self.message)
 
-    @property
-    def status(self) -> int:
-        return STATUS[self.code]
+
+class InvalidRequest(DomainError, ValueError):
+    code = DomainErrorCode.INVALID_REQUEST
 
 
-class InvalidRequest(ServerError, ValueError):
-    code = ServerErrorCode.INVALID_REQUEST
+class Unauthorized(DomainError):
+    code = DomainErrorCode.UNAUTHORIZED
 
 
-class Unauthorized(ServerError):
-    code = ServerErrorCode.UNAUTHORIZED
+class Forbidden(DomainError, PermissionError):
+    code = DomainErrorCode.FORBIDDEN
 
 
-class Forbidden(ServerError, PermissionError):
-    code = ServerErrorCode.FORBIDDEN
+class NotFound(DomainError, LookupError):
+    code = DomainErrorCode.NOT_FOUND
 
 
-class NotFound(ServerError, LookupError):
-    code = ServerErrorCode.NOT_FOUND
-
-
-class InvalidState(ServerError):
+class InvalidState(DomainError):
     """A case transition that its current state does not allow."""
 
-    code = ServerErrorCode.INVALID_STATE
+    code = DomainErrorCode.INVALID_STATE
 
 
-class Conflict(ServerError):
-    code = ServerErrorCode.CONFLICT
+class Conflict(DomainError):
+    code = DomainErrorCode.CONFLICT

@@ -27,13 +27,12 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from server.errors import Conflict, DomainError, DomainErrorCode, InvalidRequest
 from server.settings import Settings
+from server.storage.sqlite import Database
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import Identity
-
-from server.storage.sqlite import Database
-from server.errors import Conflict, InvalidRequest, ServerError, ServerErrorCode
 
 __all__ = [
     "ApiToken",
@@ -297,8 +296,8 @@ class Auth:
             )
         if not ok or row is None or row["disabled"]:
             logger.info("login failed")
-            raise ServerError(
-                "wrong username or password", code=ServerErrorCode.INVALID_CREDENTIALS
+            raise DomainError(
+                "wrong username or password", code=DomainErrorCode.INVALID_CREDENTIALS
             )
         user = _user_from_row(row)
         self._users[user.id] = user

@@ -24,11 +24,10 @@ import av
 
 from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
 from media import CaptureHandle, MediaEngine, RecordedFile
-from signaling.ports import Identity
-
 from server.cases.service import Case, CaseKind, CaseService
 from server.errors import Conflict, NotFound
 from server.settings import Settings
+from signaling.ports import Identity
 
 __all__ = ["CaptureInfo", "CaptureService", "CaptureTarget"]
 

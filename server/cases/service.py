@@ -17,17 +17,16 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
 # The facts an agent records are the rule table's inputs: one definition, in inference.
 from inference.grading import Cosmetic, Functional, Packaging
-from signaling.ports import CaseSummary, Identity
-
+from server.errors import DomainError, DomainErrorCode, InvalidRequest, InvalidState, NotFound
 from server.storage.sqlite import Database
-from server.errors import InvalidRequest, InvalidState, NotFound, ServerError, ServerErrorCode
+from server.timefmt import iso_time
+from signaling.ports import CaseSummary, Identity
 
 __all__ = [
     "Case",
@@ -48,7 +47,6 @@ __all__ = [
     "SupportOutcome",
     "SupportVerdict",
     "Verdict",
-    "iso_time",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,14 +116,6 @@ _STATE_TIME = {
     CaseState.DECIDED: "decided_at",
     CaseState.CLOSED: "closed_at",
 }
-
-
-def iso_time(ts: float | None) -> str | None:
-    """Unix seconds as ISO 8601 UTC with milliseconds (``2025-01-31T12:00:00.000Z``)."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,13 +549,13 @@ class CaseService:
             if case.state is CaseState.IN_CALL:
                 if case.agent_id == agent.subject:
                     return _NO_CHANGE
-                raise ServerError(
-                    "another agent already took this case", code=ServerErrorCode.ALREADY_ACCEPTED
+                raise DomainError(
+                    "another agent already took this case", code=DomainErrorCode.ALREADY_ACCEPTED
                 )
             if case.state is not CaseState.WAITING:
-                raise ServerError(
+                raise DomainError(
                     f"the case is {case.state.value}, not waiting",
-                    code=ServerErrorCode.NOT_WAITING,
+                    code=DomainErrorCode.NOT_WAITING,
                 )
             return _state_change(case, CaseState.IN_CALL, agent_id=agent.subject)
 

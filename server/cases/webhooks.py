@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from server.cases.service import iso_time
-from server.storage.sqlite import Database
 from server.settings import Settings
+from server.storage.sqlite import Database
+from server.timefmt import iso_time
 
 if TYPE_CHECKING:
     from server.metrics import Metrics

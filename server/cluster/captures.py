@@ -22,11 +22,10 @@ from typing import Any
 
 from evidence import EvidenceArchive, EvidenceItem
 from media import CaptureHandle, RecordedFile, SourceStats
-from signaling import Identity, Role
-
 from server.capture.service import CaptureService, CaptureTarget
-from server.errors import NotFound
 from server.cluster.routing import RoomRouter
+from server.errors import NotFound
+from signaling import Identity, Role
 
 __all__ = ["HomeMedia", "RoutedCaptures"]
 

@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from media import MediaEngine
+from server.cluster.rpc import NodeRpc, NodeUnreachable, RoomMoved
 from signaling import SignalingError
 from signaling.bus import RedisBus
-
-from server.cluster.rpc import NodeRpc, NodeUnreachable, RoomMoved
 
 __all__ = ["HubSide", "RoomRouter"]
 

@@ -22,19 +22,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from media import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRecord, PeerNotFound
-from signaling import Lagged, SignalingError, SignalingErrorCode
-from signaling.bus import RedisBus, Subscription
-
 from server.errors import (
     Conflict,
+    DomainError,
+    DomainErrorCode,
     Forbidden,
     InvalidRequest,
     InvalidState,
     NotFound,
-    ServerError,
-    ServerErrorCode,
     Unauthorized,
 )
+from signaling import Lagged, SignalingError, SignalingErrorCode
+from signaling.bus import RedisBus, Subscription
 
 __all__ = ["NodeRpc", "NodeUnreachable", "RemoteFailure", "RoomMoved"]
 
@@ -78,10 +77,10 @@ class RemoteFailure(SignalingError):
 
 
 #: Errors a handler raises on purpose (anything else is logged as a failure there).
-_EXPECTED = (MediaError, ServerError, SignalingError, ValueError, LookupError, RoomMoved)
+_EXPECTED = (MediaError, DomainError, SignalingError, ValueError, LookupError, RoomMoved)
 
 #: Server errors cross as their own classes (callers catch ``NotFound`` and friends).
-_SERVER_ERRORS: dict[str, type[ServerError]] = {
+_SERVER_ERRORS: dict[str, type[DomainError]] = {
     cls.code.value: cls
     for cls in (Conflict, Forbidden, InvalidRequest, InvalidState, NotFound, Unauthorized)
 }
@@ -109,7 +108,7 @@ def encode_error(exc: BaseException) -> dict[str, Any]:
             "",
         )
         return {"kind": "media", "type": type(exc).__name__, "message": exc.message, "key": key}
-    if isinstance(exc, ServerError):
+    if isinstance(exc, DomainError):
         return {"kind": "server", "code": exc.code.value, "message": exc.message}
     if isinstance(exc, SignalingError):
         return {"kind": "signaling", "code": exc.code.value, "message": exc.message}
@@ -135,9 +134,9 @@ def decode_error(error: Mapping[str, Any], node: str) -> Exception:
         if known is not None:
             return known(message)
         try:
-            return ServerError(message, code=ServerErrorCode(code))
+            return DomainError(message, code=DomainErrorCode(code))
         except ValueError:
-            return ServerError(message)
+            return DomainError(message)
     if kind == "signaling":
         try:
             return SignalingError(SignalingErrorCode(str(error.get("code"))), message)

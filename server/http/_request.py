@@ -9,11 +9,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from server.errors import DomainError, DomainErrorCode, Forbidden, InvalidRequest, Unauthorized
+from server.http.keys import AUTH_KEY
 from signaling.messages import Role
 from signaling.ports import Identity
-
-from server.errors import Forbidden, InvalidRequest, ServerError, ServerErrorCode, Unauthorized
-from server.http.keys import AUTH_KEY
 
 __all__ = [
     "ADMIN",
@@ -68,19 +67,19 @@ async def read_json(request: web.Request) -> Any:
     if content_type is not None:
         mime = content_type.split(";", 1)[0].strip().lower()
         if mime != "application/json" and not mime.endswith("+json"):
-            raise ServerError(
+            raise DomainError(
                 f"send the body as application/json, not {mime or 'nothing'}",
-                code=ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                code=DomainErrorCode.UNSUPPORTED_MEDIA_TYPE,
             )
     limit = MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > limit:
-        raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+        raise DomainError(f"body over {limit} bytes", code=DomainErrorCode.TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise ServerError(f"body over {limit} bytes", code=ServerErrorCode.TOO_LARGE)
+            raise DomainError(f"body over {limit} bytes", code=DomainErrorCode.TOO_LARGE)
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():

@@ -30,26 +30,10 @@ from pydantic import (
     field_validator,
 )
 
-from evidence import EvidenceError, EvidenceErrorCode, claim_deadlines
+from evidence import claim_deadlines
 from inference import SnapshotCandidate
-from media import MediaError
-from signaling.errors import SignalingError, SignalingErrorCode
-from signaling.messages import Role
-from signaling.ports import CaseSummary, Identity
-from signaling.ratelimit import RateLimit, RateLimiter
-
-from server.http._request import (
-    ADMIN,
-    CALL_TAKERS,
-    MAX_BODY_BYTES,
-    case_id_of,
-    error_response,
-    json_response,
-    read_body,
-    require,
-    validation_error,
-)
 from server.accounts.service import SESSION_COOKIE, Auth, load_secret_key
+from server.cases.grading_record import build_grading_record
 from server.cases.service import (
     Case,
     CaseEvent,
@@ -68,14 +52,25 @@ from server.cases.service import (
     SupportVerdict,
     iso_time,
 )
-from server.storage.sqlite import Database
+from server.cases.webhooks import WebhookDispatcher
 from server.errors import (
+    DomainError,
+    DomainErrorCode,
     NotFound,
-    ServerError,
-    ServerErrorCode,
     Unauthorized,
 )
-from server.cases.grading_record import build_grading_record
+from server.http._request import (
+    ADMIN,
+    CALL_TAKERS,
+    MAX_BODY_BYTES,
+    case_id_of,
+    error_response,
+    json_response,
+    read_body,
+    require,
+    validation_error,
+)
+from server.http.errors import error_middleware
 from server.http.keys import (
     AUTH_KEY,
     CALL_CONTROL_KEY,
@@ -87,12 +82,15 @@ from server.http.keys import (
     SETTINGS_KEY,
     WEBHOOKS_KEY,
 )
+from server.http.openapi import ApiRoute, openapi_document
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics
-from server.http.openapi import ApiRoute, openapi_document
 from server.settings import Settings
 from server.sites.service import SiteService
-from server.cases.webhooks import WebhookDispatcher
+from server.storage.sqlite import Database
+from signaling.messages import Role
+from signaling.ports import CaseSummary, Identity
+from signaling.ratelimit import RateLimit, RateLimiter
 
 __all__ = [
     "API_VERSION",
@@ -101,7 +99,6 @@ __all__ = [
     "DirectCallControl",
     "Services",
     "api_routes",
-    "error_middleware",
     "open_services",
     "setup_api",
 ]
@@ -395,7 +392,7 @@ async def login(request: web.Request) -> web.Response:
         return _too_many(failures.retry_after(), "too many failed logins: try again later")
     try:
         user = await auth.login(body.username, body.password)
-    except ServerError:
+    except DomainError:
         failures.take()
         raise
     response = json_response({"user": user.to_json()})
@@ -670,46 +667,6 @@ def api_routes() -> list[ApiRoute]:
     ]  # fmt: skip
 
 
-# -- error mapping at the edge -----------------------------------------------------------------
-
-_EVIDENCE_STATUS = {
-    EvidenceErrorCode.NOT_FOUND: 404,
-    EvidenceErrorCode.INVALID: 400,
-    EvidenceErrorCode.ON_LEGAL_HOLD: 409,
-    EvidenceErrorCode.RETENTION_ACTIVE: 409,
-    EvidenceErrorCode.STORAGE_FULL: 507,
-}
-
-#: Media errors that are not "the call is not in a state for this" (409).
-_MEDIA_STATUS = {"capture_not_found": 404}
-
-_SIGNALING_STATUS = {
-    SignalingErrorCode.ALREADY_ACCEPTED: 409,
-    SignalingErrorCode.NOT_WAITING: 409,
-    SignalingErrorCode.NOT_FOUND: 404,
-    SignalingErrorCode.FORBIDDEN: 403,
-    SignalingErrorCode.UNAUTHORIZED: 401,
-    SignalingErrorCode.TOKEN_EXPIRED: 401,
-    SignalingErrorCode.INVALID: 400,
-    SignalingErrorCode.UNAVAILABLE: 503,
-}
-
-_HTTP_CODES = {
-    400: ServerErrorCode.INVALID_REQUEST,
-    401: ServerErrorCode.UNAUTHORIZED,
-    403: ServerErrorCode.FORBIDDEN,
-    404: ServerErrorCode.NOT_FOUND,
-    405: ServerErrorCode.METHOD_NOT_ALLOWED,
-    413: ServerErrorCode.TOO_LARGE,
-    415: ServerErrorCode.UNSUPPORTED_MEDIA_TYPE,
-}
-
-
-def _is_api(request: web.Request) -> bool:
-    path = request.path
-    return path == "/api" or path.startswith("/api/") or path in ("/healthz", "/metrics")
-
-
 class RateLimits:
     """The API's buckets: per credential for every request, per address and username for
     failed logins."""
@@ -734,7 +691,7 @@ RATE_LIMITS_KEY: web.AppKey[RateLimits] = web.AppKey("inspect_rate_limits")
 
 
 def _too_many(retry_after: float, message: str) -> web.Response:
-    response = error_response(429, ServerErrorCode.RATE_LIMITED.value, message)
+    response = error_response(429, DomainErrorCode.RATE_LIMITED.value, message)
     response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
 
@@ -751,51 +708,6 @@ async def rate_limit_middleware(
     if not bucket.take():
         return _too_many(bucket.retry_after(), "too many requests: slow down")
     return await handler(request)
-
-
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """JSON errors for the API paths; other paths (pages) keep aiohttp's own."""
-    if not _is_api(request):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except ServerError as exc:
-        if exc.status >= 500:
-            logger.error("request failed: %s", exc.message)
-        return error_response(exc.status, exc.code.value, exc.message, exc.fields)
-    except EvidenceError as exc:
-        status = _EVIDENCE_STATUS.get(exc.code, 500)
-        if status >= 500:
-            logger.error("evidence archive failed: %s", exc.message)
-        return error_response(status, exc.code.value, exc.message)
-    except MediaError as exc:
-        status = 400 if isinstance(exc, ValueError) else _MEDIA_STATUS.get(exc.code, 409)
-        return error_response(status, exc.code, exc.message)
-    except SignalingError as exc:
-        status = _SIGNALING_STATUS.get(exc.code, 500)
-        if status >= 500:
-            logger.error("call hub failed: %s", exc.message)
-        return error_response(status, exc.code.value, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status)
-        if code is None:
-            code = ServerErrorCode.INVALID_REQUEST if exc.status < 500 else ServerErrorCode.INTERNAL
-        message = {
-            404: f"no such endpoint: {request.method} {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
-        }.get(exc.status, exc.reason)
-        response = error_response(exc.status, code.value, message)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except Exception:
-        logger.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, ServerErrorCode.INTERNAL.value, "internal error")
 
 
 # -- wiring ------------------------------------------------------------------------------------

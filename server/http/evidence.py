@@ -15,12 +15,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from evidence import EvidenceItem, export_bundle
-from signaling.messages import Role
-
-from server.http._request import CALL_TAKERS, case_id_of, json_response, read_body, require
 from server.errors import InvalidRequest
+from server.http._request import CALL_TAKERS, case_id_of, json_response, read_body, require
 from server.http.keys import CAPTURES_KEY, CASES_KEY, EVIDENCE_KEY, SETTINGS_KEY
 from server.http.openapi import ApiRoute
+from signaling.messages import Role
 
 __all__ = ["evidence_routes", "item_json", "setup_evidence_reads"]
 

@@ -9,10 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from inference import derive_grade
-
+from server.errors import NotFound
 from server.http._request import STAFF, case_id_of, json_response, read_body, require
 from server.http.api import ReturnFactsBody
-from server.errors import NotFound
 from server.http.keys import CASES_KEY, GRADING_VIEW_KEY
 from server.http.openapi import ApiRoute
 

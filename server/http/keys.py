@@ -8,18 +8,17 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from evidence import EvidenceArchive
-
-    from server.http.api import CallControl, GradingView
     from server.accounts.service import Auth
-    from server.sites.presence import CameraPresence
     from server.capture.service import CaptureService
     from server.cases.service import CaseService
-    from server.storage.sqlite import Database
+    from server.cases.webhooks import WebhookDispatcher
+    from server.http.api import CallControl, GradingView
+    from server.http.sites import CameraSessions
     from server.metrics import Metrics
     from server.settings import Settings
+    from server.sites.presence import CameraPresence
     from server.sites.service import SiteService
-    from server.http.sites import CameraSessions
-    from server.cases.webhooks import WebhookDispatcher
+    from server.storage.sqlite import Database
 
 __all__ = [
     "AUTH_KEY",

@@ -11,14 +11,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from evidence import EvidenceError, Use
-from signaling.messages import Role
-from signaling.ports import camera_room
-
-from server.http._request import ADMIN, CALL_TAKERS, STAFF, json_response, read_body, require
-from server.sites.presence import CameraPresence
 from server.capture.service import CaptureTarget
-from server.cases.service import Case, iso_time
+from server.cases import Case
 from server.errors import Conflict, InvalidRequest
+from server.http._request import ADMIN, CALL_TAKERS, STAFF, json_response, read_body, require
 from server.http.evidence import (
     CaptureResponse,
     ItemListResponse,
@@ -37,6 +33,7 @@ from server.http.keys import (
     SITES_KEY,
 )
 from server.http.openapi import ApiRoute
+from server.sites.presence import CameraPresence
 from server.sites.service import (
     Camera,
     CameraChanges,
@@ -45,6 +42,9 @@ from server.sites.service import (
     SiteService,
     StationStage,
 )
+from server.timefmt import iso_time
+from signaling.messages import Role
+from signaling.ports import camera_room
 
 __all__ = ["CameraSessions", "camera_json", "setup_sites", "site_routes"]
 

@@ -37,12 +37,12 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from media import IceCredentials, IceNotRestartable
-from signaling.ports import camera_room
-
-from server.sites.presence import CameraPresence
+from server.http.errors import HttpError
 from server.ice import IceServers
 from server.settings import Settings
+from server.sites.presence import CameraPresence
 from server.sites.service import Camera, CameraKind, CameraTokenError, SiteService
+from signaling.ports import camera_room
 
 __all__ = ["MAX_OFFER_BYTES", "MAX_SDPFRAG_BYTES", "WhipEndpoint", "WhipSession", "ice_links"]
 
@@ -128,26 +128,14 @@ class WhipSession:
     path: str = field(default="")
 
 
-class WhipError(Exception):
-    """An error response: status, code, message and extra headers."""
+class WhipError(HttpError):
+    """A WHIP error response; it carries the CORS headers every WHIP answer has (the error
+    middleware writes the body)."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-def _error(exc: WhipError) -> web.Response:
-    response = web.json_response(
-        {"error": {"code": exc.code, "message": exc.message}}, status=exc.status
-    )
-    response.headers.update(_CORS)
-    response.headers.update(exc.headers)
-    return response
+        super().__init__(status, code, message, {**_CORS, **(headers or {})})
 
 
 def ice_links(servers: list[dict[str, Any]]) -> list[str]:
@@ -280,11 +268,11 @@ class WhipEndpoint:
     def setup(self, app: web.Application) -> None:
         router = app.router
         router.add_route("OPTIONS", "/whip/{camera_id}", self._options)
-        router.add_route("POST", "/whip/{camera_id}", self._post)
+        router.add_route("POST", "/whip/{camera_id}", self._create)
         router.add_route("*", "/whip/{camera_id}", self._not_allowed)
         session = "/whip/{camera_id}/sessions/{session_id}"
         router.add_route("OPTIONS", session, self._options)
-        router.add_route("PATCH", session, self._patch)
+        router.add_route("PATCH", session, self._trickle)
         router.add_route("DELETE", session, self._delete)
         router.add_route("*", session, self._not_allowed)
 
@@ -334,34 +322,17 @@ class WhipEndpoint:
 
     async def _not_allowed(self, request: web.Request) -> web.StreamResponse:
         allow = "OPTIONS, PATCH, DELETE" if "session_id" in request.match_info else "OPTIONS, POST"
-        return _error(
-            WhipError(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed on {request.path}",
-                {"Allow": allow},
-            )
+        raise WhipError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}",
+            {"Allow": allow},
         )
 
-    async def _post(self, request: web.Request) -> web.StreamResponse:
-        try:
-            return await self._create(request)
-        except WhipError as exc:
-            return _error(exc)
-
-    async def _patch(self, request: web.Request) -> web.StreamResponse:
-        try:
-            return await self._trickle(request)
-        except WhipError as exc:
-            return _error(exc)
-
     async def _delete(self, request: web.Request) -> web.StreamResponse:
-        try:
-            session = await self._session(request)
-            await self._end(session.id, "ended by the encoder (DELETE)")
-            return web.Response(status=200, headers=_CORS)
-        except WhipError as exc:
-            return _error(exc)
+        session = await self._session(request)
+        await self._end(session.id, "ended by the encoder (DELETE)")
+        return web.Response(status=200, headers=_CORS)
 
     # -- the work --------------------------------------------------------------------------------
 

@@ -19,9 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from server.timefmt import iso_time
 from signaling.ports import camera_room
-
-from server.cases.service import iso_time
 
 __all__ = ["CameraLink", "CameraPresence", "DetailSource", "LIVE_WINDOW_S", "Source"]
 

@@ -21,11 +21,10 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from evidence import Use
-
+from server.errors import Conflict, DomainError, DomainErrorCode, InvalidRequest, NotFound
 from server.sites._credentials import CredentialBox, split_rtsp_url, with_credentials
-from server.cases.service import iso_time
 from server.storage.sqlite import Database
-from server.errors import Conflict, InvalidRequest, NotFound, ServerError, ServerErrorCode
+from server.timefmt import iso_time
 
 __all__ = [
     "CAMERA_TOKEN_PREFIX",
@@ -257,11 +256,11 @@ class CameraChanges:
     station_idle_timeout_s: float | None = _UNSET
 
 
-class CameraTokenError(ServerError):
+class CameraTokenError(DomainError):
     """A camera token that does not let its bearer publish; ``reason`` says why: ``invalid``,
     ``expired``, ``revoked``, ``disabled`` (the camera is switched off)."""
 
-    code = ServerErrorCode.UNAUTHORIZED
+    code = DomainErrorCode.UNAUTHORIZED
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

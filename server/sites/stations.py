@@ -40,16 +40,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from aioutil import OwnedTasks, cancel_and_wait
 from inference import ReadCode, read_codes
 from media import MediaError, StreamKey
+from server.capture.service import CaptureService, CaptureTarget
+from server.errors import DomainError
+from server.sites.service import Camera, SiteService, StationStage
+from server.timefmt import iso_time
 from signaling import Role
 from signaling.ports import Identity, camera_room
-
-from aioutil import OwnedTasks, cancel_and_wait
-from server.capture.service import CaptureService, CaptureTarget
-from server.cases.service import iso_time
-from server.errors import ServerError
-from server.sites.service import Camera, SiteService, StationStage
 
 __all__ = [
     "TRACKING_FORMATS",
@@ -476,7 +475,7 @@ class StationService:
                 note=f"tracking number {number} read at the {stage.value} station",
                 preroll_seconds=self._config.preroll_s,
             )
-        except (MediaError, ServerError) as exc:
+        except (MediaError, DomainError) as exc:
             logger.warning(
                 "station clip of %s not started: %s", number, exc, extra={"camera_id": camera.id}
             )
@@ -491,7 +490,7 @@ class StationService:
             item = await self._captures.stop_target(
                 clip.target, clip.capture_id, station_operator(camera)
             )
-        except (MediaError, ServerError) as exc:
+        except (MediaError, DomainError) as exc:
             # Already filed by a shutdown, or nothing arrived: nothing to file.
             logger.warning(
                 "station clip of %s not filed: %s",

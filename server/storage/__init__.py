@@ -1,0 +1,1 @@
+"""The storage seam: what each domain needs of persistence, and its backends."""

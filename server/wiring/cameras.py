@@ -17,13 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
-from signaling.ports import camera_room
-
 from aioutil import cancel_and_wait
+from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
 from server.sites.presence import CameraPresence
-from server.cases.service import iso_time
 from server.sites.service import Camera, CameraKind, SiteService
+from server.timefmt import iso_time
+from signaling.ports import camera_room
 
 __all__ = ["RtspCameras", "rtsp_participant"]
 

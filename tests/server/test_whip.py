@@ -23,11 +23,12 @@ from aiohttp.test_utils import TestClient
 import server.http.whip as whip_module
 from media import IceCredentials, IceNotRestartable, PeerNotFound, parse_candidate, validate_offer
 from server.http.api import Services, open_services
-from server.sites.presence import CameraPresence
+from server.http.errors import error_middleware
+from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links, parse_sdpfrag
 from server.ice import IceServers
 from server.settings import Settings
+from server.sites.presence import CameraPresence
 from server.sites.service import CameraKind, NewCamera, SiteService
-from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links, parse_sdpfrag
 from tests.conftest import LiveService
 from tests.fakes import client_offer, client_pc
 from tests.fakes.signal_client import Participant
@@ -67,7 +68,7 @@ async def _line(process: asyncio.subprocess.Process, prefix: str) -> str:
 async def test_ffmpeg_publishes_over_whip_past_the_ice_consent_timeout(
     live_service: LiveService, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.whip")
+    caplog.set_level(logging.INFO, logger="server.http.whip")
     sites = live_service.state.sites
     site = await sites.create_site("Encoder room", actor="test")
     camera = await sites.create_camera(
@@ -238,7 +239,8 @@ async def whip(services: Services, aiohttp_client: Any) -> AsyncIterator[Whip]:
     endpoint = WhipEndpoint(
         settings=settings, sites=sites, media=media, presence=presence, ice=IceServers(settings)
     )
-    app = web.Application()
+    # The edge's one error middleware writes every error answer, WHIP's included.
+    app = web.Application(middlewares=[error_middleware])
     endpoint.setup(app)
     site = await sites.create_site("Lab", actor="t")
     camera = await sites.create_camera(site.id, NewCamera("Enc", CameraKind.WHIP), actor="t")
