@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -52,7 +52,10 @@ _CONTENT_TYPES: Final[dict[str, str]] = {
     ".woff2": "font/woff2",
 }
 
-#: Logistics stages an evidence item can be filed under (value, label), in shipping order.
+#: How each logistics stage reads on a page (value, label), in shipping order. Which stages exist
+#: is the evidence record's to say (``setup_pages(logistics_stages=...)``); this table is only
+#: the words, and the stage list until the app passes one. Every page renders the list it uses
+#: (``base.html``), so the scripts read labels from the page instead of keeping their own copy.
 LOGISTICS_STAGES: Final = (
     ("packing", "Packing"),
     ("domestic_pickup", "Domestic pickup"),
@@ -63,6 +66,7 @@ LOGISTICS_STAGES: Final = (
     ("return_receipt", "Return receipt"),
     ("refurbishment_qc", "Refurbishment QC"),
 )
+_STAGE_LABELS: Final = dict(LOGISTICS_STAGES)
 
 #: What a capture was for.
 EVIDENCE_USES: Final = (
@@ -195,15 +199,25 @@ class PageBackend(Protocol):
 BACKEND_KEY: Final = web.AppKey("web.page_backend", PageBackend)
 
 
-def setup_pages(app: web.Application, backend: PageBackend) -> None:
-    """Mount the page routes, the templates and ``/static/`` on ``app``."""
+def setup_pages(
+    app: web.Application,
+    backend: PageBackend,
+    *,
+    logistics_stages: Iterable[str] | None = None,
+) -> None:
+    """Mount the page routes, the templates and ``/static/`` on ``app``.
+
+    ``logistics_stages`` are the stage values evidence can be filed under, in journey order (the
+    app passes its evidence record's); every stage select offers them and every page carries
+    their labels. Without it the pages offer :data:`LOGISTICS_STAGES`."""
     app[BACKEND_KEY] = backend
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["logistics_stages"] = _stage_options(logistics_stages)
     app.router.add_get("/", _index, name="index")
     app.router.add_get("/login", _login, name="login")
     app.router.add_get("/agent", _agent, name="agent")
@@ -219,6 +233,17 @@ def setup_pages(app: web.Application, backend: PageBackend) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _stage_options(values: Iterable[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """(value, label) of each stage, in the order given; a stage this module has no words for
+    reads as its value in words (``new_stage`` -> "New stage")."""
+    if values is None:
+        return LOGISTICS_STAGES
+    return tuple(
+        (str(value), _STAGE_LABELS.get(str(value)) or str(value).replace("_", " ").capitalize())
+        for value in values
+    )
 
 
 def _backend(request: web.Request) -> PageBackend:
@@ -300,7 +325,7 @@ async def _agent(request: web.Request) -> web.StreamResponse:
     return _render(
         "agent.html",
         request,
-        {"title": "Agent console", "staff": staff, "stages": LOGISTICS_STAGES},
+        {"title": "Agent console", "staff": staff},
     )
 
 
@@ -319,7 +344,6 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
     context = {
         "title": "Evidence archive",
         "staff": staff,
-        "stages": LOGISTICS_STAGES,
         "uses": EVIDENCE_USES,
     }
     return _render("evidence.html", request, context)
@@ -379,7 +403,6 @@ async def _walkthrough(request: web.Request) -> web.StreamResponse:
         "title": f"Walkthrough · {site.name}",
         "staff": staff,
         "site": site,
-        "stages": LOGISTICS_STAGES,
     }
     return _render("walkthrough.html", request, context)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 from html import escape
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from evidence import LogisticsStage
 from web import STATIC_DIR, JoinView, StaffView, setup_pages
 
 STAFF = StaffView(user_id="u-1", username="alex", name="Alex <Agent>", role="agent")
@@ -328,16 +329,8 @@ async def test_every_module_import_resolves(client: TestClient[Any, Any]) -> Non
             assert response.status == 200, f"{module.name} imports missing {target}"
 
 
-STAGES = (
-    "packing",
-    "domestic_pickup",
-    "export_customs",
-    "international_transport",
-    "import_customs",
-    "last_mile",
-    "return_receipt",
-    "refurbishment_qc",
-)
+#: The stages evidence is filed under, as the evidence record declares them.
+STAGES = tuple(stage.value for stage in LogisticsStage)
 
 
 async def test_agent_console_has_the_capture_controls(client: TestClient[Any, Any]) -> None:
@@ -444,3 +437,49 @@ async def test_case_page_lists_evidence(client: TestClient[Any, Any]) -> None:
     assert "case-evidence-archive" not in _testids(agent)
     reviewer = await (await _get(client, "/agent/cases/case-42", role="reviewer")).text()
     assert 'href="/evidence?case_id=case-42"' in reviewer
+
+
+def _stage_template(html: str) -> list[tuple[str, str]]:
+    """(value, label) of the page's ``<template id="logistics-stages">``."""
+    found = re.search(r'<template id="logistics-stages"[^>]*>(.*?)</template>', html, re.S)
+    assert found, "the page carries no stage labels"
+    return re.findall(r'<option value="([^"]*)">([^<]*)</option>', found[1])
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [("/agent", "ok"), ("/agent/cases/case-42", "ok"), ("/evidence", "reviewer"), ("/login", None)],
+)
+async def test_every_page_carries_the_stage_labels(
+    client: TestClient[Any, Any], path: str, role: str | None
+) -> None:
+    html = await (await _get(client, path, role=role)).text()
+    stages = _stage_template(html)
+    # The words cover exactly the evidence record's stages, in journey order.
+    assert [value for value, _ in stages] == list(STAGES)
+    assert ("refurbishment_qc", "Refurbishment QC") in stages
+    assert ("return_receipt", "Return receipt") in stages
+
+
+async def test_the_scripts_keep_no_stage_list_of_their_own() -> None:
+    for module in (STATIC_DIR / "js").glob("*.js"):
+        source = module.read_text()
+        assert "refurbishment_qc" not in source and "'Refurbishment QC'" not in source, module.name
+    assert "getElementById('logistics-stages')" in (STATIC_DIR / "js" / "evidence.js").read_text()
+
+
+async def test_the_app_says_which_stages_exist(aiohttp_client: ClientFactory) -> None:
+    app = web.Application()
+    setup_pages(app, FakeBackend(), logistics_stages=["last_mile", "packing", "customs_hold"])
+    client = await aiohttp_client(app)
+    html = await (await _get(client, "/agent", staff=True)).text()
+    expected = [
+        ("last_mile", "Last mile"),
+        ("packing", "Packing"),
+        ("customs_hold", "Customs hold"),
+    ]
+    assert _stage_template(html) == expected
+    select = re.search(r'data-testid="capture-stage">(.*?)</select>', html, re.S)
+    assert select
+    options = re.findall(r'<option value="([^"]+)">([^<]*)</option>', select[1])
+    assert options == expected

@@ -2,16 +2,7 @@
 // file URLs with the viewing reason, and the compact list used by the console and the case page.
 import { formatDateTime, formatDuration, h, label } from './util.js';
 
-export const STAGE_LABELS = {
-  packing: 'Packing',
-  domestic_pickup: 'Domestic pickup',
-  export_customs: 'Export customs',
-  international_transport: 'International transport',
-  import_customs: 'Import customs',
-  last_mile: 'Last mile',
-  return_receipt: 'Return receipt',
-  refurbishment_qc: 'Refurbishment QC',
-};
+let stageLabels = null;
 
 const VIDEO_SUFFIXES = ['.webm', '.mkv', '.mka', '.mp4', '.m4v', '.mov'];
 const IMAGE_SUFFIXES = ['.jpg', '.jpeg', '.png', '.webp'];
@@ -49,9 +40,17 @@ export function normalizeIntegrity(report) {
   };
 }
 
-/** "Return receipt" for a stage value ("—" when none). */
+/**
+ * "Return receipt" for a stage value ("—" when none). The words come from the page: the server
+ * renders every stage into `<template id="logistics-stages">` (base.html), so no script keeps a
+ * list of its own.
+ */
 export function stageLabel(stage) {
-  return STAGE_LABELS[stage] ?? label(stage);
+  if (stageLabels === null) {
+    const options = document.getElementById('logistics-stages')?.content.querySelectorAll('option') ?? [];
+    stageLabels = new Map([...options].map((option) => [option.value, option.textContent]));
+  }
+  return stageLabels.get(stage) ?? label(stage);
 }
 
 /** "Clip" or "Snapshot". */
