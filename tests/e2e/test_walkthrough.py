@@ -119,7 +119,7 @@ async def test_walkthrough_of_a_phone_camera(live_service: LiveService) -> None:
             await agent.click(tid("focus-snapshot"))
             message = agent.locator(tid("focus-message"))
             await pw_expect(message).to_contain_text("Snapshot saved", timeout=WAIT_MS)
-            await pw_expect(message).to_contain_text("refurbishment qc")
+            await pw_expect(message).to_contain_text("Refurbishment QC")
             await agent.screenshot(path=str(ARTIFACTS / "e2e-walkthrough.png"), full_page=True)
             await phone.screenshot(path=str(ARTIFACTS / "e2e-camera-phone.png"))
             await agent.click(tid("talk-toggle"))

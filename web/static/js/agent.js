@@ -1,7 +1,7 @@
 // Agent console: the live queue, accepting a case, the call (customer video and voice in, the
 // agent's microphone out), chat, live grading, evidence capture, and the decision or outcome form.
 import { CallPeer, tryPlay } from './call.js';
-import { CapturePanel } from './capture.js';
+import { CapturePanel, CaptureTarget } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
 import { GradingPanel, channelText, percent } from './grading.js';
@@ -205,7 +205,9 @@ function enterCall(message) {
     resetDecisionForms(summary);
   }
   state.grading.start(id, message.grading !== false);
-  state.capture.start(id, summary.kind, message.preroll_s);
+  state.capture.setPreroll(message.preroll_s);
+  // A returned item is filed as received back unless the agent picks another stage.
+  state.capture.follow(CaptureTarget.case(id), { defaultStage: summary.kind === 'return' ? 'return_receipt' : '' });
   const customer = (message.participants ?? []).find((p) => p.role === 'customer');
   state.customer = customer ?? null;
   state.customerLeft = false;

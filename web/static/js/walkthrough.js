@@ -3,14 +3,37 @@
 // evidence from the enlarged camera. The page joins the site's room over /ws and keeps one peer
 // connection per camera (offers carry `camera_id`), so every tile shows exactly its camera.
 import { CallPeer, tryPlay } from './call.js';
+import { CapturePanel, CaptureTarget } from './capture.js';
 import { SignalClient, SocketState } from './signal.js';
 import {
-  api, byTestId, formatDateTime, formatDuration, h, show, wireLogout,
+  api, byTestId, formatDateTime, h, show, wireLogout,
 } from './util.js';
 
 const POLL_MS = 5000;
 const RESTART_MS = 1500;
-const DEFAULT_PREROLL_S = 10;
+// Staff who may capture evidence (the API refuses the others; the page hides the controls).
+const CAPTURE_ROLES = new Set(['agent', 'admin']);
+
+/** The enlarged camera's capture controls (the panel's own names, see capture.js). */
+const FOCUS_CAPTURE_CONTROLS = Object.freeze({
+  root: 'focus-capture',
+  start: 'focus-record-start',
+  stop: 'focus-record-stop',
+  state: 'focus-record-state',
+  saveLast: 'focus-save-last',
+  snapshot: 'focus-snapshot',
+  stage: 'focus-stage',
+  error: 'focus-error',
+  message: 'focus-message',
+});
+
+/** What a walkthrough capture may be filed with beside its stage (request field: input). */
+const FOCUS_CAPTURE_FIELDS = Object.freeze({
+  note: 'focus-note',
+  case_id: 'focus-case-id',
+  tracking_number: 'focus-tracking',
+  order_id: 'focus-order',
+});
 
 const siteId = document.body.dataset.siteId;
 const role = document.body.dataset.role;
@@ -33,32 +56,17 @@ const ui = {
   talkControls: byTestId('talk-controls'),
   talk: byTestId('talk-toggle'),
   talkState: byTestId('talk-state'),
-  capture: byTestId('focus-capture'),
-  snapshot: byTestId('focus-snapshot'),
-  recordStart: byTestId('focus-record-start'),
-  recordStop: byTestId('focus-record-stop'),
-  recordState: byTestId('focus-record-state'),
-  saveLast: byTestId('focus-save-last'),
-  stage: byTestId('focus-stage'),
-  caseId: byTestId('focus-case-id'),
-  tracking: byTestId('focus-tracking'),
-  order: byTestId('focus-order'),
-  note: byTestId('focus-note'),
-  captureError: byTestId('focus-error'),
-  captureMessage: byTestId('focus-message'),
 };
 
 const state = {
   signal: null,
   joined: false,
   iceServers: [],
-  prerollS: DEFAULT_PREROLL_S,
   cameras: new Map(), // id -> camera view (see addCamera)
   focus: null, // camera id
   mic: null, // MediaStreamTrack
   talking: false,
-  recording: null, // {cameraId, id, startedMs, timer}
-  busy: false,
+  capture: null, // CapturePanel of the enlarged camera
 };
 
 // -- status ----------------------------------------------------------------------------------
@@ -252,8 +260,7 @@ function setFocus(id) {
   }
   const cam = id ? state.cameras.get(id) : null;
   show(ui.focus, Boolean(cam));
-  fail(null);
-  say('');
+  state.capture.follow(cam ? CaptureTarget.camera(cam.id) : null);
   if (!cam) {
     ui.focusVideo.srcObject = null;
     return;
@@ -275,7 +282,6 @@ function renderFocus() {
   ui.focusStatus.textContent = text;
   ui.focusStats.textContent = statsText(cam.status);
   show(ui.talkControls, cam.kind === 'phone');
-  renderCapture();
 }
 
 // -- talk-back -------------------------------------------------------------------------------
@@ -325,102 +331,12 @@ function typing(target) {
   return target instanceof HTMLElement && target.closest('input, textarea, select, [contenteditable]');
 }
 
-// -- evidence --------------------------------------------------------------------------------
-
-function fail(text) {
-  ui.captureError.textContent = text ?? '';
-  show(ui.captureError, Boolean(text));
-}
-
-function say(text, itemId = '') {
-  ui.captureMessage.textContent = text;
-  ui.captureMessage.dataset.itemId = itemId;
-  show(ui.captureMessage, Boolean(text));
-}
-
-function evidenceBody() {
-  const body = {};
-  const stage = ui.stage.value;
-  if (stage) body.stage = stage;
-  const note = ui.note.value.trim();
-  if (note) body.note = note;
-  for (const [key, input] of [['case_id', ui.caseId], ['tracking_number', ui.tracking], ['order_id', ui.order]]) {
-    const value = input.value.trim();
-    if (value) body[key] = value;
-  }
-  return body;
-}
-
-async function runCapture(action) {
-  if (state.busy || !state.focus) return;
-  state.busy = true;
-  fail(null);
-  renderCapture();
-  try {
-    await action(state.focus);
-  } catch (err) {
-    fail(err.status === 409 ? `Cannot capture now: ${err.message}` : err.message);
-  } finally {
-    state.busy = false;
-    renderCapture();
-  }
-}
-
-function saved(item, what) {
-  const record = item.record ?? {};
-  const stage = record.logistics_stage ? ` · ${record.logistics_stage.replaceAll('_', ' ')}` : '';
-  say(`${what} saved as evidence ${item.item_id}${stage}`, item.item_id);
-}
-
-const cameraPath = (id) => `/api/cameras/${encodeURIComponent(id)}`;
-
-async function snapshot(id) {
-  const data = await api('POST', `${cameraPath(id)}/snapshots`, evidenceBody());
-  saved(data.item, 'Snapshot');
-}
-
-async function startRecording(id) {
-  const data = await api('POST', `${cameraPath(id)}/captures`, evidenceBody());
-  state.recording = { cameraId: id, id: data.capture.id, startedMs: Date.now() };
-  state.recording.timer = setInterval(renderCapture, 500);
-  say(`Recording ${state.cameras.get(id)?.name ?? ''} (with the ${Math.round(data.capture.preroll_s)} s before you pressed Start).`);
-}
-
-async function stopRecording() {
-  const rec = state.recording;
-  if (!rec) return;
-  const data = await api('POST', `${cameraPath(rec.cameraId)}/captures/${encodeURIComponent(rec.id)}/stop`);
-  clearInterval(rec.timer);
-  state.recording = null;
-  saved(data.item, 'Clip');
-}
-
-async function saveLast(id) {
-  const data = await api('POST', `${cameraPath(id)}/captures/last`, { seconds: state.prerollS, ...evidenceBody() });
-  saved(data.item, `Last ${Math.round(state.prerollS)} s`);
-}
-
-function renderCapture() {
-  const canCapture = role === 'agent' || role === 'admin';
-  show(ui.capture, canCapture);
-  const rec = state.recording;
-  const recordingHere = rec && rec.cameraId === state.focus;
-  ui.capture.dataset.state = recordingHere ? 'recording' : 'idle';
-  show(ui.recordStart, !recordingHere);
-  show(ui.recordStop, Boolean(recordingHere));
-  for (const button of [ui.snapshot, ui.recordStart, ui.saveLast]) button.disabled = state.busy || Boolean(rec && !recordingHere);
-  ui.recordStop.disabled = state.busy;
-  ui.saveLast.textContent = `Save last ${Math.round(state.prerollS)} s`;
-  ui.recordState.dataset.state = recordingHere ? 'recording' : 'idle';
-  ui.recordState.textContent = recordingHere ? `REC ${formatDuration((Date.now() - rec.startedMs) / 1000)}` : 'Not recording';
-}
-
 // -- signaling -------------------------------------------------------------------------------
 
 function onJoined(message) {
   state.joined = true;
   state.iceServers = message.ice_servers ?? [];
-  if (Number(message.preroll_s) > 0) state.prerollS = Number(message.preroll_s);
+  state.capture.setPreroll(message.preroll_s);
   syncCameras(message.site?.cameras ?? []);
   // A new socket means new server-side peers: every tile offers again.
   for (const cam of state.cameras.values()) startPeer(cam);
@@ -487,6 +403,8 @@ function connect() {
 
 function main() {
   wireLogout();
+  state.capture = new CapturePanel({ controls: FOCUS_CAPTURE_CONTROLS, fields: FOCUS_CAPTURE_FIELDS });
+  show(byTestId(FOCUS_CAPTURE_CONTROLS.root), CAPTURE_ROLES.has(role));
   ui.focusClose.addEventListener('click', () => setFocus(null));
   ui.focusUnmute.addEventListener('click', () => {
     const cam = state.cameras.get(state.focus);
@@ -505,13 +423,8 @@ function main() {
     event.preventDefault();
     setTalking(false);
   });
-  ui.snapshot.addEventListener('click', () => runCapture(snapshot));
-  ui.recordStart.addEventListener('click', () => runCapture(startRecording));
-  ui.recordStop.addEventListener('click', () => runCapture(stopRecording));
-  ui.saveLast.addEventListener('click', () => runCapture(saveLast));
   window.addEventListener('pagehide', () => state.signal?.close());
   renderTalk();
-  renderCapture();
   connect();
   setInterval(poll, POLL_MS);
 }
