@@ -1,10 +1,13 @@
-"""Media plane: server-side aiortc peers and forwarding between the participants of a room."""
+"""Media plane: server-side aiortc peers and forwarding between the participants of a room.
+
+Other packages import only the names below.
+"""
 
 from __future__ import annotations
 
 from ._aiortc import IceCredentials
-from .capture import CaptureHandle
-from .engine import MediaConfig, MediaEngine, MediaListener
+from .config import MediaConfig
+from .engine import MediaEngine, MediaListener
 from .errors import (
     BadCandidate,
     BadSdp,
@@ -16,14 +19,25 @@ from .errors import (
     NothingToRecord,
     PeerNotFound,
 )
-from .forwarder import Forwarder, SourceStats, SubscriberTrack, TrackSource, Transcode
+from .forwarder import (
+    Forwarder,
+    ForwardingTotals,
+    FrameTap,
+    SourceStats,
+    SubscriberTrack,
+    TrackSource,
+    Transcode,
+)
 from .ingest import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus, mask_url
+from .keyframes import EncodedFrame, codec_of, is_keyframe
 from .metrics import MediaCollector
 from .peer import ServerPeer
 from .preroll import PrerollBuffer
 from .recorder import RecordedFile, Recorder
+from .recording import CaptureHandle, Publication
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import (
+    MAX_SDP_BYTES,
     BitrateHints,
     OfferedMedia,
     SdpFragment,
@@ -34,23 +48,23 @@ from .sdp import (
 )
 
 __all__ = [
+    "MAX_SDP_BYTES",
     "Backoff",
-    "IngestTarget",
-    "RtspPull",
-    "RtspState",
-    "RtspStatus",
-    "mask_url",
     "BadCandidate",
     "BadSdp",
     "BadSdpFragment",
     "BitrateHints",
     "CaptureHandle",
     "CaptureNotFound",
+    "EncodedFrame",
     "Forwarder",
+    "ForwardingTotals",
     "FrameSampler",
     "FrameSink",
+    "FrameTap",
     "IceCredentials",
     "IceNotRestartable",
+    "IngestTarget",
     "MediaCollector",
     "MediaConfig",
     "MediaEngine",
@@ -61,15 +75,22 @@ __all__ = [
     "OfferedMedia",
     "PeerNotFound",
     "PrerollBuffer",
-    "SdpFragment",
+    "Publication",
     "RecordedFile",
     "Recorder",
+    "RtspPull",
+    "RtspState",
+    "RtspStatus",
+    "SdpFragment",
     "ServerPeer",
     "SourceStats",
     "StreamKey",
     "SubscriberTrack",
     "TrackSource",
     "Transcode",
+    "codec_of",
+    "is_keyframe",
+    "mask_url",
     "munge_answer",
     "parse_candidate",
     "parse_sdpfrag",

@@ -8,43 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
+from aioutil import OwnedTasks
+
 from . import _aiortc
-from .capture import CaptureHandle, Publication, decode_newest
+from .config import MediaConfig
 from .errors import (
     BadCandidate,
     BadSdp,
-    CaptureNotFound,
     IceNotRestartable,
     MediaError,
-    NothingToRecord,
     PeerNotFound,
 )
 from .forwarder import Forwarder, ForwardingTotals, SourceStats, TrackSource
-from .keyframes import EncodedFrame, codec_of, is_keyframe
+from .keyframes import received_frame
 from .peer import ServerPeer
-from .preroll import PrerollBuffer
-from .recorder import RecordedFile, Recorder, container_for
+from .recorder import RecordedFile
+from .recording import CaptureHandle, Publication, Recordings
 from .sampler import FrameSampler, FrameSink, StreamKey
-from .sdp import BitrateHints, OfferedMedia, munge_answer, parse_candidate, validate_offer
+from .sdp import OfferedMedia, munge_answer, no_common_codec, parse_candidate, validate_offer
 
-__all__ = ["MediaConfig", "MediaEngine", "MediaListener"]
+__all__ = ["MediaEngine", "MediaListener"]
 
 logger = logging.getLogger(__name__)
 
-_ICE_URL = re.compile(r"^(stun|turn|turns):[^\s]+$")
 #: What aiortc raises from setRemoteDescription for an offer it cannot apply.
 _AIORTC_OFFER_ERRORS = (
     ValueError,
@@ -64,91 +58,6 @@ class MediaListener(Protocol):
     async def renegotiation_needed(self, participant_id: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class MediaConfig:
-    """How the engine's peers reach clients and how fast browsers should start sending."""
-
-    #: STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``). Empty on loopback
-    #: or a host with a public address: then only host candidates are gathered.
-    ice_servers: tuple[str, ...] = ()
-    turn_username: str | None = None
-    turn_credential: str | None = None
-    #: ``x-google-start-bitrate`` put in every answer's video fmtp lines.
-    start_bitrate_kbps: int = 1500
-    min_bitrate_kbps: int | None = None
-    max_bitrate_kbps: int | None = None
-    #: How long closing one peer (or all of them in :meth:`MediaEngine.aclose`) may take.
-    close_timeout_s: float = 5.0
-    #: Decoded frames per second handed to the frame sink (the grading model) per video track.
-    sample_fps: float = 2.0
-    #: Seconds of encoded frames kept per published track so a capture can start before it
-    #: was asked for (from the newest keyframe at least this far back). 0 disables pre-roll.
-    preroll_s: float = 10.0
-    #: Whether captures are possible at all (no pre-roll buffers, no keyframe requests if not).
-    recording: bool = True
-    #: While pre-roll is armed, ask each video publisher for a keyframe this often (Chromium
-    #: sends almost none on its own, and a pre-roll can only start at one).
-    keyframe_interval_s: float = 2.0
-    #: UDP ports the server's ICE host candidates bind to (``None``: ephemeral ports). Each
-    #: process of a host needs its own range.
-    udp_ports: range | None = None
-    #: Video codecs to answer with, in order, when the room has no publisher to match yet
-    #: (a subscriber then receives its publisher's codec and frames are forwarded as they are).
-    video_codecs: tuple[str, ...] = ("vp8", "h264")
-
-    def __post_init__(self) -> None:
-        for url in self.ice_servers:
-            if not _ICE_URL.match(url):
-                raise ValueError(f"ICE server URL must be stun:, turn: or turns:, got {url!r}")
-        if self.start_bitrate_kbps <= 0:
-            raise ValueError("start_bitrate_kbps must be positive")
-        low = self.min_bitrate_kbps or 0
-        high = self.max_bitrate_kbps or self.start_bitrate_kbps
-        if not low <= self.start_bitrate_kbps <= high:
-            raise ValueError("bitrates must satisfy min <= start <= max")
-        if self.close_timeout_s <= 0:
-            raise ValueError("close_timeout_s must be positive")
-        if self.sample_fps <= 0:
-            raise ValueError("sample_fps must be positive")
-        if self.preroll_s < 0:
-            raise ValueError("preroll_s must not be negative")
-        if self.keyframe_interval_s <= 0:
-            raise ValueError("keyframe_interval_s must be positive")
-        if self.udp_ports is not None and (
-            not self.udp_ports or self.udp_ports.start < 1024 or self.udp_ports.stop > 65536
-        ):
-            raise ValueError("udp_ports must be a non-empty range within 1024-65535")
-        unknown = set(self.video_codecs) - {"vp8", "h264"}
-        if unknown or not self.video_codecs:
-            raise ValueError(f"video_codecs must be some of vp8, h264; got {self.video_codecs}")
-
-    @property
-    def preroll_armed(self) -> bool:
-        return self.recording and self.preroll_s > 0
-
-    def rtc_configuration(self) -> RTCConfiguration:
-        """The aiortc configuration for one peer.
-
-        Always a list, possibly empty: ``iceServers=None`` makes aiortc fall back to Google's
-        public STUN server.
-        """
-        stun = [url for url in self.ice_servers if url.startswith("stun:")]
-        turn = [url for url in self.ice_servers if not url.startswith("stun:")]
-        servers: list[RTCIceServer] = []
-        if stun:
-            servers.append(RTCIceServer(urls=stun))
-        if turn:
-            servers.append(
-                RTCIceServer(
-                    urls=turn, username=self.turn_username, credential=self.turn_credential
-                )
-            )
-        return RTCConfiguration(iceServers=servers)
-
-    def bitrate_hints(self) -> BitrateHints:
-        return BitrateHints(self.start_bitrate_kbps, self.min_bitrate_kbps, self.max_bitrate_kbps)
-
-
 class MediaEngine:
     """Server-side peers for every participant, forwarding each one's tracks to its room.
 
@@ -164,15 +73,13 @@ class MediaEngine:
         self._listener: MediaListener | None = None
         self._peers: dict[str, ServerPeer] = {}
         self._forwarder = Forwarder(on_source_ended=self._source_ended)
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks = OwnedTasks()
         self._closed = False
-        self._publications: dict[str, list[Publication]] = {}
+        self._recordings = Recordings(self._config)
         #: The sampler the engine attached to each sampled video source.
         self._samplers: dict[TrackSource, FrameSampler] = {}
         #: Participants publishing through add_publisher, and their room.
         self._ingested: dict[str, str] = {}
-        self._captures: dict[str, list[Recorder]] = {}
-        self._snapshot_pool: ThreadPoolExecutor | None = None
 
     @property
     def config(self) -> MediaConfig:
@@ -255,7 +162,7 @@ class MediaEngine:
                 await self.close_peer(peer.participant_id)
             message = str(exc) or type(exc).__name__
             if isinstance(exc, OperationError):
-                message = _no_common_codec(offered)
+                message = no_common_codec(offered)
             raise BadSdp(f"the offer cannot be applied: {message}") from exc
 
         if ingest:
@@ -389,8 +296,7 @@ class MediaEngine:
         room_id = self._ingested.pop(participant_id, None)
         if room_id is None:
             return
-        for publication in self._publications.pop(participant_id, []):
-            self._end_publication(publication)
+        self._recordings.participant_left(participant_id)
         await self._forwarder.leave(participant_id)
         self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
         self._route(room_id)
@@ -404,8 +310,7 @@ class MediaEngine:
         if peer is None:
             return
         peer.closed = True
-        for publication in self._publications.pop(participant_id, []):
-            self._end_publication(publication)
+        self._recordings.participant_left(participant_id)
         await self._forwarder.leave(participant_id)
         self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
         self._route(peer.room_id)
@@ -419,7 +324,7 @@ class MediaEngine:
                 closing.result()
             else:
                 logger.warning("peer connection did not close in time", extra=peer.log_extra)
-                self._own(closing)
+                self._tasks.spawn(closing, f"media-pc-close-{participant_id}")
         finally:
             peer.done.set()
         logger.info("peer closed", extra=peer.log_extra)
@@ -433,8 +338,7 @@ class MediaEngine:
             return
         self._closed = True
         # Finalise every file first: a capture's index is written when its recorder closes.
-        for capture_id in list(self._captures):
-            await self._stop_recorders(self._captures.pop(capture_id))
+        await self._recordings.stop_all()
         try:
             async with asyncio.timeout(self._config.close_timeout_s):
                 await asyncio.gather(*(self.close_peer(pid) for pid in list(self._peers)))
@@ -443,14 +347,9 @@ class MediaEngine:
             self._peers.clear()
         for participant_id in list(self._ingested):
             await self.remove_publisher(participant_id)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
+        await self._recordings.aclose()
         await self._forwarder.aclose()
-        if self._snapshot_pool is not None:
-            self._snapshot_pool.shutdown(wait=True)
-            self._snapshot_pool = None
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -502,10 +401,7 @@ class MediaEngine:
 
     def _source_ended(self, source: TrackSource) -> None:
         self._samplers.pop(source, None)
-        publications = self._publications.get(source.publisher_id, [])
-        for publication in [p for p in publications if p.source is source]:
-            publications.remove(publication)
-            self._end_publication(publication)
+        self._recordings.source_ended(source)
         if not self._closed:
             self._route(source.room_id)
 
@@ -536,18 +432,14 @@ class MediaEngine:
         if self._closed:
             coro.close()
             return
-        self._own(asyncio.create_task(coro, name=name))
+        self._tasks.spawn(coro, name)
 
-    def _own(self, task: asyncio.Future[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- recording ------------------------------------------------------------------------------
+    # -- sampling -------------------------------------------------------------------------------
 
     def _published(self, source: TrackSource) -> None:
         """A new source: sample it, buffer it for captures, route it."""
         self._sample_if_wanted(source)
-        self._add_publication(source)
+        self._recordings.add(source)
         self._route(source.room_id)
 
     def _sample_if_wanted(self, source: TrackSource) -> None:
@@ -557,8 +449,7 @@ class MediaEngine:
         if source.kind != "video" or sink is None or not source.live:
             return
         stream = StreamKey(source.room_id, source.publisher_id, source.track_id)
-        wants = getattr(sink, "wants", None)
-        wanted = wants is None or bool(wants(stream))
+        wanted = sink.wants(stream)
         sampler = self._samplers.get(source)
         if wanted and sampler is None:
             sampler = FrameSampler(stream, sink, self._config.sample_fps)
@@ -576,110 +467,7 @@ class MediaEngine:
         for source in self._forwarder.sources(room_id):
             self._sample_if_wanted(source)
 
-    def _add_publication(self, source: TrackSource) -> None:
-        config = self._config
-        preroll = PrerollBuffer(config.preroll_s) if config.preroll_armed else None
-        publication = Publication(source=source, preroll=preroll)
-        if config.recording:
-            source.add_encoded_tap(publication.on_encoded)
-            if source.kind == "video" and config.preroll_armed:
-                publication.keyframe_task = asyncio.create_task(
-                    self._ask_keyframes(publication),
-                    name=f"media-keyframes-{source.publisher_id}-{source.track_id}",
-                )
-        self._publications.setdefault(source.publisher_id, []).append(publication)
-
-    async def _ask_keyframes(self, publication: Publication) -> None:
-        """Ask for a keyframe every ``keyframe_interval_s`` while the pre-roll is armed."""
-        while True:
-            await asyncio.sleep(self._config.keyframe_interval_s)
-            publication.source.request_keyframe()
-
-    def _end_publication(self, publication: Publication) -> None:
-        """The track is gone: stop asking for keyframes; finish recordings left with no track."""
-        task, publication.keyframe_task = publication.keyframe_task, None
-        if task is not None:
-            task.cancel()
-        if publication.preroll is not None:
-            publication.preroll.clear()
-        sinks, publication.sinks = publication.sinks, set()
-        for recorder in sinks:
-            if recorder.end_track(publication.key) and not recorder.stopping:
-                self._spawn(self._finish_recorder(recorder), f"media-finish-{recorder.path.name}")
-
-    async def _finish_recorder(self, recorder: Recorder) -> None:
-        result = await recorder.aclose()
-        logger.info(
-            "recording %s finished: %d frames, %.1f s",
-            result.path,
-            result.frames,
-            result.duration_s,
-        )
-
-    def _room_publications(self, room_id: str) -> dict[str, list[Publication]]:
-        by_participant: dict[str, list[Publication]] = {}
-        for participant_id, publications in self._publications.items():
-            live = [p for p in publications if p.source.live and p.source.room_id == room_id]
-            if live:
-                by_participant[participant_id] = live
-        return by_participant
-
-    def _check_recording(
-        self, room_id: str, participants: Collection[str] | None = None
-    ) -> dict[str, list[Publication]]:
-        if self._closed:
-            raise MediaError("the media engine is shutting down")
-        if not self._config.recording:
-            raise MediaError("recording is disabled on this server")
-        publishers = self._room_publications(room_id)
-        if participants is not None:
-            publishers = {pid: p for pid, p in publishers.items() if pid in participants}
-        if not publishers:
-            raise NothingToRecord(room_id)
-        return publishers
-
-    def _recorder(
-        self,
-        directory: Path,
-        name: str,
-        participant_id: str,
-        publications: list[Publication],
-        requested_at: float,
-        seconds: float | None,
-    ) -> tuple[Recorder, list[tuple[Publication, list[Any]]]]:
-        """A recorder for one participant and the buffered frames each track starts with
-        (``seconds=None``: no pre-roll)."""
-        video = [p for p in publications if p.kind == "video"]
-        codecs = [p.codec for p in publications]
-        if video and video[0].codec is None:
-            codecs = [None]  # not known yet: Matroska takes any codec
-        container, ext = container_for(codecs)
-        path = directory / f"{name}-{participant_id}{ext}"
-        buffered: list[tuple[Publication, list[Any]]] = []
-        origin = requested_at
-        if seconds is not None:
-            # Video decides where the file starts (a keyframe); other tracks line up with it.
-            for publication in video:
-                if publication.preroll is not None:
-                    frames = publication.preroll.last(seconds)
-                    if frames:
-                        origin = min(origin, frames[0].arrival)
-                    buffered.append((publication, frames))
-            for publication in publications:
-                if publication.kind != "video" and publication.preroll is not None:
-                    if video:
-                        frames = publication.preroll.since(origin)
-                    else:
-                        frames = publication.preroll.last(seconds)
-                        if frames:
-                            origin = min(origin, frames[0].arrival)
-                    buffered.append((publication, frames))
-        recorder = Recorder(
-            path, participant_id, container, origin=origin, requested_at=requested_at
-        )
-        for publication in sorted(publications, key=lambda p: p.kind != "video"):
-            recorder.add_track(publication.key, publication.kind)
-        return recorder, buffered
+    # -- recording (see media.recording) ----------------------------------------------------------
 
     async def start_capture(
         self,
@@ -691,46 +479,22 @@ class MediaEngine:
         preroll_seconds: float | None = None,
         participants: Collection[str] | None = None,
     ) -> CaptureHandle:
-        """Record every track published in ``room_id`` until :meth:`stop_capture`.
-
-        One file per publishing participant, ``directory/<name>-<participant>.webm`` (VP8 and
-        Opus) or ``.mkv`` (H.264), holding its encoded frames as they arrived (no re-encode).
-        With ``preroll`` the files start at the newest keyframe at least ``preroll_s`` seconds
-        before this call (``preroll_seconds``: fewer). A file is finished when its publisher
-        leaves, at :meth:`stop_capture` or at :meth:`aclose`. ``participants`` limits it to
-        those publishers (one camera of a site). Raises :class:`NothingToRecord` when nobody
-        (of them) publishes in the room.
-        """
-        seconds = self._config.preroll_s if preroll and self._config.preroll_armed else None
-        if seconds is not None and preroll_seconds is not None:
-            seconds = min(seconds, max(0.0, preroll_seconds))
-        recorders = await self._open_recorders(
-            room_id, directory, name, seconds, live=True, participants=participants
-        )
-        capture_id = uuid.uuid4().hex
-        self._captures[capture_id] = recorders
-        logger.info("capture %s started in %s: %d files", capture_id, room_id, len(recorders))
-        return CaptureHandle(
-            id=capture_id,
-            room_id=room_id,
+        """Record every track published in ``room_id`` until :meth:`stop_capture` (or
+        :meth:`aclose`): one file per publishing participant, starting with the pre-roll
+        (see :meth:`media.recording.Recordings.start_capture`)."""
+        return await self._recordings.start_capture(
+            room_id,
+            directory,
             name=name,
-            files=tuple(r.path for r in recorders),
-            requested_at=time.time(),
+            preroll=preroll,
+            preroll_seconds=preroll_seconds,
+            participants=participants,
         )
 
     async def stop_capture(self, handle: CaptureHandle) -> list[RecordedFile]:
-        """Finish a capture's files and describe them (raises :class:`CaptureNotFound` if it
-        was already stopped)."""
-        recorders = self._captures.pop(handle.id, None)
-        if recorders is None:
-            raise CaptureNotFound(handle.id)
-        return await self._stop_recorders(recorders)
-
-    async def _stop_recorders(self, recorders: list[Recorder]) -> list[RecordedFile]:
-        for publications in self._publications.values():
-            for publication in publications:
-                publication.sinks.difference_update(recorders)
-        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
+        """Finish a capture's files and describe them (raises :class:`~media.CaptureNotFound`
+        if it was already stopped)."""
+        return await self._recordings.stop_capture(handle)
 
     async def save_last(
         self,
@@ -742,69 +506,28 @@ class MediaEngine:
         participants: Collection[str] | None = None,
     ) -> list[RecordedFile]:
         """Write the last ``seconds`` (at most ``preroll_s``) of every track published in the
-        room from the pre-roll buffers: files start at the newest keyframe at least that far
-        back. Same file naming as :meth:`start_capture`."""
-        if not 0 < seconds <= self._config.preroll_s:
-            raise ValueError(f"seconds must be in (0, {self._config.preroll_s}]")
-        recorders = await self._open_recorders(
-            room_id, directory, name, seconds, live=False, participants=participants
+        room from the pre-roll buffers; see :meth:`media.recording.Recordings.save_last`."""
+        return await self._recordings.save_last(
+            room_id, seconds, directory, name=name, participants=participants
         )
-        return list(await asyncio.gather(*(r.aclose() for r in recorders)))
-
-    async def _open_recorders(
-        self,
-        room_id: str,
-        directory: Path,
-        name: str,
-        seconds: float | None,
-        *,
-        live: bool,
-        participants: Collection[str] | None = None,
-    ) -> list[Recorder]:
-        """One started recorder per publisher of the room, fed the last ``seconds`` of its
-        pre-roll and, when ``live``, every frame that arrives after that."""
-        self._check_recording(room_id, participants)
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        # The room may have changed meanwhile.
-        publishers = self._check_recording(room_id, participants)
-        now = time.monotonic()
-        recorders: list[Recorder] = []
-        for participant_id, publications in publishers.items():
-            recorder, buffered = self._recorder(
-                directory, name, participant_id, publications, now, seconds
-            )
-            recorder.start()
-            # No await from here on: nothing arrives between the buffer and the live frames.
-            for publication, frames in buffered:
-                for frame in frames:
-                    recorder.write(publication.key, frame)
-            if live:
-                for publication in publications:
-                    publication.sinks.add(recorder)
-                    if publication.kind == "video":
-                        publication.source.request_keyframe()
-            recorders.append(recorder)
-        return recorders
 
     async def snapshot(
         self, room_id: str, participants: Collection[str] | None = None
     ) -> bytes | None:
         """A JPEG of the newest picture of a video published in the room (``None`` when no
-        video frame has arrived). The pre-roll's newest keyframe group is decoded on demand,
-        off the event loop: nothing is decoded for snapshots otherwise."""
-        groups = [
-            p.newest_picture()
-            for participant_id, publications in self._room_publications(room_id).items()
-            if participants is None or participant_id in participants
-            for p in publications
-        ]
-        frames = next((group for group in groups if group), None)
-        if frames is None:
-            return None
-        if self._snapshot_pool is None:
-            self._snapshot_pool = ThreadPoolExecutor(1, thread_name_prefix="media-snapshot")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._snapshot_pool, _snapshot_jpeg, frames)
+        video frame has arrived), decoded on demand off the event loop."""
+        return await self._recordings.snapshot(room_id, participants)
+
+    def publications(self, participant_id: str) -> list[Publication]:
+        """What is kept for recording each live track ``participant_id`` publishes (its
+        pre-roll buffer and the recorders it feeds)."""
+        return self._recordings.publications(participant_id)
+
+    # -- stats ------------------------------------------------------------------------------------
+
+    def sources(self, room_id: str) -> list[TrackSource]:
+        """Every live published track of the room."""
+        return self._forwarder.sources(room_id)
 
     def all_sources(self) -> list[TrackSource]:
         """Every live published track (metrics)."""
@@ -824,47 +547,7 @@ def _encoded_pusher(source: TrackSource) -> _aiortc.EncodedCallback:
     kind = source.kind
 
     def push(mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> bool:
-        codec = codec_of(mime_type)
-        return source.push(
-            EncodedFrame(
-                kind=kind,
-                codec=codec,
-                data=data,
-                timestamp=timestamp,
-                clock_rate=clock_rate,
-                keyframe=is_keyframe(codec, data),
-                arrival=time.monotonic(),
-            )
-        )
+        frame = received_frame(kind, mime_type, clock_rate, data, timestamp, time.monotonic())
+        return source.push(frame)
 
     return push
-
-
-#: What the server forwards, for the message when an offer has none of it.
-_SUPPORTED = {
-    "audio": "Opus, PCMU, PCMA or G722",
-    "video": "VP8 or H264 (constrained baseline 42e01f/42001f, packetization-mode 1)",
-}
-
-
-def _no_common_codec(offered: list[OfferedMedia]) -> str:
-    parts = [
-        f"{media.kind} section {media.mid} offers {', '.join(media.codecs) or 'nothing'}"
-        for media in offered
-    ]
-    kinds = sorted({media.kind for media in offered})
-    wanted = "; ".join(f"{kind}: {_SUPPORTED[kind]}" for kind in kinds if kind in _SUPPORTED)
-    return f"no codec in common with the server ({'; '.join(parts)}; it takes {wanted})"
-
-
-def _snapshot_jpeg(frames: list[EncodedFrame]) -> bytes | None:
-    frame = decode_newest(frames)
-    return None if frame is None else _jpeg(frame)
-
-
-def _jpeg(frame: Any) -> bytes:
-    image = frame.to_ndarray(format="bgr24")
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise MediaError("JPEG encoding failed")
-    return bytes(encoded.tobytes())

@@ -15,6 +15,7 @@ __all__ = [
     "h264_size",
     "h264_sps_size",
     "is_keyframe",
+    "received_frame",
     "vp8_size",
 ]
 
@@ -43,6 +44,22 @@ class EncodedFrame:
     @property
     def seconds(self) -> float:
         return self.timestamp / self.clock_rate
+
+
+def received_frame(
+    kind: str, mime_type: str, clock_rate: int, data: bytes, timestamp: int, arrival: float
+) -> EncodedFrame:
+    """A frame as an RTP receiver hands it over (codec by MIME type, keyframe from the bytes)."""
+    codec = codec_of(mime_type)
+    return EncodedFrame(
+        kind=kind,
+        codec=codec,
+        data=data,
+        timestamp=timestamp,
+        clock_rate=clock_rate,
+        keyframe=is_keyframe(codec, data),
+        arrival=arrival,
+    )
 
 
 def codec_of(mime_type: str) -> str:

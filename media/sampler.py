@@ -36,11 +36,13 @@ class StreamKey:
 
 class FrameSink(Protocol):
     """Where sampled frames go (the server wires the grading pipeline in). Every method must
-    return without waiting on inference.
+    return without waiting on inference."""
 
-    A sink may also define ``wants(stream) -> bool``: a track it does not want is never
-    sampled, so never decoded (a warehouse camera nobody grades costs no decoder).
-    """
+    def wants(self, stream: StreamKey) -> bool:
+        """Whether to sample ``stream`` at all. A track nobody wants is never decoded (a
+        warehouse camera nobody grades costs no decoder). Asked when the track is published
+        and again at ``MediaEngine.resample``."""
+        ...
 
     def stream_started(self, stream: StreamKey) -> None: ...
 

@@ -22,6 +22,7 @@ __all__ = [
     "OfferedMedia",
     "SdpFragment",
     "munge_answer",
+    "no_common_codec",
     "parse_candidate",
     "parse_sdpfrag",
     "validate_offer",
@@ -110,6 +111,24 @@ def validate_offer(text: object) -> list[OfferedMedia]:
     if not offered:
         raise BadSdp("the offer SDP has no audio or video section")
     return offered
+
+
+#: What the server forwards, for the message when an offer has none of it.
+_SUPPORTED = {
+    "audio": "Opus, PCMU, PCMA or G722",
+    "video": "VP8 or H264 (constrained baseline 42e01f/42001f, packetization-mode 1)",
+}
+
+
+def no_common_codec(offered: list[OfferedMedia]) -> str:
+    """Why an offer aiortc could not apply found no codec: what it offers, what is taken."""
+    parts = [
+        f"{media.kind} section {media.mid} offers {', '.join(media.codecs) or 'nothing'}"
+        for media in offered
+    ]
+    kinds = sorted({media.kind for media in offered})
+    wanted = "; ".join(f"{kind}: {_SUPPORTED[kind]}" for kind in kinds if kind in _SUPPORTED)
+    return f"no codec in common with the server ({'; '.join(parts)}; it takes {wanted})"
 
 
 def _codec_names(codecs: Iterable[object]) -> tuple[str, ...]:

@@ -313,6 +313,9 @@ class CountingSink:
     def __init__(self) -> None:
         self.sampled = 0
 
+    def wants(self, stream: StreamKey) -> bool:
+        return True
+
     def stream_started(self, stream: StreamKey) -> None:
         pass
 
@@ -344,11 +347,11 @@ async def test_a_track_is_decoded_once_and_only_while_sampled(
         await until(lambda: sink.sampled >= 5)
         await until(lambda: plain.source_stats(ROOM)[0].frames >= 40)
 
-        (source,) = sampled._forwarder.sources(ROOM)
+        (source,) = sampled.sources(ROOM)
         assert source.decoding
         # Once per track however many watch it: decoded frames track received frames.
         assert 0 < source.decoded_frames <= source.frames
-        (idle,) = plain._forwarder.sources(ROOM)
+        (idle,) = plain.sources(ROOM)
         assert not idle.decoding and idle.decoded_frames == 0 and idle.frames >= 40
         assert idle.stats().subscribers == 2
     finally:
@@ -422,7 +425,7 @@ async def test_a_sink_that_does_not_want_a_track_costs_no_decoder(
         await until(
             lambda: bool(engine.source_stats(ROOM)) and engine.source_stats(ROOM)[0].frames > 10
         )
-        (source,) = engine._forwarder.sources(ROOM)
+        (source,) = engine.sources(ROOM)
         assert [s.publisher_id for s in sink.asked] == ["camera-1"]
         assert not source.decoding and source.decoded_frames == 0 and sink.sampled == 0
     finally:
@@ -478,7 +481,7 @@ async def test_resample_follows_what_the_sink_wants_now(peers: Callable[[str], P
     try:
         await pub.negotiate()
         await until(lambda: bool(engine.source_stats(ROOM)))
-        (source,) = engine._forwarder.sources(ROOM)
+        (source,) = engine.sources(ROOM)
         assert not source.decoding
         sink.wanted = True
         engine.resample(ROOM)

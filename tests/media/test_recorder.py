@@ -99,7 +99,7 @@ async def test_capture_plays_and_starts_before_it_was_asked_for(
 ) -> None:
     seen: list[bytes] = []
     await camera.join(engine)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     # Let the pre-roll fill (2 s, keyframes every 1 s).
     await wait_for(lambda: video.preroll is not None and video.preroll.span_s >= 2.5)
 
@@ -185,7 +185,7 @@ async def test_file_of_a_killed_process_plays_up_to_near_the_kill(tmp_path: Path
 
 async def test_keyframes_are_requested_while_armed(engine: MediaEngine, camera: Camera) -> None:
     await camera.join(engine)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     await wait_for(lambda: video.source.frames > 0)
     before = video.source.keyframes
     await asyncio.sleep(4.0)  # keyframe_interval_s=1.0; aiortc's encoder sends none by itself
@@ -197,7 +197,7 @@ async def test_no_keyframe_requests_when_recording_is_off(tmp_path: Path) -> Non
     cam = Camera(audio=False)
     try:
         await cam.join(engine)
-        publication = engine._publications["customer"][0]
+        publication = engine.publications("customer")[0]
         assert publication.preroll is None and publication.keyframe_task is None
         with pytest.raises(MediaError, match="disabled"):
             await engine.start_capture(ROOM, tmp_path, name="x")
@@ -210,7 +210,7 @@ async def test_save_last_writes_about_that_many_seconds(
     engine: MediaEngine, camera: Camera, tmp_path: Path
 ) -> None:
     await camera.join(engine)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     await wait_for(lambda: video.preroll is not None and video.preroll.span_s >= 2.5)
     with pytest.raises(ValueError):
         await engine.save_last(ROOM, 5.0, tmp_path, name="last")
@@ -229,7 +229,7 @@ async def test_capture_is_finished_when_the_publisher_leaves(
 ) -> None:
     await camera.join(engine)
     handle = await engine.start_capture(ROOM, tmp_path, name="gone", preroll=False)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     assert video.sinks
     started = camera.video.frames_sent
     await wait_for(lambda: camera.video.frames_sent > started + 20)
@@ -243,7 +243,7 @@ async def test_capture_is_finished_when_the_publisher_leaves(
 async def test_snapshot_is_a_jpeg_of_the_newest_frame(engine: MediaEngine, camera: Camera) -> None:
     assert await engine.snapshot(ROOM) is None
     await camera.join(engine)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     await wait_for(lambda: bool(video.newest_picture()))
     # Nothing samples the track here: snapshots decode the pre-roll's newest group on demand.
     assert not video.source.decoding and video.source.decoded_frames == 0
@@ -260,7 +260,7 @@ async def test_snapshot_is_a_jpeg_of_the_newest_frame(engine: MediaEngine, camer
 async def test_aclose_finishes_running_captures(camera: Camera, tmp_path: Path) -> None:
     engine = MediaEngine(MediaConfig(preroll_s=1.0))
     await camera.join(engine)
-    video = next(p for p in engine._publications["customer"] if p.kind == "video")
+    video = next(p for p in engine.publications("customer") if p.kind == "video")
     await wait_for(lambda: video.preroll is not None and video.preroll.span_s >= 1.0)
     handle = await engine.start_capture(ROOM, tmp_path, name="end")
     await asyncio.sleep(0.5)
@@ -281,7 +281,7 @@ async def test_h264_capture_is_matroska_and_plays(tmp_path: Path) -> None:
             transceiver.setCodecPreferences(h264)
     try:
         await camera.join(engine)
-        video = next(p for p in engine._publications["customer"] if p.kind == "video")
+        video = next(p for p in engine.publications("customer") if p.kind == "video")
         await wait_for(lambda: video.preroll is not None and video.preroll.span_s >= 2.5)
         number_at_start = camera.video.frames_sent
         handle = await engine.start_capture(ROOM, tmp_path, name="clip")

@@ -104,6 +104,9 @@ class CountingSink:
         self.sampled = 0
         self.shapes: set[tuple[int, ...]] = set()
 
+    def wants(self, stream: StreamKey) -> bool:
+        return True
+
     def stream_started(self, stream: StreamKey) -> None:
         pass
 
@@ -236,7 +239,7 @@ async def test_baseline_camera_is_forwarded_as_it_is_to_a_viewer(
     async with RtspCamera(audio="opus", user="cam", password=PASSWORD, dump=dump) as camera:
         pull = pulls(engine, camera.url(), on_status=statuses.append)
         await until(lambda: pull.status.state is RtspState.ONLINE)
-        (source,) = [s for s in engine._forwarder.sources(ROOM) if s.kind == "video"]
+        (source,) = [s for s in engine.sources(ROOM) if s.kind == "video"]
         server_got: list[EncodedFrame] = []
         source.add_encoded_tap(server_got.append)
 
@@ -418,7 +421,7 @@ async def test_aclose_ends_the_worker_at_once_while_streaming(
         async with RtspCamera() as camera:
             pull = pulls(engine, camera.url())
             await until(lambda: pull.status.state is RtspState.ONLINE)
-            (source,) = engine._forwarder.sources(ROOM)
+            (source,) = engine.sources(ROOM)
             await until(lambda: source.frames >= 15)
             assert pull.worker_alive and rtsp_threads()
             started = time.monotonic()

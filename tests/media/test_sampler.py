@@ -21,6 +21,9 @@ class RecordingSink:
         self.ended: list[StreamKey] = []
         self.changed = asyncio.Event()
 
+    def wants(self, stream: StreamKey) -> bool:
+        return True
+
     def stream_started(self, stream: StreamKey) -> None:
         self.started.append(stream)
 
