@@ -28,6 +28,7 @@ from .forwarder import (
     TrackSource,
     Transcode,
 )
+from .frame_router import FrameRouter, Resampler
 from .ingest import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus, mask_url
 from .keyframes import EncodedFrame, codec_of, is_keyframe
 from .metrics import MediaCollector
@@ -59,6 +60,7 @@ __all__ = [
     "EncodedFrame",
     "Forwarder",
     "ForwardingTotals",
+    "FrameRouter",
     "FrameSampler",
     "FrameSink",
     "FrameTap",
@@ -78,6 +80,7 @@ __all__ = [
     "Publication",
     "RecordedFile",
     "Recorder",
+    "Resampler",
     "RtspPull",
     "RtspState",
     "RtspStatus",
