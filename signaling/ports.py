@@ -8,43 +8,53 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
+from .ids import camera_room, site_room
 from .messages import Role
 
 __all__ = [
     "Authenticator",
     "CaseDirectory",
+    "CaseStatus",
     "CaseSummary",
+    "HubObserver",
     "Identity",
     "MediaGateway",
     "MediaListener",
     "SiteDirectory",
     "SiteSummary",
+    # Room constructors, kept importable from here for existing callers (see ``ids``).
     "camera_room",
     "site_room",
 ]
 
 
-def site_room(site_id: str) -> str:
-    """The signaling room of a site: its camera pages and the staff watching them."""
-    return f"site:{site_id}"
+class CaseStatus(StrEnum):
+    """A case's state as signaling sees it: the same values as the case service's states."""
 
+    CREATED = "created"
+    WAITING = "waiting"
+    IN_CALL = "in_call"
+    DECIDED = "decided"
+    CLOSED = "closed"
 
-def camera_room(camera_id: str) -> str:
-    """The media room of one camera: its publisher (phone page, WHIP encoder or RTSP pull) and
-    one peer per viewer. One media room per camera, so that what a viewer's peer receives,
-    what a capture records and what a snapshot shows is that camera and nothing else."""
-    return f"camera:{camera_id}"
+    @property
+    def call_open(self) -> bool:
+        """Whether a customer may still open the call (it has not been decided or closed)."""
+        return self in (CaseStatus.CREATED, CaseStatus.WAITING, CaseStatus.IN_CALL)
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who is on the other end of a socket or request."""
 
-    subject: str  # staff user id, "customer:<case_id>" or "camera:<camera_id>"
+    #: Who this is, as ``signaling.SubjectId`` builds and parses it (a staff user id,
+    #: ``customer:<case id>``, ``token:<token id>``, ``camera-token:<token id>``...).
+    subject: str
     name: str
     role: Role
     #: For customers: the only case this identity may reach. ``None`` for staff.
@@ -68,7 +78,7 @@ class CaseSummary:
 
     case_id: str
     kind: str  # "return" | "support"
-    state: str  # "created" | "waiting" | "in_call" | "decided" | "closed"
+    state: str  # a CaseStatus value (checked when the summary is made)
     customer_name: str
     order_id: str | None = None
     sku: str | None = None
@@ -76,6 +86,14 @@ class CaseSummary:
     agent_id: str | None = None
     waiting_since: float | None = None  # unix seconds when the customer arrived
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A state signaling does not know would silently fail every comparison below.
+        CaseStatus(self.state)
+
+    @property
+    def status(self) -> CaseStatus:
+        return CaseStatus(self.state)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,6 +185,14 @@ class SiteDirectory(Protocol):
         ...
 
     async def camera_disconnected(self, camera_id: str, participant_id: str) -> None: ...
+
+
+class HubObserver(Protocol):
+    """Metrics hooks (``server.metrics`` fits this)."""
+
+    def ws_message(self, direction: Literal["in", "out"], kind: str, /) -> None: ...
+
+    def ws_connected(self, delta: int, /) -> None: ...
 
 
 class MediaListener(Protocol):
