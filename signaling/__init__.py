@@ -1,7 +1,12 @@
-"""Signaling: the ``/ws`` protocol, rooms, agent queue, chat log and bus backends."""
+"""Signaling: the ``/ws`` protocol, rooms, agent queue, chat log and bus backends.
+
+Room and subject ids are :class:`RoomId` and :class:`SubjectId`; the messages sent to clients
+are built by :mod:`signaling.outbound`; the Hub's needs from the rest of the service are the
+Protocols of :mod:`signaling.ports`."""
 
 from __future__ import annotations
 
+from . import outbound
 from .bus import (
     Bus,
     BusUnavailable,
@@ -13,49 +18,84 @@ from .bus import (
     RedisBus,
     Subscription,
 )
+from .config import HubConfig
 from .errors import CloseCode, ProtocolError, SignalingError, SignalingErrorCode
-from .hub import Hub, HubConfig, HubObserver
-from .messages import Role, parse_client_message
+from .hub import Hub
+from .ids import RoomId, RoomKind, SubjectId, SubjectKind, camera_room, site_room
+from .messages import (
+    AcceptMessage,
+    CandidateMessage,
+    ChatMessage,
+    ClientMessage,
+    JoinMessage,
+    LeaveMessage,
+    OfferMessage,
+    PingMessage,
+    Role,
+    UnwatchMessage,
+    parse_client_message,
+)
+from .outbound import ServerMessageType
 from .ports import (
     Authenticator,
     CaseDirectory,
+    CaseStatus,
     CaseSummary,
+    HubObserver,
     Identity,
     MediaGateway,
     MediaListener,
     SiteDirectory,
     SiteSummary,
-    camera_room,
-    site_room,
 )
+from .ratelimit import RateLimit, RateLimiter, TokenBucket
 
 __all__ = [
+    "AcceptMessage",
     "Authenticator",
     "Bus",
     "BusUnavailable",
+    "CandidateMessage",
     "CaseDirectory",
+    "CaseStatus",
     "CaseSummary",
+    "ChatMessage",
     "ChatRecord",
+    "ClientMessage",
     "CloseCode",
     "Hub",
     "HubConfig",
     "HubObserver",
     "Identity",
+    "JoinMessage",
     "Lagged",
+    "LeaveMessage",
     "MediaGateway",
     "MediaListener",
     "MemoryBus",
+    "OfferMessage",
+    "PingMessage",
     "ProtocolError",
     "QueueEntry",
+    "RateLimit",
+    "RateLimiter",
     "Reconnected",
     "RedisBus",
     "Role",
+    "RoomId",
+    "RoomKind",
+    "ServerMessageType",
     "SignalingError",
     "SignalingErrorCode",
     "SiteDirectory",
     "SiteSummary",
+    "SubjectId",
+    "SubjectKind",
     "Subscription",
+    "TokenBucket",
+    "UnwatchMessage",
     "camera_room",
+    "outbound",
     "parse_client_message",
     "site_room",
 ]
