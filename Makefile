@@ -68,8 +68,8 @@ model: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/connect.py
-	$(BIN)/python bench/media.py
-	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/forwarding.py
+	$(BIN)/python bench/grading.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts

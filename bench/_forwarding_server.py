@@ -1,8 +1,8 @@
-"""The server side of ``bench/media.py``, in its own process so that its CPU time and its
+"""The server side of ``bench/forwarding.py``, in its own process so that its CPU time and its
 event-loop lag are measured apart from the clients; and :class:`ServerProcess`, the bench's
 handle on that process.
 
-    python bench/_media_child.py engine|grading|relay
+    python bench/_forwarding_server.py engine|grading|relay
 
 ``engine`` is this service's :class:`media.MediaEngine` with its default configuration (no
 frame sink, so no grading sampler); ``grading`` the same with a frame sink that drops what it
@@ -37,7 +37,10 @@ from typing import Any
 
 CHILD = Path(__file__).resolve()
 ROOT = CHILD.parent.parent
-sys.path.insert(0, str(ROOT))
+if not __package__:
+    # Run by path (as ServerProcess starts it): import from the repository root, never from
+    # bench/ itself.
+    sys.path[0] = str(ROOT)
 
 from aiortc import (  # noqa: E402
     MediaStreamTrack,
@@ -130,7 +133,7 @@ class RunFailed(Exception):
 
 
 class ServerProcess:
-    """``bench/_media_child.py`` in one of its modes, driven over its pipes."""
+    """``bench/_forwarding_server.py`` in one of its modes, driven over its pipes."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -287,5 +290,5 @@ async def serve(mode: str) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if len(sys.argv) != 2 or sys.argv[1] not in ("engine", "grading", "relay"):
-        raise SystemExit("usage: _media_child.py engine|grading|relay")
+        raise SystemExit("usage: _forwarding_server.py engine|grading|relay")
     asyncio.run(serve(sys.argv[1]))

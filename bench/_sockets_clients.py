@@ -1,7 +1,7 @@
-"""The WebSocket clients of ``bench/signaling.py``, in a process of their own so that their CPU
+"""The WebSocket clients of ``bench/sockets.py``, in a process of their own so that their CPU
 time and event-loop lag are measured apart from the bench's and the nodes'.
 
-    python bench/_signaling_clients.py     (driven by bench/signaling.py over stdin/stdout)
+    python bench/_sockets_clients.py     (driven by bench/sockets.py over stdin/stdout)
 
 Each pair is one return case: its customer (join token) and its agent (session cookie). The
 customer joins its case's room; the agent joins the lobby, waits until its case is in a
@@ -36,8 +36,10 @@ from typing import Any
 
 import aiohttp
 
-# Run as a script: make the benchmarks' shared helpers importable.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:
+    # Run by path (as bench/sockets.py starts it): import from the repository root, never from
+    # bench/ itself.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench._stats import LagProbe  # noqa: E402
 

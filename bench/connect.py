@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run as a script from the repository root: make the test doubles importable.
-sys.path.insert(0, str(ROOT))
+if not __package__:
+    # Run by path (python bench/connect.py): import from the repository root, as
+    # ``python -m bench.connect`` does, never from bench/ itself.
+    sys.path[0] = str(ROOT)
 
 import aiohttp  # noqa: E402
 import aiortc  # noqa: E402

@@ -1,7 +1,8 @@
-"""Inference benchmark: model throughput by batch size, and the dynamic batcher against
+"""Grading model benchmark: model throughput by batch size, and the dynamic batcher against
 batch-1 serving under N simulated 2 fps streams.
 
-    python bench/inference.py [--model PATH] [--provider auto|cpu|cuda|tensorrt] [--json]
+    python bench/grading.py [--model PATH] [--provider auto|cpu|cuda|tensorrt] [--json]
+    python -m bench.grading --streams 8
 
 Uses inference/models/grader-v1.onnx when present, else a generated stand-in (a small conv net
 at 224x224 with random weights: same contract, similar shape of cost, not the real figures) and
@@ -24,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:
+    # Run by path (python bench/grading.py): import from the repository root, as
+    # ``python -m bench.grading`` does, never from bench/ itself (a bench script named like a
+    # package of the project would be imported in its place).
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from inference import (  # noqa: E402
     DynamicBatcher,

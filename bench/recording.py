@@ -5,7 +5,8 @@ frames as they arrive from a publisher, MediaRecorder the decoded frames (which 
 anyway for sampling) that it re-encodes. CPU is the process's user+system time (all threads)
 over a fixed duration, per stream.
 
-    .venv/bin/python -m bench.recording [--streams 4] [--seconds 10]
+    .venv/bin/python bench/recording.py [--streams 4] [--seconds 10]
+    .venv/bin/python -m bench.recording
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ import argparse
 import asyncio
 import fractions
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import av
-from aiortc import MediaStreamTrack
-from aiortc.contrib.media import MediaRecorder
+if not __package__:
+    # Run by path (python bench/recording.py): import from the repository root, as
+    # ``python -m bench.recording`` does, never from bench/ itself.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from media.keyframes import EncodedFrame, is_keyframe
-from media.recorder import Recorder
-from tests.fakes.camera import NumberedVideoTrack
+import av  # noqa: E402
+from aiortc import MediaStreamTrack  # noqa: E402
+from aiortc.contrib.media import MediaRecorder  # noqa: E402
+
+from media.keyframes import EncodedFrame, is_keyframe  # noqa: E402
+from media.recorder import Recorder  # noqa: E402
+from tests.fakes.camera import NumberedVideoTrack  # noqa: E402
 
 PROFILES = {"480p15": (640, 480, 15, 1_000_000), "720p30": (1280, 720, 30, 2_500_000)}
 #: Distinct frames generated and then looped (a keyframe every 2 s, as the server asks).
