@@ -19,15 +19,7 @@ from .errors import (
     NothingToRecord,
     PeerNotFound,
 )
-from .forwarder import (
-    Forwarder,
-    ForwardingTotals,
-    FrameTap,
-    SourceStats,
-    SubscriberTrack,
-    TrackSource,
-    Transcode,
-)
+from .forwarder import Forwarder
 from .frame_router import FrameRouter, Resampler
 from .ingest import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus, mask_url
 from .keyframes import EncodedFrame, codec_of, is_keyframe
@@ -47,6 +39,9 @@ from .sdp import (
     parse_sdpfrag,
     validate_offer,
 )
+from .source import FrameTap, SourceStats, TrackSource
+from .subscriber import ForwardingTotals, SubscriberTrack
+from .transcode import Transcode
 
 __all__ = [
     "MAX_SDP_BYTES",

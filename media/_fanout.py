@@ -1,7 +1,7 @@
 """The fan-out half of forwarding: :class:`Fanout` feeds encoded frames of one kind to the
 :class:`Outlet`\\ s attached to it, and names the published track (:class:`Origin`) behind it.
 
-A published :class:`~media.forwarder.TrackSource` and a shared
+A published :class:`~media.source.TrackSource` and a shared
 :class:`~media.transcode.Transcode` are fan-outs; a :class:`~media.subscriber.SubscriberTrack`
 is an outlet. Both sides are typed here by Protocols, so this module imports neither of them
 and none of them has to import another to name what it is attached to.

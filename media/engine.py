@@ -27,13 +27,15 @@ from .errors import (
     MediaError,
     PeerNotFound,
 )
-from .forwarder import Forwarder, ForwardingTotals, SourceStats, TrackSource
+from .forwarder import Forwarder
 from .keyframes import received_frame
 from .peer import ServerPeer
 from .recorder import RecordedFile
 from .recording import CaptureHandle, Publication, Recordings
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import OfferedMedia, munge_answer, no_common_codec, parse_candidate, validate_offer
+from .source import SourceStats, TrackSource
+from .subscriber import ForwardingTotals
 
 __all__ = ["MediaEngine", "MediaListener"]
 

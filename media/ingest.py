@@ -34,17 +34,17 @@ import av
 
 from aioutil import cancel_and_wait
 
+from ._rtsp_encoder import VIDEO_CLOCK
 from ._rtsp_session import (
     _FPS_FRAMES,
-    VIDEO_CLOCK,
     _PullSpec,
     _resolves,
     _Session,
     _StreamInfo,
 )
 from .errors import MediaError
-from .forwarder import TrackSource
 from .keyframes import EncodedFrame
+from .source import TrackSource
 
 __all__ = ["Backoff", "IngestTarget", "RtspPull", "RtspState", "RtspStatus", "mask_url"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from .forwarder import SubscriberTrack
+from .subscriber import SubscriberTrack
 
 __all__ = ["ServerPeer"]
 

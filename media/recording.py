@@ -2,7 +2,7 @@
 :class:`Publication` (its pre-roll buffer and the recorders its encoded frames feed), captures
 that run until stopped, the last seconds saved at once, and snapshots decoded on demand.
 
-:class:`Recordings` sees only :class:`~media.forwarder.TrackSource`\\ s; the engine tells it when
+:class:`Recordings` sees only :class:`~media.source.TrackSource`\\ s; the engine tells it when
 one is published or ends and passes the capture calls of its public API on to it.
 """
 
@@ -26,10 +26,10 @@ from aioutil import OwnedTasks
 
 from .config import MediaConfig
 from .errors import CaptureNotFound, MediaError, NothingToRecord
-from .forwarder import TrackSource
 from .keyframes import EncodedFrame
 from .preroll import PrerollBuffer
 from .recorder import RecordedFile, Recorder, container_for
+from .source import TrackSource
 
 __all__ = ["CaptureHandle", "Publication", "Recordings", "decode_newest"]
 

@@ -1,6 +1,6 @@
 """Decoded frames for the grading model, taken from a published video track at a fixed rate.
 
-The sampler sits on the forwarding path (a tap on :class:`~media.forwarder.TrackSource`), so it
+The sampler sits on the forwarding path (a tap on :class:`~media.source.TrackSource`), so it
 must never make that path wait: it keeps one frame per period, converts it to RGB and hands it
 to the :class:`FrameSink`, which must return at once (it drops, never queues without bound).
 """

@@ -1,5 +1,5 @@
 """What a subscriber's sender reads: :class:`SubscriberTrack`, fed encoded frames by a
-:class:`~media._fanout.Fanout` (a published :class:`~media.forwarder.TrackSource` or a shared
+:class:`~media._fanout.Fanout` (a published :class:`~media.source.TrackSource` or a shared
 :class:`~media.transcode.Transcode`), with its own bounded queue, keyframe gate and continuous
 timestamps across source changes. See :mod:`media.forwarder` for the whole path."""
 
