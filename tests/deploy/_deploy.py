@@ -32,12 +32,22 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 CADDYFILE = DEPLOY / "Caddyfile"
 TURN_CONF = DEPLOY / "coturn" / "turnserver.conf"
 TURN_START = DEPLOY / "coturn" / "start.sh"
+REQUIRE_SECRETS = DEPLOY / "require-secrets.sh"
+#: Where compose and Kubernetes mount the scripts of deploy/ (the same layout: coturn/start.sh
+#: finds require-secrets.sh in the folder above its own).
+CONTAINER_DEPLOY = "/etc/inspectd-deploy"
+#: require-secrets.sh's exit status for a refused secret (EX_CONFIG).
+REFUSED = 78
 K8S = DEPLOY / "k8s"
 HEALTH_PATH = "/healthz"
 PLACEHOLDER = "REPLACE_ME"
 
 #: Debian package of each tool the tests run (`make test` installs them; see the Makefile).
 DEBIAN_PACKAGES = {"docker-compose": "docker-compose", "caddy": "caddy", "turnserver": "coturn"}
+
+#: The awk implementations the images run require-secrets.sh with: mawk (Debian: the python
+#: and coturn images), busybox (Alpine: the Redis image), and gawk for good measure.
+AWKS = ("mawk", "gawk", "busybox")
 
 
 def require_tool(name: str) -> str:
@@ -202,3 +212,60 @@ def caddy_config() -> dict[str, Any]:
     assert result.returncode == 0, f"caddy adapt --validate {CADDYFILE}:\n{result.stderr}"
     config: dict[str, Any] = json.loads(result.stdout)
     return config
+
+
+def fake_turnserver(directory: Path) -> Path:
+    """A folder holding a ``turnserver`` that records its arguments and config and exits 0,
+    to put first on PATH: start.sh then never starts a real relay (on every interface, as
+    deployed) when a test only checks what it refuses or writes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "turnserver"
+    script.write_text(
+        "#!/bin/sh\n"
+        'printf "%s\\n" "$@" > "$(dirname "$0")/argv"\n'
+        'cp "$2" "$(dirname "$0")/written.conf"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return directory
+
+
+def awk_path(awk: str, directory: Path) -> str:
+    """A PATH whose ``awk`` is ``awk`` (mawk, gawk or busybox), the system's tools after it;
+    skips when that implementation is not installed here."""
+    found = shutil.which(awk)
+    if found is None:
+        pytest.skip(f"{awk} is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "awk"
+    if awk == "busybox":
+        link.write_text(f'#!/bin/sh\nexec {found} awk "$@"\n', encoding="utf-8")
+        link.chmod(0o755)
+    else:
+        link.symlink_to(found)
+    return f"{directory}:/usr/bin:/bin"
+
+
+def local_command(argv: Sequence[str]) -> list[str]:
+    """A container command with the mounted deploy/ scripts at their place in this checkout."""
+    return [
+        str(DEPLOY) + arg[len(CONTAINER_DEPLOY) :]
+        if arg.startswith(CONTAINER_DEPLOY + "/")
+        else arg
+        for arg in argv
+    ]
+
+
+def run_script(
+    argv: Sequence[str], environ: Mapping[str, str], *, path: str = "/usr/bin:/bin"
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` (container paths mapped to this checkout) with exactly ``environ``."""
+    return subprocess.run(
+        local_command(argv),
+        capture_output=True,
+        text=True,
+        env={"PATH": path, **environ},
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )

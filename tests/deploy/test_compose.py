@@ -5,6 +5,9 @@ service: settings, commands, ports, health checks, the TURN secret, the GPU rese
 from __future__ import annotations
 
 import functools
+import secrets
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +16,20 @@ import yaml
 
 from ._deploy import (
     COMPOSE_FILE,
+    CONTAINER_DEPLOY,
+    DEPLOY,
     ENV_EXAMPLE,
     PLACEHOLDER,
+    REFUSED,
     TURN_CONF,
     caddy_config,
     check_settings,
     env_example,
+    fake_turnserver,
     parse_command,
     port_range,
     run_compose,
+    run_script,
     settings_of,
     turn_conf,
     walk,
@@ -29,16 +37,17 @@ from ._deploy import (
 
 
 @functools.cache
-def _resolved() -> dict[str, Any]:
-    """The compose file after interpolation with deploy/env.example, every profile included."""
-    result = run_compose("--profile", "gpu", "config")
+def _resolved(env_file: Path = ENV_EXAMPLE) -> dict[str, Any]:
+    """The compose file after interpolation with ``env_file`` (deploy/env.example unless
+    told), every profile included."""
+    result = run_compose("--profile", "gpu", "config", env_file=env_file)
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = yaml.safe_load(result.stdout)
     return document
 
 
-def _service(name: str) -> dict[str, Any]:
-    service: dict[str, Any] = _resolved()["services"][name]
+def _service(name: str, env_file: Path = ENV_EXAMPLE) -> dict[str, Any]:
+    service: dict[str, Any] = _resolved(env_file)["services"][name]
     return service
 
 
@@ -141,7 +150,7 @@ def test_coturn_and_inspectd_share_the_turn_secret_and_port() -> None:
     source = _raw_service("coturn")["environment"]["TURN_SECRET"]
     assert source.startswith("${TURN_SECRET")
     assert _raw_service("inspectd")["environment"]["INSPECT_TURN_SECRET"] == source
-    assert _service("coturn")["entrypoint"][-1] == "/etc/inspectd-coturn/start.sh"
+    assert _service("coturn")["entrypoint"] == ["/bin/sh", f"{CONTAINER_DEPLOY}/coturn/start.sh"]
 
     settings = settings_of(inspectd, "compose inspectd")
     assert settings.turn_secret, "TURN credentials need INSPECT_TURN_SECRET"
@@ -172,3 +181,132 @@ def test_env_example_holds_placeholders_not_secrets() -> None:
     for name in ("SECRET_KEY", "TURN_SECRET"):
         assert PLACEHOLDER in values[name], f"{ENV_EXAMPLE}: {name} must be a placeholder"
     assert (Path(ENV_EXAMPLE).parent / ".gitignore").read_text(encoding="utf-8").count(".env")
+
+
+def _secret_variables(name: str) -> set[str]:
+    """The variables of service ``name`` that carry a secret of deploy/.env (those whose
+    env.example value is a placeholder)."""
+    sources = [source for source, value in env_example().items() if PLACEHOLDER in value]
+    raw = _raw_service(name).get("environment", {})
+    return {
+        variable
+        for variable, value in raw.items()
+        if any(f"${{{source}" in str(value) for source in sources)
+    }
+
+
+def _mounts(name: str) -> dict[str, Path]:
+    """Container path -> host path of the bind mounts of service ``name``."""
+    mounts: dict[str, Path] = {}
+    for volume in _service(name).get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("/"):
+            mounts[target] = Path(source)
+    return mounts
+
+
+def _local(name: str, argv: list[str]) -> list[str]:
+    """``argv`` of service ``name`` with each path inside a bind mount at its host path."""
+    local = []
+    for arg in argv:
+        for target, source in _mounts(name).items():
+            if arg == target or arg.startswith(target + "/"):
+                arg = str(source) + arg[len(target) :]
+                break
+        local.append(arg)
+    return local
+
+
+def _checked(name: str) -> list[str]:
+    """The variables the entrypoint of service ``name`` hands to require-secrets.sh."""
+    entrypoint: list[str] = _service(name)["entrypoint"]
+    assert entrypoint[:2] == ["/bin/sh", f"{CONTAINER_DEPLOY}/require-secrets.sh"], entrypoint
+    return entrypoint[2 : entrypoint.index("--")]
+
+
+def _strong_env_file(tmp_path: Path) -> Path:
+    """deploy/env.example with every placeholder replaced by `openssl rand -hex 32`."""
+    lines = []
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        lines.append(f"{name}={secrets.token_hex(32)}" if PLACEHOLDER in value else line)
+    path = tmp_path / ".env"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _start_inspectd(environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """The inspectd service's entrypoint with ``environ``, up to the check of its secrets; what
+    follows `--` (inspectd itself) is replaced by a command that says it ran."""
+    entrypoint: list[str] = _service("inspectd")["entrypoint"]
+    argv = [*entrypoint[: entrypoint.index("--") + 1], "sh", "-c", "echo started"]
+    return run_script(_local("inspectd", argv), environ)
+
+
+def _start_coturn(environ: Mapping[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The coturn service's entrypoint with ``environ`` and a stand-in turnserver, so that no
+    relay starts (the deployed config listens on every interface)."""
+    fake = fake_turnserver(tmp_path / "bin")
+    argv = [*_service("coturn")["entrypoint"], *_service("coturn").get("command", [])]
+    environ = {**environ, "TMPDIR": str(tmp_path)}
+    return run_script(_local("coturn", argv), environ, path=f"{fake}:/usr/bin:/bin")
+
+
+def test_every_service_that_reads_a_secret_checks_it_before_it_starts() -> None:
+    readers = {name for name in _resolved()["services"] if _secret_variables(name)}
+    assert readers == {"inspectd", "coturn"}
+    assert set(_checked("inspectd")) == _secret_variables("inspectd")
+    assert _service("inspectd")["entrypoint"][-1] == "inspectd", "then the image's entrypoint"
+    parse_command(_service("inspectd")["command"], "compose inspectd")
+    # coturn: start.sh runs require-secrets.sh on TURN_SECRET (shown by running it below).
+    assert _secret_variables("coturn") == {"TURN_SECRET"}
+
+
+def test_the_scripts_are_mounted_from_deploy_in_its_layout() -> None:
+    for name in ("inspectd", "coturn"):
+        scripts = {t: s for t, s in _mounts(name).items() if t.startswith(CONTAINER_DEPLOY)}
+        assert f"{CONTAINER_DEPLOY}/require-secrets.sh" in scripts, name
+        for target, source in scripts.items():
+            assert source == DEPLOY / target[len(CONTAINER_DEPLOY) + 1 :], (name, target)
+    assert f"{CONTAINER_DEPLOY}/coturn" in _mounts("coturn")
+
+
+def test_the_env_example_placeholders_stop_inspectd_and_coturn(tmp_path: Path) -> None:
+    inspectd = _start_inspectd(_service("inspectd")["environment"])
+    assert inspectd.returncode == REFUSED, inspectd
+    assert "started" not in inspectd.stdout
+    for variable in ("INSPECT_SECRET_KEY", "INSPECT_TURN_SECRET"):
+        assert f"refusing to start: {variable} still holds a placeholder" in inspectd.stderr
+
+    coturn = _start_coturn(_service("coturn")["environment"], tmp_path)
+    assert coturn.returncode == REFUSED, coturn
+    assert "refusing to start: TURN_SECRET still holds a placeholder" in coturn.stderr
+    assert not (tmp_path / "bin" / "argv").exists(), "turnserver must not run"
+    assert not (tmp_path / "turnserver.conf").exists(), "nothing is written before the check"
+
+
+@pytest.mark.parametrize("weak", ["", "short", "a" * 64], ids=["empty", "short", "one character"])
+def test_a_short_or_guessable_secret_stops_them_too(weak: str, tmp_path: Path) -> None:
+    good = secrets.token_hex(32)
+    inspectd = {**_service("inspectd")["environment"], "INSPECT_TURN_SECRET": good}
+    result = _start_inspectd({**inspectd, "INSPECT_SECRET_KEY": weak})
+    assert result.returncode == REFUSED and "INSPECT_SECRET_KEY" in result.stderr, result
+    assert "INSPECT_TURN_SECRET" not in result.stderr
+    result = _start_coturn({**_service("coturn")["environment"], "TURN_SECRET": weak}, tmp_path)
+    assert result.returncode == REFUSED and "TURN_SECRET" in result.stderr, result
+    assert not (tmp_path / "bin" / "argv").exists()
+
+
+def test_generated_secrets_start_inspectd_and_coturn(tmp_path: Path) -> None:
+    env_file = _strong_env_file(tmp_path)
+    inspectd = _start_inspectd(_service("inspectd", env_file)["environment"])
+    assert (inspectd.returncode, inspectd.stdout, inspectd.stderr) == (0, "started\n", "")
+
+    environ = _service("coturn", env_file)["environment"]
+    coturn = _start_coturn(environ, tmp_path)
+    assert coturn.returncode == 0, coturn
+    argv = (tmp_path / "bin" / "argv").read_text(encoding="utf-8").splitlines()
+    assert argv == ["-c", str(tmp_path / "turnserver.conf")]
+    written = (tmp_path / "bin" / "written.conf").read_text(encoding="utf-8")
+    assert f"static-auth-secret={environ['TURN_SECRET']}\n" in written
+    assert "allowed-peer-ip" not in dict(turn_conf(written)), "env.example allows no peer"

@@ -5,6 +5,9 @@ settings, commands, ports and secrets the service and coturn must agree on."""
 from __future__ import annotations
 
 import re
+import secrets
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +15,21 @@ import kubernetes_validate
 import pytest
 
 from ._deploy import (
+    CONTAINER_DEPLOY,
+    DEPLOY,
     HEALTH_PATH,
     K8S,
     PLACEHOLDER,
+    REFUSED,
+    REQUIRE_SECRETS,
     TURN_CONF,
     TURN_START,
     check_settings,
+    fake_turnserver,
     k8s_resources,
     parse_command,
     port_range,
+    run_script,
     settings_of,
     turn_conf,
 )
@@ -274,7 +283,7 @@ def test_coturn_reads_the_turn_secret_inspectd_signs_with() -> None:
             f"ConfigMap coturn {key} differs from {path.relative_to(K8S.parent.parent)}:"
             " copy the file into deploy/k8s/40-coturn.yaml"
         )
-    assert coturn["command"] == ["/bin/sh", "/etc/inspectd-coturn/start.sh"]
+    assert coturn["command"] == ["/bin/sh", f"{CONTAINER_DEPLOY}/coturn/start.sh"]
     settings = settings_of(_environment(_container("inspectd")), "Deployment inspectd")
     listening = dict(turn_conf(TURN_CONF.read_text(encoding="utf-8")))["listening-port"]
     assert {port["containerPort"] for port in coturn["ports"]} == {int(listening)}
@@ -292,3 +301,142 @@ def test_secrets_are_placeholders() -> None:
             assert "data" not in document, "base64 data hides what is in it: use stringData"
             for key, value in document["stringData"].items():
                 assert PLACEHOLDER in value, f"Secret {document['metadata']['name']}: {key}"
+
+
+CHECKER = ["/bin/sh", f"{CONTAINER_DEPLOY}/require-secrets.sh"]
+
+
+def _containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(w, c) for w in _workloads() for c in _pod(w)["containers"]]
+
+
+def _secret_keys(container: dict[str, Any]) -> dict[str, str]:
+    """Variable -> Secret key, for each variable the container reads from a Secret."""
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"]["key"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+
+
+def _config_map_files(source: dict[str, Any]) -> dict[str, str]:
+    data: dict[str, str] = _find("ConfigMap", source["name"])["data"]
+    if "items" not in source:
+        return dict(data)
+    return {item["path"]: data[item["key"]] for item in source["items"]}
+
+
+def _mounted_files(workload: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """Container path -> content of every file the container's ConfigMap volumes provide."""
+    volumes = {volume["name"]: volume for volume in _pod(workload).get("volumes", [])}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})  # a volumeClaimTemplate has no entry here
+        if "configMap" in volume:
+            sources = [volume["configMap"]]
+        elif "projected" in volume:
+            sources = [s["configMap"] for s in volume["projected"]["sources"] if "configMap" in s]
+        else:
+            continue
+        for source in sources:
+            for path, content in _config_map_files(source).items():
+                files[f"{mount['mountPath']}/{path}"] = content
+    return files
+
+
+def _start(
+    workload: dict[str, Any],
+    container: dict[str, Any],
+    environ: Mapping[str, str],
+    tmp_path: Path,
+) -> subprocess.CompletedProcess[str]:
+    """The container's command, from the files its ConfigMaps mount (written under tmp_path),
+    with ``environ``. What follows `--` is replaced by a command that says it ran; a
+    stand-in turnserver comes first on PATH, so that no relay starts."""
+    root = tmp_path / "root"
+    for path, content in _mounted_files(workload, container).items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    command: list[str] = container["command"]
+    if "--" in command:
+        command = [*command[: command.index("--") + 1], "sh", "-c", "echo started"]
+    argv = [str(root) + arg if arg.startswith(CONTAINER_DEPLOY + "/") else arg for arg in command]
+    fake = fake_turnserver(tmp_path / "bin")
+    environ = {**environ, "TMPDIR": str(tmp_path)}
+    return run_script(argv, environ, path=f"{fake}:/usr/bin:/bin")
+
+
+def test_the_require_secrets_config_map_holds_the_script() -> None:
+    data = _find("ConfigMap", "require-secrets")["data"]
+    assert data == {"require-secrets.sh": REQUIRE_SECRETS.read_text(encoding="utf-8")}, (
+        "copy deploy/require-secrets.sh into deploy/k8s/12-require-secrets.yaml"
+    )
+
+
+def test_every_container_that_reads_a_secret_checks_it_before_it_starts() -> None:
+    readers = {c["name"] for _, c in _containers() if _secret_keys(c)}
+    assert readers == {"inspectd", "coturn", "redis", "worker"}
+    for workload, container in _containers():
+        keys = _secret_keys(container)
+        if not keys:
+            continue
+        name = container["name"]
+        files = _mounted_files(workload, container)
+        if name == "coturn":
+            # start.sh checks TURN_SECRET itself, with require-secrets.sh one folder up.
+            assert container["command"] == ["/bin/sh", f"{CONTAINER_DEPLOY}/coturn/start.sh"]
+            assert set(keys) == {"TURN_SECRET"}
+        else:
+            command = container["command"]
+            assert command[:2] == CHECKER, name
+            checked = command[2 : command.index("--")]
+            assert {keys[v] for v in checked} == set(keys.values()), (
+                f"{name}: require-secrets.sh must check every Secret key it reads"
+            )
+        # Every mounted script is the repository's file at the same place under deploy/.
+        scripts = {p: c for p, c in files.items() if p.startswith(CONTAINER_DEPLOY + "/")}
+        assert f"{CONTAINER_DEPLOY}/require-secrets.sh" in scripts, name
+        for path, content in scripts.items():
+            local = DEPLOY / path[len(CONTAINER_DEPLOY) + 1 :]
+            assert content == local.read_text(encoding="utf-8"), (name, path)
+    workers = _find("Deployment", "inspectd-worker")
+    (worker,) = _pod(workers)["containers"]
+    command = worker["command"]
+    parse_command([*command[command.index("--") + 2 :], *worker["args"]], "worker")
+
+
+@pytest.mark.parametrize(
+    "container_name", ["inspectd", "worker", "redis", "coturn"], ids=lambda name: name
+)
+def test_the_secret_placeholders_stop_the_container(container_name: str, tmp_path: Path) -> None:
+    ((workload, container),) = [(w, c) for w, c in _containers() if c["name"] == container_name]
+    result = _start(workload, container, _environment(container), tmp_path)
+    assert result.returncode == REFUSED, result
+    assert "started" not in result.stdout
+    assert not (tmp_path / "bin" / "argv").exists(), "turnserver must not run"
+    keys = _secret_keys(container)
+    named = {
+        v for v in keys if f"refusing to start: {v} still holds a placeholder" in result.stderr
+    }
+    assert {keys[v] for v in named} == set(keys.values()), result.stderr
+
+
+@pytest.mark.parametrize(
+    "container_name", ["inspectd", "worker", "redis", "coturn"], ids=lambda name: name
+)
+def test_generated_secrets_start_the_container(container_name: str, tmp_path: Path) -> None:
+    ((workload, container),) = [(w, c) for w, c in _containers() if c["name"] == container_name]
+    stored = _find("Secret", "inspectd-secrets")["stringData"]
+    generated = {key: secrets.token_hex(32) for key in stored}
+    keys = _secret_keys(container)
+    environ = {**_environment(container), **{var: generated[key] for var, key in keys.items()}}
+    result = _start(workload, container, environ, tmp_path)
+    assert result.returncode == 0, result
+    if container_name == "coturn":
+        argv = (tmp_path / "bin" / "argv").read_text(encoding="utf-8").splitlines()
+        assert argv == ["-c", str(tmp_path / "turnserver.conf")]
+        written = (tmp_path / "bin" / "written.conf").read_text(encoding="utf-8")
+        assert f"static-auth-secret={generated['INSPECT_TURN_SECRET']}\n" in written
+    else:
+        assert (result.stdout, result.stderr) == ("started\n", "")
