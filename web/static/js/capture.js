@@ -53,12 +53,15 @@ function captureErrorText(err) {
   return err.message || 'The capture failed.';
 }
 
-/** "Clip saved as evidence ev_1 · 0:12 · 1.4 MB · Return receipt". */
-function savedText(item) {
+/**
+ * "Clip saved · 0:12 · 1.4 MB · Return receipt"; with `withId` (a panel with no list to find
+ * the item in) "Clip saved as evidence <id> · ...".
+ */
+function savedText(item, { withId }) {
   const duration = itemDuration(item);
   const stage = item.record?.logistics_stage;
   return [
-    `${kindLabel(item.kind)} saved as evidence ${item.id}`,
+    withId ? `${kindLabel(item.kind)} saved as evidence ${item.id}` : `${kindLabel(item.kind)} saved`,
     item.kind === 'clip' && Number.isFinite(duration) ? formatDuration(duration) : null,
     formatBytes(itemSize(item)),
     stage ? stageLabel(stage) : null,
@@ -253,7 +256,7 @@ export class CapturePanel {
 
   #saved(saved) {
     const item = normalizeItem(saved);
-    this.#say(savedText(item), item.id);
+    this.#say(savedText(item, { withId: !this.#el.list }), item.id);
     this.refresh();
   }
 
