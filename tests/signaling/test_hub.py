@@ -139,6 +139,7 @@ async def test_one_of_two_racing_agents_wins_the_case(hubt: HubUnderTest) -> Non
     for agent in (first, second):
         await agent.expect("queue", where=lambda m: bool(m["cases"]))
 
+    before = {id(agent): len(agent.seen) for agent in (first, second)}
     accept = {"type": "accept", "case_id": case_id}
     await asyncio.gather(first.send(accept), second.send(accept))
 
@@ -156,7 +157,9 @@ async def test_one_of_two_racing_agents_wins_the_case(hubt: HubUnderTest) -> Non
     changed = await customer.expect("case")
     assert changed["case"]["state"] == "in_call"
     assert changed["case"]["agent_id"] == in_room["ice_servers"][0]["username"]
-    await loser.expect("queue", where=lambda m: m["cases"] == [])
+    # The emptied queue may come before the loser's error, which waiting for it skipped.
+    if not [m for m in loser.seen[before[id(loser)] :] if m["type"] == "queue" and not m["cases"]]:
+        await loser.expect("queue", where=lambda m: m["cases"] == [])
     assert hubt.hub.live_calls == 1
 
 
