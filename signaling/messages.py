@@ -15,7 +15,7 @@ Client to server (validated here; anything else is answered with an ``error``):
 ``leave``      leave the call (the socket stays open for staff, e.g. back to the queue)
 ``ping``       keep-alive; answered with ``pong``
 
-Server to client:
+Server to client (each built by its function in :mod:`signaling.outbound`):
 
 ``joined``, ``answer``, ``renegotiate`` (the server has tracks for the client: send a new offer
 with enough receiving transceivers), ``participant`` (joined/left), ``tracks`` (remote tracks of
