@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from .presence import (
-    LIVE_WINDOW_S,
-    CameraLink,
-    CameraPresence,
-    DetailSource,
-    Source,
-)
-from .service import (
+from ._credentials import split_rtsp_url
+from .model import (
     CAMERA_TOKEN_PREFIX,
     Camera,
     CameraChanges,
@@ -20,15 +14,29 @@ from .service import (
     IssuedCameraToken,
     NewCamera,
     Site,
-    SiteService,
+    SiteEvidenceLink,
     Station,
     StationStage,
-    split_rtsp_url,
+    TokenState,
 )
+from .presence import (
+    LIVE_WINDOW_S,
+    CameraLink,
+    CameraPresence,
+    DetailSource,
+    RoomStats,
+    Source,
+)
+from .service import SiteService
 from .stations import (
     TRACKING_FORMATS,
+    CodeReader,
+    ScannedCode,
+    SegmentGrading,
+    StationCaptures,
     StationConfig,
     StationService,
+    StationSites,
     station_operator,
     tracking_number,
 )
@@ -45,16 +53,24 @@ __all__ = [
     "CameraPresence",
     "CameraToken",
     "CameraTokenError",
+    "CodeReader",
     "DetailSource",
     "IssuedCameraToken",
     "NewCamera",
+    "RoomStats",
+    "ScannedCode",
+    "SegmentGrading",
     "Site",
+    "SiteEvidenceLink",
     "SiteService",
     "Source",
     "Station",
+    "StationCaptures",
     "StationConfig",
     "StationService",
+    "StationSites",
     "StationStage",
+    "TokenState",
     "split_rtsp_url",
     "station_operator",
     "tracking_number",

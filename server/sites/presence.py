@@ -3,9 +3,10 @@ walkthrough pages.
 
 The server knows when a camera connects and leaves (a phone page joins its site's room, a WHIP
 session starts or ends, the RTSP puller starts or stops). The media engine knows what arrives:
-``MediaEngine.source_stats(room_id)`` gives codec, size, frame rate, bitrate and the wall-clock
-time of the last frame per published track. A camera is ``online`` while connected, and ``live``
-while its video frames keep arriving (``live`` is ``None`` when the engine gives no stats).
+its ``source_stats(room_id)``, handed in as a :data:`RoomStats` callable, gives codec, size,
+frame rate, bitrate and the wall-clock time of the last frame per published track. A camera is
+``online`` while connected, and ``live`` while its video frames keep arriving (``live`` is
+``None`` when the engine gives no stats).
 Other services add their part of the status with :meth:`CameraPresence.add_details` (the RTSP
 puller's state as ``rtsp``, a station's current parcel as ``station``) and say when it changed
 with :meth:`CameraPresence.changed`.
@@ -15,14 +16,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from server.timefmt import iso_time
-from signaling.ports import camera_room
+from signaling import camera_room
 
-__all__ = ["CameraLink", "CameraPresence", "DetailSource", "LIVE_WINDOW_S", "Source"]
+__all__ = [
+    "LIVE_WINDOW_S",
+    "CameraLink",
+    "CameraPresence",
+    "ChangeListener",
+    "DetailSource",
+    "RoomStats",
+    "Source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,10 @@ ChangeListener = Callable[[str, str], Awaitable[None]]
 #: One more part of a camera's status (the RTSP puller's state, a station's current parcel):
 #: given the camera id, its JSON, or ``None`` when it has nothing to say about that camera.
 DetailSource = Callable[[str], dict[str, Any] | None]
+#: The media engine's per-track stats of a room (``media.SourceStats`` items: ``kind``,
+#: ``publisher_id``, ``codec``, ``width``, ``fps``, ``last_frame_at``...), read by attribute so
+#: that any engine's stats fit.
+RoomStats = Callable[[str], Iterable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +69,12 @@ class CameraPresence:
 
     def __init__(
         self,
-        media: object,  # the media engine: ``source_stats(room_id)`` when it has it
+        source_stats: RoomStats | None = None,
         *,
         seen: Callable[[str, float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._media = media
+        self._source_stats = source_stats
         self._seen = seen
         self._clock = clock
         self._links: dict[str, CameraLink] = {}
@@ -83,7 +96,7 @@ class CameraPresence:
     @property
     def stats_available(self) -> bool:
         """Whether the media engine reports per-track stats (``source_stats``)."""
-        return callable(getattr(self._media, "source_stats", None))
+        return self._source_stats is not None
 
     def link(self, camera_id: str) -> CameraLink | None:
         return self._links.get(camera_id)
@@ -126,11 +139,10 @@ class CameraPresence:
                 logger.exception("camera status listener failed")
 
     def _stats(self, camera_id: str, publisher_id: str | None) -> list[Any] | None:
-        source_stats = getattr(self._media, "source_stats", None)
-        if not callable(source_stats):
+        if self._source_stats is None:
             return None
         try:
-            stats = list(source_stats(camera_room(camera_id)))
+            stats = list(self._source_stats(camera_room(camera_id)))
         except Exception:
             logger.exception("source_stats failed for camera %s", camera_id)
             return None

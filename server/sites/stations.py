@@ -3,9 +3,10 @@ tracking barcodes held up to it and records one evidence clip per parcel, with n
 a button.
 
 :class:`StationService` is a ``media.FrameSink`` that wants only station cameras' video (any
-other camera is never decoded for it). Each sampled frame is read for codes with zxing-cpp off
-the event loop (:func:`inference.read_codes` in a small executor); a frame that arrives while the
-camera's previous frame is still being read is dropped. What the reads drive, per camera:
+other camera is never decoded for it). Each sampled frame is read for codes off the event loop,
+in a small executor, by the :data:`CodeReader` it is given (zxing-cpp's ``inference.read_codes``
+in the service); a frame that arrives while the camera's previous frame is still being read is
+dropped. What the reads drive, per camera:
 
 - a tracking number (:func:`tracking_number`: a Code128, Code39, QR or DataMatrix text of 8 to
   40 letters and digits, at least 4 of them digits) that is not the current parcel's becomes
@@ -33,7 +34,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,19 +42,23 @@ from typing import Any, Protocol
 import numpy as np
 
 from aioutil import OwnedTasks, cancel_and_wait
-from inference import ReadCode, read_codes
+from evidence import EvidenceItem
 from media import MediaError, StreamKey
-from server.capture.service import CaptureService, CaptureTarget
+from server.capture import CaptureInfo, CaptureTarget
 from server.errors import DomainError
-from server.sites.service import Camera, SiteService, StationStage
+from server.sites.model import Camera, Site, StationStage
 from server.timefmt import iso_time
-from signaling import Role
-from signaling.ports import Identity, camera_room
+from signaling import Identity, Role, camera_room
 
 __all__ = [
     "TRACKING_FORMATS",
+    "CodeReader",
+    "ScannedCode",
+    "SegmentGrading",
+    "StationCaptures",
     "StationConfig",
     "StationService",
+    "StationSites",
     "station_operator",
     "tracking_number",
 ]
@@ -71,10 +76,51 @@ _ROOM_PREFIX = camera_room("")
 
 #: Told the site and camera id when a station's state changes (the app pushes its status).
 ChangeHook = Callable[[str, str], Awaitable[None]]
-CodeReader = Callable[[np.ndarray[Any, Any]], list[ReadCode]]
 
 
-def tracking_number(code: ReadCode) -> str | None:
+class ScannedCode(Protocol):
+    """A code read in a frame (``inference.ReadCode``): its symbology and its text."""
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+#: Reads the codes in an RGB frame; blocking, so it runs in the stations' executor.
+CodeReader = Callable[[np.ndarray[Any, Any]], Sequence[ScannedCode]]
+
+
+class StationSites(Protocol):
+    """What the stations read of the sites (``SiteService``)."""
+
+    async def list_sites(self) -> list[Site]: ...
+
+    async def list_cameras(self, site_id: str) -> list[Camera]: ...
+
+    async def get_site(self, site_id: str) -> Site | None: ...
+
+
+class StationCaptures(Protocol):
+    """How the stations record clips (``CaptureService``, or its multi-node form)."""
+
+    async def start_target(
+        self,
+        target: CaptureTarget,
+        operator: Identity,
+        *,
+        stage: str | None,
+        note: str,
+        preroll_seconds: float | None = None,
+    ) -> CaptureInfo: ...
+
+    async def stop_target(
+        self, target: CaptureTarget, capture_id: str, operator: Identity
+    ) -> EvidenceItem: ...
+
+
+def tracking_number(code: ScannedCode) -> str | None:
     """The tracking number a read code carries, upper-case without spaces or hyphens, or
     ``None`` when it does not look like one (a product EAN, a URL in a QR code, a short label).
     """
@@ -175,14 +221,14 @@ class StationService:
 
     def __init__(
         self,
-        sites: SiteService,
-        captures: CaptureService,
+        sites: StationSites,
+        captures: StationCaptures,
         *,
+        reader: CodeReader,
         grading: SegmentGrading | None = None,
         on_change: ChangeHook | None = None,
         refresh: Callable[[str], None] | None = None,
         config: StationConfig | None = None,
-        reader: CodeReader = read_codes,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sites = sites
@@ -350,7 +396,7 @@ class StationService:
         if not self._closed and self._lanes.get(lane.camera.id) is lane:
             self._on_codes(lane, codes)
 
-    def _on_codes(self, lane: _Lane, codes: list[ReadCode]) -> None:
+    def _on_codes(self, lane: _Lane, codes: Sequence[ScannedCode]) -> None:
         numbers = list(dict.fromkeys(n for n in map(tracking_number, codes) if n is not None))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
