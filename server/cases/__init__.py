@@ -4,15 +4,14 @@ and the grading record a decision stores."""
 from __future__ import annotations
 
 from .grading_record import build_grading_record
-from .service import (
+from .model import (
+    WEBHOOK_EVENTS,
     Case,
     CaseEvent,
-    CaseEventSink,
     CaseEventType,
     CaseKind,
-    CaseListener,
-    CaseService,
     CaseState,
+    CaseUpdate,
     Cosmetic,
     Functional,
     NewCase,
@@ -24,13 +23,12 @@ from .service import (
     SupportVerdict,
     Verdict,
 )
-from .webhooks import (
-    Webhook,
-    WebhookDispatcher,
-    sign,
-)
+from .outbox import Delivery, Webhook, WebhookEvent
+from .service import CaseEventSink, CaseListener, CaseService
+from .webhooks import DeliveryMetrics, WebhookConfig, WebhookDispatcher, sign
 
 __all__ = [
+    "WEBHOOK_EVENTS",
     "Case",
     "CaseEvent",
     "CaseEventSink",
@@ -39,7 +37,10 @@ __all__ = [
     "CaseListener",
     "CaseService",
     "CaseState",
+    "CaseUpdate",
     "Cosmetic",
+    "Delivery",
+    "DeliveryMetrics",
     "Functional",
     "NewCase",
     "Packaging",
@@ -50,7 +51,9 @@ __all__ = [
     "SupportVerdict",
     "Verdict",
     "Webhook",
+    "WebhookConfig",
     "WebhookDispatcher",
+    "WebhookEvent",
     "build_grading_record",
     "sign",
 ]

@@ -1,12 +1,13 @@
 """Outbound webhooks: a persisted outbox, delivered in order per case and target, with retries.
 
-A case change enqueues one outbox row per target in the case's own transaction
-(:meth:`WebhookDispatcher.enqueue`); the dispatcher POSTs them. A restart resumes whatever is
-still pending (delivery is at least once: receivers dedupe on ``X-Inspect-Delivery``).
+A case change enqueues one outbox row per target in the case's own transaction (the
+:class:`~server.storage.cases.CaseStore` writes them); the dispatcher POSTs them. A restart
+resumes whatever is still pending (delivery is at least once: receivers dedupe on
+``X-Inspect-Delivery``).
 
 Ordering: for one (target, case) only the oldest pending row is ever in flight, so a failing
 delivery holds back the later ones of that case at that target, and nothing else. A row that
-used up ``webhook_max_attempts`` is marked failed and the next one goes.
+used up ``WebhookConfig.max_attempts`` is marked failed and the next one goes.
 """
 
 from __future__ import annotations
@@ -15,27 +16,21 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import random
 import secrets
-import sqlite3
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
-from server.settings import Settings
-from server.storage.sqlite import Database
-from server.timefmt import iso_time
+from server.storage.webhooks import WebhookStore
 
-if TYPE_CHECKING:
-    from server.metrics import Metrics
+from .outbox import Delivery, Webhook
 
-__all__ = ["Webhook", "WebhookDispatcher", "sign"]
+__all__ = ["DeliveryMetrics", "WebhookConfig", "WebhookDispatcher", "sign"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,40 +44,34 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Webhook:
-    """An admin-configured target (its secret is never shown after creation)."""
+class WebhookConfig:
+    """How the dispatcher delivers. ``secret`` signs the deliveries to the targets from the
+    configuration (admin-configured targets have their own); an empty one leaves them
+    unsigned. A delivery is retried after ``base_delay_s``, doubling up to ``max_delay_s``,
+    until ``max_attempts`` tries have failed."""
 
-    id: str
-    url: str
-    created_at: float
+    secret: str = ""
+    max_attempts: int = 8
+    base_delay_s: float = 2.0
+    max_delay_s: float = 600.0
+    request_timeout_s: float = 10.0
+    concurrency: int = 8
+    #: Finished deliveries older than this are forgotten at start.
+    keep_finished_s: float = 7 * 86400
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "created_at": iso_time(self.created_at)}
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    row_id: int
-    delivery_id: str
-    event: str
-    case_id: str
-    webhook_id: str | None
-    url: str
-    body: str
-    attempts: int
-    next_attempt_at: float
-
-    @property
-    def group(self) -> tuple[str | None, str, str]:
-        return (self.webhook_id, self.url, self.case_id)
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
 
 
-_HEADS = """
-SELECT o.* FROM webhook_outbox AS o
-JOIN (SELECT MIN(id) AS id FROM webhook_outbox WHERE status = 'pending'
-      GROUP BY webhook_id, url, case_id) AS h ON o.id = h.id
-ORDER BY o.next_attempt_at, o.id
-"""
+class DeliveryMetrics(Protocol):
+    """Counts delivery outcomes (``server.metrics.Metrics`` fits)."""
+
+    def webhook_delivery(self, outcome: str) -> None:
+        """``delivered``, ``retry`` or ``failed``."""
+        ...
 
 
 class WebhookDispatcher:
@@ -93,31 +82,25 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        db: Database,
-        settings: Settings,
+        store: WebhookStore,
+        config: WebhookConfig | None = None,
         *,
-        metrics: Metrics | None = None,
+        metrics: DeliveryMetrics | None = None,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
-        base_delay_s: float = 2.0,
-        max_delay_s: float = 600.0,
-        request_timeout_s: float = 10.0,
-        concurrency: int = 8,
     ) -> None:
-        self._db = db
-        self._settings = settings
+        self._store = store
+        self._config = config if config is not None else WebhookConfig()
         self._metrics = metrics
         self._session = session
         self._own_session = session is None
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
-        self._base_delay_s = base_delay_s
-        self._max_delay_s = max_delay_s
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-        self._limit = asyncio.Semaphore(concurrency)
+        self._timeout = aiohttp.ClientTimeout(total=self._config.request_timeout_s)
+        self._limit = asyncio.Semaphore(self._config.concurrency)
         self._wake = asyncio.Event()
         self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -132,80 +115,32 @@ class WebhookDispatcher:
         """A new target; returns it and its secret (generated if not given; shown once)."""
         secret = secret or "whsec_" + secrets.token_urlsafe(24)
         hook = Webhook(id="wh_" + secrets.token_hex(6), url=url, created_at=self._clock())
-        await self._db.execute(
-            "INSERT INTO webhooks (id, url, secret, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (hook.id, url, secret, created_by, hook.created_at),
-        )
+        await self._store.add_target(hook, secret, created_by=created_by)
         logger.info("webhook added", extra={"webhook_id": hook.id})
         return hook, secret
 
     async def list_webhooks(self) -> list[Webhook]:
-        rows = await self._db.fetchall(
-            "SELECT id, url, created_at FROM webhooks ORDER BY created_at"
-        )
-        return [Webhook(id=r["id"], url=r["url"], created_at=r["created_at"]) for r in rows]
+        return await self._store.list_targets()
 
     async def remove_webhook(self, webhook_id: str) -> bool:
         """Delete a target and cancel its pending deliveries."""
-        now = self._clock()
-
-        def work(conn: sqlite3.Connection) -> bool:
-            deleted = conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount
-            conn.execute(
-                "UPDATE webhook_outbox SET status = 'cancelled', finished_at = ?"
-                " WHERE webhook_id = ? AND status = 'pending'",
-                (now, webhook_id),
-            )
-            return deleted > 0
-
-        return await self._db.transaction(work)
+        return await self._store.remove_target(webhook_id, at=self._clock())
 
     # -- the outbox ----------------------------------------------------------------------------
-
-    def enqueue(
-        self,
-        conn: sqlite3.Connection,
-        *,
-        event: str,
-        case_id: str,
-        at: float,
-        case: Mapping[str, Any],
-    ) -> None:
-        """One outbox row per target, inside the caller's transaction."""
-        targets: list[tuple[str | None, str]] = [(None, url) for url in self._settings.webhook_urls]
-        targets += [(row["id"], row["url"]) for row in conn.execute("SELECT id, url FROM webhooks")]
-        if not targets:
-            return
-        event_id = uuid.uuid4().hex
-        body = json.dumps(
-            {"id": event_id, "event": event, "at": iso_time(at), "case": dict(case)},
-            separators=(",", ":"),
-        )
-        conn.executemany(
-            "INSERT INTO webhook_outbox (delivery_id, event_id, event, case_id, webhook_id, url,"
-            " body, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (uuid.uuid4().hex, event_id, event, case_id, hook_id, url, body, at, at)
-                for hook_id, url in targets
-            ],
-        )
 
     def notify(self) -> None:
         """New rows may be due (called after the enqueuing transaction committed)."""
         self._wake.set()
 
     async def pending(self) -> int:
-        row = await self._db.fetchone(
-            "SELECT COUNT(*) AS n FROM webhook_outbox WHERE status = 'pending'"
-        )
-        return int(row["n"]) if row is not None else 0
+        return await self._store.pending_count()
 
-    async def prune(self, older_than_s: float = 7 * 86400) -> int:
-        """Forget finished deliveries (delivered, failed, cancelled) older than this."""
-        return await self._db.execute(
-            "DELETE FROM webhook_outbox WHERE status != 'pending' AND finished_at < ?",
-            (self._clock() - older_than_s,),
-        )
+    async def prune(self, older_than_s: float | None = None) -> int:
+        """Forget finished deliveries (delivered, failed, cancelled) older than this (by
+        default ``WebhookConfig.keep_finished_s``)."""
+        if older_than_s is None:
+            older_than_s = self._config.keep_finished_s
+        return await self._store.prune(finished_before=self._clock() - older_than_s)
 
     async def flushed(self) -> None:
         """Return once nothing is pending (delivered, failed for good or cancelled). Bound it
@@ -219,7 +154,8 @@ class WebhookDispatcher:
     def backoff(self, attempts: int) -> float:
         """Delay before the next try after ``attempts`` failures: exponential, capped, with
         jitter in [50%, 100%] so a recovering receiver is not hit by every retry at once."""
-        delay: float = min(self._max_delay_s, self._base_delay_s * 2.0 ** max(0, attempts - 1))
+        config = self._config
+        delay: float = min(config.max_delay_s, config.base_delay_s * 2.0 ** max(0, attempts - 1))
         return delay * (0.5 + 0.5 * self._rng())
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -262,21 +198,10 @@ class WebhookDispatcher:
 
     async def _dispatch_due(self) -> float | None:
         """Start every due head-of-line delivery; the delay until the next one falls due."""
-        rows = await self._db.fetchall(_HEADS)
+        heads = await self._store.pending_heads()
         now = self._clock()
         next_due: float | None = None
-        for row in rows:
-            delivery = _Delivery(
-                row_id=row["id"],
-                delivery_id=row["delivery_id"],
-                event=row["event"],
-                case_id=row["case_id"],
-                webhook_id=row["webhook_id"],
-                url=row["url"],
-                body=row["body"],
-                attempts=row["attempts"],
-                next_attempt_at=row["next_attempt_at"],
-            )
+        for delivery in heads:
             if delivery.group in self._inflight:
                 continue
             if delivery.next_attempt_at <= now:
@@ -306,16 +231,13 @@ class WebhookDispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _secret(self, delivery: _Delivery) -> str | None:
+    async def _secret(self, delivery: Delivery) -> str | None:
         """The target's secret; ``None`` if the target is gone."""
         if delivery.webhook_id is None:
-            return self._settings.webhook_secret
-        row = await self._db.fetchone(
-            "SELECT secret FROM webhooks WHERE id = ?", (delivery.webhook_id,)
-        )
-        return str(row["secret"]) if row is not None else None
+            return self._config.secret
+        return await self._store.target_secret(delivery.webhook_id)
 
-    async def _deliver(self, delivery: _Delivery) -> None:
+    async def _deliver(self, delivery: Delivery) -> None:
         try:
             async with self._limit:
                 await self._attempt(delivery)
@@ -326,13 +248,10 @@ class WebhookDispatcher:
         finally:
             self._attempted.set()
 
-    async def _attempt(self, delivery: _Delivery) -> None:
+    async def _attempt(self, delivery: Delivery) -> None:
         secret = await self._secret(delivery)
         if secret is None:
-            await self._db.execute(
-                "UPDATE webhook_outbox SET status = 'cancelled', finished_at = ? WHERE id = ?",
-                (self._clock(), delivery.row_id),
-            )
+            await self._store.cancel(delivery.row_id, at=self._clock())
             return
         assert self._session is not None
         body = delivery.body.encode("utf-8")
@@ -363,12 +282,8 @@ class WebhookDispatcher:
         now = self._clock()
         if error is None:
             outcome = "delivered"
-            await self._db.execute(
-                "UPDATE webhook_outbox SET status = 'delivered', attempts = ?, finished_at = ?,"
-                " last_error = NULL WHERE id = ?",
-                (attempts, now, delivery.row_id),
-            )
-        elif attempts >= self._settings.webhook_max_attempts:
+            await self._store.mark_delivered(delivery.row_id, attempts=attempts, at=now)
+        elif attempts >= self._config.max_attempts:
             outcome = "failed"
             logger.warning(
                 "webhook delivery failed for good after %d attempts: %s",
@@ -376,11 +291,7 @@ class WebhookDispatcher:
                 error,
                 extra={"case_id": delivery.case_id, "delivery_id": delivery.delivery_id},
             )
-            await self._db.execute(
-                "UPDATE webhook_outbox SET status = 'failed', attempts = ?, finished_at = ?,"
-                " last_error = ? WHERE id = ?",
-                (attempts, now, error, delivery.row_id),
-            )
+            await self._store.mark_failed(delivery.row_id, attempts=attempts, at=now, error=error)
         else:
             outcome = "retry"
             delay = self.backoff(attempts)
@@ -391,10 +302,8 @@ class WebhookDispatcher:
                 delay,
                 extra={"case_id": delivery.case_id, "delivery_id": delivery.delivery_id},
             )
-            await self._db.execute(
-                "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?"
-                " WHERE id = ?",
-                (attempts, now + delay, error, delivery.row_id),
+            await self._store.retry_later(
+                delivery.row_id, attempts=attempts, next_attempt_at=now + delay, error=error
             )
         if self._metrics is not None:
             self._metrics.webhook_delivery(outcome)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from server.http.api import Services
-from server.cases.service import (
+from server.cases import (
     CaseKind,
+    CaseService,
     CaseState,
     Cosmetic,
     Functional,
@@ -20,7 +22,9 @@ from server.cases.service import (
     SupportOutcome,
     SupportVerdict,
 )
-from server.errors import InvalidRequest, InvalidState, NotFound, ServerError
+from server.errors import DomainError, InvalidRequest, InvalidState, NotFound
+from server.storage.sqlite.cases import SqliteCaseStore
+from server.storage.sqlite.database import Database
 from signaling.messages import Role
 from signaling.ports import CaseDirectory, CaseSummary, Identity
 
@@ -29,8 +33,14 @@ OTHER = Identity(subject="u_other", name="Olga", role=Role.AGENT)
 FACTS = ReturnFacts(Cosmetic.AS_NEW, Functional.WORKS, Packaging.DAMAGED, True)
 
 
-async def test_state_machine(services: Services) -> None:
-    cases = services.cases
+@pytest.fixture
+async def cases(tmp_path: Path) -> AsyncIterator[CaseService]:
+    db = await Database.open(tmp_path / "cases.db")
+    yield CaseService(SqliteCaseStore(db))
+    await db.aclose()
+
+
+async def test_state_machine(cases: CaseService) -> None:
     directory: CaseDirectory = cases
     case = await cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u_admin")
     assert case.state is CaseState.CREATED
@@ -92,16 +102,15 @@ def test_partial_refund_needs_an_amount() -> None:
         ReturnVerdict(ReturnDecision.PARTIAL_REFUND, FACTS, Decimal("0"))
 
 
-async def test_strict_accept(services: Services) -> None:
-    cases = services.cases
+async def test_strict_accept(cases: CaseService) -> None:
     case = await cases.create(NewCase(CaseKind.SUPPORT, "Sam"), actor="u")
-    with pytest.raises(ServerError) as caught:
+    with pytest.raises(DomainError) as caught:
         await cases.accept(case.id, AGENT)
     assert caught.value.code == "not_waiting"
     await cases.customer_arrived(case.id)
     assert (await cases.accept(case.id, AGENT)).agent_id == "u_agent"
     assert (await cases.accept(case.id, AGENT)).state is CaseState.IN_CALL  # idempotent
-    with pytest.raises(ServerError) as caught:
+    with pytest.raises(DomainError) as caught:
         await cases.accept(case.id, OTHER)
     assert caught.value.code == "already_accepted"
     with pytest.raises(NotFound):
@@ -109,8 +118,7 @@ async def test_strict_accept(services: Services) -> None:
     assert await cases.get("missing") is None
 
 
-async def test_listeners_see_every_change(services: Services) -> None:
-    cases = services.cases
+async def test_listeners_see_every_change(cases: CaseService) -> None:
     seen: list[CaseSummary] = []
     seen_async: list[str] = []
 
@@ -132,8 +140,7 @@ async def test_listeners_see_every_change(services: Services) -> None:
     assert seen[-1].order_id == "O-1" and seen[-1].agent_id == "u_agent"
 
 
-async def test_chat_is_kept_once_per_seq(services: Services) -> None:
-    cases = services.cases
+async def test_chat_is_kept_once_per_seq(cases: CaseService) -> None:
     case = await cases.create(NewCase(CaseKind.SUPPORT, "Sam"), actor="u")
     message = {
         "seq": 1,

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from server.cases.service import CaseKind, CaseService, NewCase
-from server.storage.sqlite import Database
+from server.cases import CaseKind, CaseService, NewCase, WebhookConfig, WebhookDispatcher
 from server.metrics import Metrics
 from server.settings import Settings
-from server.cases.webhooks import WebhookDispatcher
+from server.storage.sqlite.cases import SqliteCaseStore
+from server.storage.sqlite.database import Database
+from server.storage.sqlite.webhooks import SqliteWebhookStore
 from signaling.messages import Role
 from signaling.ports import Identity
 
@@ -123,16 +124,21 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
         db = await Database.open(tmp_path / "hooks.db")
         fake = fake or FakeTime()
         metrics = Metrics()
+        config = WebhookConfig(
+            secret=settings.webhook_secret,
+            max_attempts=settings.webhook_max_attempts,
+            base_delay_s=1.0,
+        )
         dispatcher = WebhookDispatcher(
-            db,
-            settings,
+            SqliteWebhookStore(db),
+            config,
             metrics=metrics,
             clock=fake.clock,
             sleep=fake.sleep,
             rng=lambda: 1.0,
-            base_delay_s=1.0,
         )
-        stack = Stack(db, CaseService(db, sink=dispatcher), dispatcher, metrics, fake)
+        store = SqliteCaseStore(db, webhook_urls=settings.webhook_urls)
+        stack = Stack(db, CaseService(store, sink=dispatcher), dispatcher, metrics, fake)
         if start:
             await dispatcher.start()
         return stack

@@ -1,0 +1,215 @@
+"""Cases and their timelines on SQLite (tables ``cases`` and ``case_events``); a change's webhook
+event goes to ``webhook_outbox`` in the change's own transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from server.cases import (
+    Case,
+    CaseEvent,
+    CaseKind,
+    CaseState,
+    CaseUpdate,
+    WebhookEvent,
+)
+from server.errors import NotFound
+
+from .database import Database
+from .webhooks import enqueue
+
+__all__ = ["SqliteCaseStore"]
+
+# Column names are written into the UPDATE statement: only a case's own fields may be.
+_MUTABLE = frozenset(f.name for f in fields(Case)) - {"id", "kind", "created_at"}
+
+
+def _case(row: sqlite3.Row) -> Case:
+    return Case(
+        id=row["id"],
+        kind=CaseKind(row["kind"]),
+        state=CaseState(row["state"]),
+        customer_name=row["customer_name"],
+        customer_contact=row["customer_contact"],
+        order_id=row["order_id"],
+        sku=row["sku"],
+        reason=row["reason"],
+        tracking_number=row["tracking_number"],
+        unit_id=row["unit_id"],
+        carrier=row["carrier"],
+        shipped_at=row["shipped_at"],
+        delivered_at=row["delivered_at"],
+        agent_id=row["agent_id"],
+        decision=row["decision"],
+        refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
+        currency=row["currency"],
+        facts=json.loads(row["facts"]) if row["facts"] else None,
+        note=row["note"],
+        outcome=row["outcome"],
+        resolution_note=row["resolution_note"],
+        grading=json.loads(row["grading"]) if row["grading"] else None,
+        created_at=row["created_at"],
+        waiting_at=row["waiting_at"],
+        in_call_at=row["in_call_at"],
+        decided_at=row["decided_at"],
+        closed_at=row["closed_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _column(value: Any) -> Any:
+    """A field's value as its column holds it: money as decimal text (never a float at rest),
+    mappings as JSON, enums by value."""
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
+    return value
+
+
+def _load(conn: sqlite3.Connection, case_id: str) -> Case:
+    row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no case {case_id!r}")
+    return _case(row)
+
+
+class SqliteCaseStore:
+    """:class:`~server.storage.cases.CaseStore` on the SQLite :class:`Database`.
+
+    ``webhook_urls`` are the webhook targets from the configuration: every webhook event gets a
+    delivery to each of them besides the admin-configured targets of the ``webhooks`` table.
+    """
+
+    def __init__(self, db: Database, *, webhook_urls: Sequence[str] = ()) -> None:
+        self._db = db
+        self._webhook_urls = tuple(webhook_urls)
+
+    def _append(
+        self, conn: sqlite3.Connection, case_id: str, event: CaseEvent, webhook: WebhookEvent | None
+    ) -> None:
+        conn.execute(
+            "INSERT INTO case_events (case_id, at, type, actor, data) VALUES (?, ?, ?, ?, ?)",
+            (case_id, event.at, event.type, event.actor, json.dumps(dict(event.data))),
+        )
+        if webhook is not None:
+            enqueue(conn, webhook, urls=self._webhook_urls)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, case_id: str) -> Case | None:
+        row = await self._db.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
+        return _case(row) if row is not None else None
+
+    async def list_cases(self, state: CaseState | None, *, limit: int, offset: int) -> list[Case]:
+        if state is None:
+            rows = await self._db.fetchall(
+                "SELECT * FROM cases ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+        else:
+            rows = await self._db.fetchall(
+                "SELECT * FROM cases WHERE state = ? ORDER BY created_at DESC, rowid DESC"
+                " LIMIT ? OFFSET ?",
+                (state.value, limit, offset),
+            )
+        return [_case(row) for row in rows]
+
+    async def events(self, case_id: str) -> list[CaseEvent]:
+        rows = await self._db.fetchall(
+            "SELECT at, type, actor, data FROM case_events WHERE case_id = ? ORDER BY id",
+            (case_id,),
+        )
+        return [
+            CaseEvent(
+                at=row["at"], type=row["type"], actor=row["actor"], data=json.loads(row["data"])
+            )
+            for row in rows
+        ]
+
+    async def counts_by_state(self) -> dict[str, int]:
+        rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM cases GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def create(self, case: Case, *, event: CaseEvent, webhook: WebhookEvent | None) -> Case:
+        def work(conn: sqlite3.Connection) -> Case:
+            conn.execute(
+                "INSERT INTO cases (id, kind, state, customer_name, customer_contact, order_id,"
+                " sku, reason, tracking_number, unit_id, carrier, shipped_at, delivered_at,"
+                " created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    case.id,
+                    case.kind.value,
+                    case.state.value,
+                    case.customer_name,
+                    case.customer_contact,
+                    case.order_id,
+                    case.sku,
+                    case.reason,
+                    case.tracking_number,
+                    case.unit_id,
+                    case.carrier,
+                    case.shipped_at,
+                    case.delivered_at,
+                    case.created_at,
+                    case.updated_at,
+                ),
+            )
+            self._append(conn, case.id, event, webhook)
+            return _load(conn, case.id)
+
+        return await self._db.transaction(work)
+
+    async def mutate(
+        self, case_id: str, decide: Callable[[Case], CaseUpdate | None]
+    ) -> tuple[Case, bool]:
+        def work(conn: sqlite3.Connection) -> tuple[Case, bool]:
+            case = _load(conn, case_id)
+            update = decide(case)
+            if update is None:
+                return case, False
+            unknown = set(update.values) - _MUTABLE
+            if unknown:
+                raise ValueError(f"not a field a case change may set: {sorted(unknown)}")
+            columns = ", ".join(f"{name} = ?" for name in update.values)
+            params = [_column(value) for value in update.values.values()]
+            conn.execute(f"UPDATE cases SET {columns} WHERE id = ?", (*params, case_id))
+            self._append(conn, case_id, update.event, update.webhook)
+            return _load(conn, case_id), True
+
+        return await self._db.transaction(work)
+
+    async def note(self, case_id: str, decide: Callable[[Case], CaseEvent]) -> Case:
+        def work(conn: sqlite3.Connection) -> Case:
+            case = _load(conn, case_id)
+            self._append(conn, case_id, decide(case), None)
+            return case
+
+        return await self._db.transaction(work)
+
+    async def append_once(self, case_id: str, event: CaseEvent, *, dedup_key: str | None) -> bool:
+        written = await self._db.execute(
+            "INSERT OR IGNORE INTO case_events (case_id, at, type, actor, data, dedup_key)"
+            " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM cases WHERE id = ?)",
+            (
+                case_id,
+                event.at,
+                event.type,
+                event.actor,
+                json.dumps(dict(event.data)),
+                dedup_key,
+                case_id,
+            ),
+        )
+        return written > 0
