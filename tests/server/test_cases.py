@@ -158,3 +158,35 @@ async def test_chat_is_kept_once_per_seq(cases: CaseService) -> None:
         (1, "hello", "p1"),
         (2, "again", "p1"),
     ]
+
+
+async def test_model_view_and_join_links_go_to_the_timeline(cases: CaseService) -> None:
+    seen: list[CaseSummary] = []
+    case = await cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    cases.add_listener(seen.append)
+    view = {
+        "grade": "B",
+        "confidence": 0.71,
+        "status": "final",
+        "model_version": "m1",
+        "damage": [{"label": "scratch", "p": 0.8}],
+    }
+    await cases.record_model_view(case.id, view)
+    kept = await cases.require(case.id)
+    assert kept.grading == {"model": view} and kept.state is CaseState.CREATED
+    assert seen == []  # not a change of the case's state
+    await cases.note_join_link(case.id, actor="u", expires_at=1_800_000_000.0)
+    entries = (await cases.events(case.id))[1:]
+    assert [(e.type, e.actor) for e in entries] == [
+        ("grading.model_view", "model"),
+        ("case.join_link", "u"),
+    ]
+    assert entries[0].data["damage"] == ["scratch"] and entries[0].data["grade"] == "B"
+    assert entries[1].data == {"expires_at": "2027-01-15T08:00:00.000Z"}
+
+    await cases.customer_arrived(case.id)
+    await cases.decide(case.id, ReturnVerdict(ReturnDecision.REFUND, FACTS), actor="u")
+    with pytest.raises(InvalidState):
+        await cases.note_join_link(case.id, actor="u", expires_at=1_800_000_000.0)
+    with pytest.raises(NotFound):
+        await cases.record_model_view("missing", view)
