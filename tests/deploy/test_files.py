@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ._deploy import DEPLOY, TURN_START, load_yaml, yaml_files
+from ._deploy import DEPLOY, REQUIRE_SECRETS, TURN_START, load_yaml, yaml_files
+
+SCRIPTS = [TURN_START, REQUIRE_SECRETS]
 
 
 def test_deploy_has_the_expected_files() -> None:
@@ -20,6 +23,7 @@ def test_deploy_has_the_expected_files() -> None:
         "Caddyfile",
         "coturn/turnserver.conf",
         "coturn/start.sh",
+        "require-secrets.sh",
     ]
     for name in expected:
         assert (DEPLOY / name).is_file(), name
@@ -33,8 +37,20 @@ def test_yaml_file_parses(path: Path) -> None:
     assert all(isinstance(document, dict) for document in documents)
 
 
-def test_coturn_start_script_is_valid_sh() -> None:
-    result = subprocess.run(
-        ["sh", "-n", str(TURN_START)], capture_output=True, text=True, check=False
-    )
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_shell_script_is_valid_sh(script: Path) -> None:
+    result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_shell_script_passes_shellcheck(script: Path) -> None:
+    # shellcheck is optional here (the images run the scripts with dash and busybox sh, which
+    # the other tests do); where installed, it checks POSIX sh.
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    result = subprocess.run(
+        [shellcheck, "--shell=sh", str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout

@@ -14,6 +14,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from server.app import running_service
+from server.settings import Settings
+
 from ._deploy import (
     CONTAINER_DEPLOY,
     DEPLOY,
@@ -440,3 +443,73 @@ def test_generated_secrets_start_the_container(container_name: str, tmp_path: Pa
         assert f"static-auth-secret={generated['INSPECT_TURN_SECRET']}\n" in written
     else:
         assert (result.stdout, result.stderr) == ("started\n", "")
+
+
+PRIVATE_PATHS = ("/metrics", "/healthz")
+LINK_PATHS = ("/join", "/camera")
+ACCESS_LOG = "nginx.ingress.kubernetes.io/enable-access-log"
+
+
+def _ingress_for(path: str) -> dict[str, Any] | None:
+    """The Ingress whose rule serves ``path`` (Kubernetes path semantics: the longest
+    matching path wins, Exact before Prefix), or None when no rule does (404)."""
+    best: tuple[int, int, dict[str, Any]] | None = None
+    for _, ingress in RESOURCES:
+        if ingress["kind"] != "Ingress":
+            continue
+        for rule in ingress["spec"]["rules"]:
+            for item in rule["http"]["paths"]:
+                value, kind = item["path"], item["pathType"]
+                if kind == "Exact":
+                    matched = path == value
+                else:
+                    prefix = value.rstrip("/")
+                    matched = prefix == "" or path == prefix or path.startswith(prefix + "/")
+                if matched:
+                    rank = (len(value), kind == "Exact", ingress)
+                    if best is None or rank[:2] > best[:2]:
+                        best = rank
+    return None if best is None else best[2]
+
+
+def test_metrics_and_healthz_are_not_routed_to_the_public() -> None:
+    for path in PRIVATE_PATHS:
+        for spelling in (path, path + "/", path + "/x"):
+            assert _ingress_for(spelling) is None, f"an Ingress routes {spelling}"
+
+
+def test_link_paths_are_served_without_an_access_log() -> None:
+    for path in LINK_PATHS:
+        ingress = _ingress_for(f"{path}/token")
+        assert ingress is not None, path
+        assert ingress["metadata"]["annotations"][ACCESS_LOG] == "false", path
+    main = _find("Ingress", "inspectd")
+    assert ACCESS_LOG not in main["metadata"]["annotations"], "the rest keeps its access log"
+    ingresses = [doc for _, doc in RESOURCES if doc["kind"] == "Ingress"]
+    tls = {repr(doc["spec"]["tls"]) for doc in ingresses}
+    assert len(tls) == 1, "every Ingress serves the host with the same certificate"
+    issuers = [
+        d for d in ingresses if "cert-manager.io/cluster-issuer" in d["metadata"]["annotations"]
+    ]
+    assert issuers == [main], "one Certificate manages the shared Secret"
+
+
+async def test_every_route_of_the_service_is_public_or_private_on_purpose(
+    tmp_path: Path,
+) -> None:
+    # A new route is not reachable through the Ingress until it is listed there: this keeps
+    # the list complete, and private routes (metrics, health) off it.
+    settings = Settings(data_dir=tmp_path / "var", port=0, shutdown_timeout_s=2.0, grading=False)
+    async with running_service(settings) as running:
+        routes = {resource.canonical for resource in running.app.router.resources()}
+    assert set(PRIVATE_PATHS) <= routes
+    for route in sorted(routes):
+        sample = re.sub(r"\{[^}]+\}", "sample", route)
+        ingress = _ingress_for(sample)
+        if route in PRIVATE_PATHS:
+            assert ingress is None, route
+            continue
+        assert ingress is not None, f"{route} is not routed by deploy/k8s: add it to an Ingress"
+        in_link = any(sample.startswith(path + "/") for path in LINK_PATHS)
+        expected = "inspectd-links" if in_link else "inspectd"
+        assert ingress["metadata"]["name"] == expected, route
