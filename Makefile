@@ -34,6 +34,8 @@ TEST_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 TEST_DEBS += docker-compose caddy coturn
 # Tests start their own redis-server when none answers at 127.0.0.1:6379.
 TEST_DEBS += redis-server
+# tests/deploy run the secret check under busybox sh and awk, and shellcheck the scripts.
+TEST_DEBS += busybox shellcheck
 
 ## Chromium for the end-to-end tests and GStreamer for the RTSP tests (Debian packages; never a
 ## downloaded browser); installs only what is missing
@@ -47,10 +49,11 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; }
 
-## Run the whole test suite (installs what it needs)
-test: $(DEV_STAMP) chromium
+## Run the lint, then the whole test suite (installs what it needs)
+test: lint chromium
 	$(BIN)/python -m pytest
 
+## ruff, ruff format --check and mypy (strict); `make test` runs it first
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

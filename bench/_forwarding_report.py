@@ -61,7 +61,7 @@ def header(args: argparse.Namespace, clips: dict[str, Clip]) -> dict[str, Any]:
         "av": av.__version__,
         "platform": platform.platform(terse=True),
     }
-    print("media plane benchmark (issue 5): this service's MediaEngine ('forwarder') against")
+    print("media plane benchmark: this service's MediaEngine ('forwarder') against")
     print("aiortc MediaRelay ('baseline': server decodes, each subscriber's sender re-encodes);")
     print("'grading' = the forwarder with the grading sampler on every published track")
     print(

@@ -54,7 +54,7 @@ from .grading import (
 from .preprocess import to_model_input
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
 from .live import GradingService, LiveStream, compact
-from .remote import RemoteBatcher, RemoteKeys
+from .remote import InferenceWorker, RemoteBatcher, RemoteKeys
 from .session import (
     GPU_BATCH_SIZES,
     PROVIDER_SETTINGS,
@@ -95,6 +95,7 @@ __all__ = [
     "GradingService",
     "InferenceError",
     "InferenceTimeout",
+    "InferenceWorker",
     "LiveStream",
     "ModelContractError",
     "ModelInfo",

@@ -85,6 +85,10 @@ class GradingService:
 
     # -- media.FrameSink ----------------------------------------------------------------------
 
+    def wants(self, stream: LiveStream) -> bool:
+        """Every stream offered is graded (the wiring offers only the rooms that are)."""
+        return True
+
     def stream_started(self, stream: LiveStream) -> None:
         if self._closed:
             return

@@ -236,7 +236,7 @@ async def _worker(settings: Settings, stale_s: float) -> None:
     from redis import asyncio as aioredis
 
     from inference import BatcherMetrics, Grader
-    from inference.remote import InferenceWorker, RemoteKeys
+    from inference import InferenceWorker, RemoteKeys
     from server.metrics import Metrics
     from server.wiring.grading import DEFAULT_MODEL
 
@@ -281,7 +281,7 @@ async def _add_user(settings: Settings, args: argparse.Namespace) -> None:
 
     password = args.password or getpass.getpass(f"password for {args.username}: ")
     async with open_state(settings) as state:
-        user = await state.auth.create_user(
+        user = await state.accounts.create_user(
             args.username, password, name=args.name or args.username, role=args.role
         )
     print(f"created {user.role} {user.username}")
@@ -291,7 +291,7 @@ async def _add_token(settings: Settings, args: argparse.Namespace) -> None:
     from server.app import open_state
 
     async with open_state(settings) as state:
-        token, _token_id = await state.auth.create_api_token(args.name, role=args.role)
+        token, _token_id = await state.accounts.create_api_token(args.name, role=args.role)
     print(token)
 
 

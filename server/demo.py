@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from server.app import STATE_KEY
-from server.cases.service import CaseKind, NewCase
+from server.cases import CaseKind, NewCase
 from signaling import Role
 
 __all__ = ["seed_demo"]
@@ -50,7 +50,7 @@ async def seed_demo(app: web.Application) -> list[str]:
     if "password" not in demo:
         demo["username"] = DEMO_USERNAME
         demo["password"] = secrets.token_urlsafe(9)
-        await state.auth.create_user(
+        await state.accounts.create_user(
             DEMO_USERNAME, demo["password"], name="Demo Agent", role=Role.AGENT
         )
         _write(path, demo)
@@ -71,7 +71,7 @@ async def seed_demo(app: web.Application) -> list[str]:
         )
         demo["case_id"] = case.id
         _write(path, demo)
-    link = state.auth.issue_join_token(case.id)
+    link = state.accounts.issue_join_token(case.id)
     await state.cases.note_join_link(case.id, actor="demo", expires_at=link.expires_at)
     base = settings.base_url
     return [

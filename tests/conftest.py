@@ -57,10 +57,14 @@ async def live_service(service_settings: Settings) -> AsyncIterator[LiveService]
     an agent account and an admin API token."""
     async with running_service(service_settings) as running:
         state = running.state
-        await state.auth.create_user("agent", AGENT_PASSWORD, name="Alex Agent", role=Role.AGENT)
-        await state.auth.create_user("agent2", AGENT_PASSWORD, name="Sam Second", role=Role.AGENT)
-        await state.auth.create_user(
+        await state.accounts.create_user(
+            "agent", AGENT_PASSWORD, name="Alex Agent", role=Role.AGENT
+        )
+        await state.accounts.create_user(
+            "agent2", AGENT_PASSWORD, name="Sam Second", role=Role.AGENT
+        )
+        await state.accounts.create_user(
             "reviewer", AGENT_PASSWORD, name="Riley Reviewer", role=Role.REVIEWER
         )
-        token, _ = await state.auth.create_api_token("tests", role=Role.ADMIN)
+        token, _ = await state.accounts.create_api_token("tests", role=Role.ADMIN)
         yield LiveService(running.base_url, state, token)

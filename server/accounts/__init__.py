@@ -5,7 +5,7 @@ from __future__ import annotations
 from .model import SESSION_COOKIE, STAFF_ROLES, ApiToken, IssuedToken, JoinLink, User
 from .passwords import hash_password, verify_password
 from .secret_key import SECRET_KEY_FILE, SecretKeyConfig, load_secret_key
-from .service import API_TOKEN_PREFIX, AccountConfig, AccountService, Auth
+from .service import API_TOKEN_PREFIX, AccountConfig, AccountService
 from .tokens import token_digest
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "AccountConfig",
     "AccountService",
     "ApiToken",
-    "Auth",
     "IssuedToken",
     "JoinLink",
     "SecretKeyConfig",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from server.storage.accounts import ApiTokenRecord, UserRecord
-from signaling import Identity, Role
+from signaling import Identity, Role, SubjectId
 
 __all__ = ["SESSION_COOKIE", "STAFF_ROLES", "ApiToken", "IssuedToken", "JoinLink", "User"]
 
@@ -56,7 +56,7 @@ class ApiToken:
         )
 
     def identity(self) -> Identity:
-        return Identity(subject=f"token:{self.id}", name=self.name, role=self.role)
+        return Identity(subject=SubjectId.api_token(self.id), name=self.name, role=self.role)
 
 
 class IssuedToken(NamedTuple):

@@ -23,14 +23,14 @@ from functools import partial
 
 from server.errors import Conflict, DomainError, DomainErrorCode, InvalidRequest
 from server.storage.accounts import AccountStore, ApiTokenRecord, UserRecord
-from signaling import Identity, Role, SignalingError, SignalingErrorCode
+from signaling import Identity, Role, SignalingError, SignalingErrorCode, SubjectId
 
 from ._b64 import b64d, b64e
 from .model import STAFF_ROLES, ApiToken, IssuedToken, JoinLink, User
 from .passwords import hash_password, verify_password
 from .tokens import token_digest
 
-__all__ = ["API_TOKEN_PREFIX", "AccountConfig", "AccountService", "Auth"]
+__all__ = ["API_TOKEN_PREFIX", "AccountConfig", "AccountService"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,10 @@ class AccountService:
             raise SignalingError(SignalingErrorCode.TOKEN_EXPIRED, "the join link has expired")
         case_id: str = body["c"]
         return Identity(
-            subject=f"customer:{case_id}", name="Customer", role=Role.CUSTOMER, case_id=case_id
+            subject=SubjectId.customer(case_id),
+            name="Customer",
+            role=Role.CUSTOMER,
+            case_id=case_id,
         )
 
     # -- credentials to identities -------------------------------------------------------------
@@ -304,7 +307,3 @@ class AccountService:
         if user is None or user.disabled:
             return None
         return user.identity()
-
-
-#: The accounts service under its former name, for code that types or builds it as ``Auth``.
-Auth = AccountService

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from .service import (
-    CaptureInfo,
-    CaptureService,
-    CaptureTarget,
-)
+from .ports import CaptureConfig, FrameSource, RoomRecorder
+from .service import CaptureInfo, CaptureService, CaptureTarget, FiledHook
 
 __all__ = [
+    "CaptureConfig",
     "CaptureInfo",
     "CaptureService",
     "CaptureTarget",
+    "FiledHook",
+    "FrameSource",
+    "RoomRecorder",
 ]

@@ -18,28 +18,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import av
 
 from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
-from media import CaptureHandle, MediaEngine, RecordedFile
-from server.cases.service import Case, CaseKind, CaseService
+from media import CaptureHandle, RecordedFile
+from server.capture.ports import CaptureConfig, FrameSource, RoomRecorder
+from server.cases import Case, CaseKind, CaseService
 from server.errors import Conflict, NotFound
-from server.settings import Settings
-from signaling.ports import Identity
+from signaling import Identity
 
-__all__ = ["CaptureInfo", "CaptureService", "CaptureTarget"]
+__all__ = ["CaptureInfo", "CaptureService", "CaptureTarget", "FiledHook"]
 
 logger = logging.getLogger(__name__)
-
-
-class FrameSource(Protocol):
-    """Where the sharpest recent frames come from (``inference.GradingService``)."""
-
-    def latest(self, case_id: str) -> dict[str, Any] | None: ...
-
-    def frames(self, case_id: str) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,19 +173,19 @@ class CaptureService:
 
     def __init__(
         self,
-        settings: Settings,
-        media: MediaEngine,
+        config: CaptureConfig,
+        media: RoomRecorder,
         archive: EvidenceArchive,
         grading: FrameSource,
         *,
         on_filed: FiledHook | None = None,
     ) -> None:
-        self._settings = settings
+        self._config = config
         self._media = media
         self._archive = archive
         self._grading = grading
         self._on_filed = on_filed
-        self._spool = settings.data_dir / "recording"
+        self._spool = config.spool_dir
         self._active: dict[str, _Active] = {}
 
     # -- the agent's actions ------------------------------------------------------------------
@@ -222,7 +214,7 @@ class CaptureService:
         capture_id = secrets.token_hex(6)
         directory = self._spool / capture_id
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        preroll = self._settings.preroll_s
+        preroll = self._config.preroll_s
         if preroll_seconds is not None:
             preroll = min(preroll, max(0.0, preroll_seconds))
         handle = await self._media.start_capture(
@@ -451,9 +443,9 @@ class CaptureService:
             sku=target.sku,
             logistics_stage=LogisticsStage(stage) if stage else None,
             grading=grading or None,
-            privacy_notice_version=self._settings.privacy_notice_version,
+            privacy_notice_version=self._config.privacy_notice_version,
             note=" · ".join(part for part in (target.label, note) if part),
-            retention_class=self._settings.evidence_retention_class,
+            retention_class=self._config.retention_class,
         )
 
     async def recover(self, cases: CaseService) -> list[EvidenceItem]:

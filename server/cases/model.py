@@ -10,10 +10,10 @@ from enum import StrEnum
 from typing import Any
 
 # The facts an agent records are the rule table's inputs: one definition, in inference.
-from inference.grading import Cosmetic, Functional, Packaging
+from inference import Cosmetic, Functional, Packaging
 from server.errors import InvalidRequest
 from server.timefmt import iso_time
-from signaling.ports import CaseSummary
+from signaling import CaseSummary
 
 from .outbox import WebhookEvent
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from server.errors import DomainError, DomainErrorCode, InvalidRequest, InvalidState, NotFound
 from server.storage.cases import CaseStore
 from server.timefmt import iso_time
-from signaling.ports import CaseSummary, Identity
+from signaling import CaseSummary, Identity, SubjectId
 
 from .model import (
     WEBHOOK_EVENTS,
@@ -211,7 +211,7 @@ class CaseService:
                 return _NO_CHANGE
             return _state_change(case, CaseState.WAITING)
 
-        case = await self._mutate(case_id, f"customer:{case_id}", decide)
+        case = await self._mutate(case_id, SubjectId.customer(case_id), decide)
         return case.summary()
 
     async def customer_left(self, case_id: str) -> CaseSummary:
@@ -220,7 +220,7 @@ class CaseService:
                 return _NO_CHANGE
             return _state_change(case, CaseState.CREATED)
 
-        case = await self._mutate(case_id, f"customer:{case_id}", decide)
+        case = await self._mutate(case_id, SubjectId.customer(case_id), decide)
         return case.summary()
 
     async def call_started(self, case_id: str, agent: Identity) -> CaseSummary:

@@ -32,8 +32,7 @@ from typing import Any, Protocol
 
 from media import MediaEngine
 from server.cluster.rpc import NodeRpc, NodeUnreachable, RoomMoved
-from signaling import SignalingError
-from signaling.bus import RedisBus
+from signaling import RedisBus, SignalingError
 
 __all__ = ["HubSide", "RoomRouter"]
 

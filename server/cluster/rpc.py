@@ -3,8 +3,7 @@
 Each node follows two topics of its own: ``rpc:<node>`` (requests and one-way notices to it)
 and ``rpc-reply:<node>`` (answers to its requests). A request names its sender; the handler's
 result (JSON) or its error goes back on the sender's reply topic. Errors cross as data and are
-raised again on the caller's side as the same kinds (media errors keep their class and code,
-server errors their code), so the edges map them as they would a local one.
+raised again on the caller's side as the same kinds (``server.cluster.errors``).
 
 A request that nobody follows (Redis counts the receivers of a publish: 0 means the node's
 reader is gone, e.g. the process died) fails at once with :class:`NodeUnreachable`
@@ -21,19 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from media import BadCandidate, BadSdp, CaptureNotFound, MediaError, NothingToRecord, PeerNotFound
-from server.errors import (
-    Conflict,
-    DomainError,
-    DomainErrorCode,
-    Forbidden,
-    InvalidRequest,
-    InvalidState,
-    NotFound,
-    Unauthorized,
-)
-from signaling import Lagged, SignalingError, SignalingErrorCode
-from signaling.bus import RedisBus, Subscription
+from server.cluster.errors import EXPECTED, RemoteFailure, RoomMoved, decode_error, encode_error
+from signaling import Lagged, RedisBus, SignalingError, SignalingErrorCode, Subscription
 
 __all__ = ["NodeRpc", "NodeUnreachable", "RemoteFailure", "RoomMoved"]
 
@@ -60,93 +48,6 @@ class NodeUnreachable(SignalingError, ConnectionError):
 
     def __str__(self) -> str:
         return f"{self.message} (node {self.node}: {self.detail})"
-
-
-class RoomMoved(Exception):
-    """The node asked to hold a room's media no longer is its home (another node is)."""
-
-    def __init__(self, home: str) -> None:
-        super().__init__(f"the room's media moved to node {home}")
-        self.home = home
-
-
-class RemoteFailure(SignalingError):
-    """A request failed on the other node in a way it did not mean to (a bug there)."""
-
-    code = SignalingErrorCode.INTERNAL
-
-
-#: Errors a handler raises on purpose (anything else is logged as a failure there).
-_EXPECTED = (MediaError, DomainError, SignalingError, ValueError, LookupError, RoomMoved)
-
-#: Server errors cross as their own classes (callers catch ``NotFound`` and friends).
-_SERVER_ERRORS: dict[str, type[DomainError]] = {
-    cls.code.value: cls
-    for cls in (Conflict, Forbidden, InvalidRequest, InvalidState, NotFound, Unauthorized)
-}
-
-_MEDIA_ERRORS: dict[str, Callable[[str, str], MediaError]] = {
-    "BadSdp": lambda message, _: BadSdp(message),
-    "BadCandidate": lambda message, _: BadCandidate(message),
-    "PeerNotFound": lambda _, key: PeerNotFound(key),
-    "NothingToRecord": lambda _, key: NothingToRecord(key),
-    "CaptureNotFound": lambda _, key: CaptureNotFound(key),
-}
-
-
-def encode_error(exc: BaseException) -> dict[str, Any]:
-    """An exception as the data a reply carries."""
-    if isinstance(exc, RoomMoved):
-        return {"kind": "moved", "home": exc.home}
-    if isinstance(exc, MediaError):
-        key = next(
-            (
-                str(getattr(exc, name))
-                for name in ("participant_id", "room_id", "capture_id")
-                if hasattr(exc, name)
-            ),
-            "",
-        )
-        return {"kind": "media", "type": type(exc).__name__, "message": exc.message, "key": key}
-    if isinstance(exc, DomainError):
-        return {"kind": "server", "code": exc.code.value, "message": exc.message}
-    if isinstance(exc, SignalingError):
-        return {"kind": "signaling", "code": exc.code.value, "message": exc.message}
-    if isinstance(exc, ValueError):
-        return {"kind": "value", "message": str(exc)}
-    if isinstance(exc, LookupError):
-        return {"kind": "lookup", "message": str(exc)}
-    return {"kind": "internal", "message": type(exc).__name__}
-
-
-def decode_error(error: Mapping[str, Any], node: str) -> Exception:
-    """The exception a reply's error data stands for."""
-    kind = error.get("kind")
-    message = str(error.get("message", ""))
-    if kind == "moved":
-        return RoomMoved(str(error.get("home")))
-    if kind == "media":
-        make = _MEDIA_ERRORS.get(str(error.get("type")))
-        return make(message, str(error.get("key", ""))) if make else MediaError(message)
-    if kind == "server":
-        code = str(error.get("code"))
-        known = _SERVER_ERRORS.get(code)
-        if known is not None:
-            return known(message)
-        try:
-            return DomainError(message, code=DomainErrorCode(code))
-        except ValueError:
-            return DomainError(message)
-    if kind == "signaling":
-        try:
-            return SignalingError(SignalingErrorCode(str(error.get("code"))), message)
-        except ValueError:
-            return RemoteFailure(message=message)
-    if kind == "value":
-        return ValueError(message)
-    if kind == "lookup":
-        return LookupError(message)
-    return RemoteFailure(message=f"node {node} failed to serve the request ({message})")
 
 
 class NodeRpc:
@@ -301,7 +202,7 @@ class NodeRpc:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not isinstance(exc, _EXPECTED):
+            if not isinstance(exc, EXPECTED):
                 logger.exception("node %s: %s failed", self.node_id, event.get("method"))
             reply.update(ok=False, error=encode_error(exc))
         if request_id is None:

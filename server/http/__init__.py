@@ -1,0 +1,165 @@
+"""The HTTP edge: REST routes (one module per resource), the one error middleware, rate limits,
+the OpenAPI document, and every AppKey, set in one place by :func:`setup_http`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from evidence import EvidenceArchive
+from server.accounts import AccountService
+from server.capture import CaptureService
+from server.cases import CaseService, WebhookDispatcher
+from server.http import accounts, cases, evidence, grading, ops, sites, webhooks
+from server.http.auth import RequestAuth
+from server.http.capture import CAMERA_CAPTURES, CASE_CAPTURES, capture_routes
+from server.http.errors import HttpError, error_middleware
+from server.http.keys import (
+    ACCOUNTS_KEY,
+    AUTH_KEY,
+    CALL_CONTROL_KEY,
+    CAMERA_SESSIONS_KEY,
+    CAPTURES_KEY,
+    CASES_KEY,
+    DB_KEY,
+    EVIDENCE_KEY,
+    EVIDENCE_READS_KEY,
+    GRADING_VIEW_KEY,
+    METRICS_KEY,
+    NODE_KEY,
+    PRESENCE_KEY,
+    RATE_LIMITS_KEY,
+    SETTINGS_KEY,
+    SITES_KEY,
+    WEBHOOKS_KEY,
+)
+from server.http.openapi import ApiRoute, bind, openapi_document
+from server.http.ports import (
+    CallControl,
+    CameraSessions,
+    DirectCallControl,
+    GradingView,
+    NoGrading,
+)
+from server.http.ratelimit import RateLimits, rate_limit_middleware
+from server.http.sites import camera_json
+from server.metrics import Metrics
+from server.settings import Settings
+from server.sites import CameraPresence, SiteService
+from server.storage.sqlite import Database
+
+__all__ = [
+    "API_VERSION",
+    "ApiRoute",
+    "CallControl",
+    "CameraSessions",
+    "DirectCallControl",
+    "Edge",
+    "GradingView",
+    "HttpError",
+    "NoGrading",
+    "api_routes",
+    "camera_json",
+    "setup_http",
+]
+
+API_VERSION = ops.API_VERSION
+
+
+def api_routes() -> list[ApiRoute]:
+    """Every documented endpoint (the OpenAPI route itself is added by :func:`setup_http`)."""
+    return [
+        *accounts.routes(),
+        *cases.routes(),
+        *webhooks.routes(),
+        *grading.routes(),
+        *capture_routes(CASE_CAPTURES),
+        *evidence.routes(),
+        *sites.routes(),
+        *capture_routes(CAMERA_CAPTURES),
+        *ops.routes(),
+    ]
+
+
+@dataclass(slots=True)
+class Edge:
+    """What the routes reach: each field is put under its AppKey. The optional ones are for
+    apps that serve only part of the API (tests of the REST routes alone)."""
+
+    settings: Settings
+    db: Database
+    cases: CaseService
+    accounts: AccountService
+    auth: RequestAuth
+    webhooks: WebhookDispatcher
+    metrics: Metrics
+    calls: CallControl | None = None
+    grading: GradingView | None = None
+    evidence: EvidenceArchive | None = None
+    captures: CaptureService | None = None
+    sites: SiteService | None = None
+    presence: CameraPresence | None = None
+    camera_sessions: CameraSessions | None = None
+    node_id: str | None = None
+
+
+def setup_http(
+    app: web.Application, edge: Edge, *, routes: Sequence[ApiRoute] | None = None
+) -> None:
+    """Set every AppKey, the middlewares, the REST routes and ``/api/openapi.json``. Call
+    before the app starts."""
+    settings = edge.settings
+    app[SETTINGS_KEY] = settings
+    app[DB_KEY] = edge.db
+    app[CASES_KEY] = edge.cases
+    app[ACCOUNTS_KEY] = edge.accounts
+    app[AUTH_KEY] = edge.auth
+    app[WEBHOOKS_KEY] = edge.webhooks
+    app[METRICS_KEY] = edge.metrics
+    app[CALL_CONTROL_KEY] = edge.calls if edge.calls is not None else DirectCallControl(edge.cases)
+    app[GRADING_VIEW_KEY] = edge.grading if edge.grading is not None else NoGrading()
+    app[RATE_LIMITS_KEY] = RateLimits(
+        rate_per_s=settings.api_rate_per_s,
+        burst=settings.api_burst,
+        login_failures_per_min=settings.login_failures_per_min,
+    )
+    app[EVIDENCE_READS_KEY] = {}
+    if edge.evidence is not None:
+        app[EVIDENCE_KEY] = edge.evidence
+    if edge.captures is not None:
+        app[CAPTURES_KEY] = edge.captures
+    if edge.sites is not None:
+        app[SITES_KEY] = edge.sites
+    if edge.presence is not None:
+        app[PRESENCE_KEY] = edge.presence
+    if edge.camera_sessions is not None:
+        app[CAMERA_SESSIONS_KEY] = edge.camera_sessions
+    if edge.node_id is not None:
+        app[NODE_KEY] = edge.node_id
+    edge.metrics.set_case_counts(edge.cases.counts_by_state)
+    app.middlewares.append(error_middleware)
+    app.middlewares.append(rate_limit_middleware(app[RATE_LIMITS_KEY]))
+
+    table = list(routes) if routes is not None else api_routes()
+    document: dict[str, Any] | None = None
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        nonlocal document
+        if document is None:
+            document = openapi_document(
+                [*table, openapi_route],
+                title="inspectd API",
+                version=API_VERSION,
+                server_url=settings.base_url,
+            )
+        return web.json_response(document)
+
+    openapi_route = ApiRoute(
+        "GET", "/api/openapi.json", openapi_json, "This OpenAPI 3.1 document", "anyone",
+        tag="operations",
+    )  # fmt: skip
+    for route in [*table, openapi_route]:
+        app.router.add_route(route.method, route.path, bind(route))

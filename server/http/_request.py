@@ -11,8 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from server.errors import DomainError, DomainErrorCode, Forbidden, InvalidRequest, Unauthorized
 from server.http.keys import AUTH_KEY
-from signaling.messages import Role
-from signaling.ports import Identity
+from signaling import Identity, Role
 
 __all__ = [
     "ADMIN",
@@ -20,7 +19,6 @@ __all__ = [
     "MAX_BODY_BYTES",
     "STAFF",
     "case_id_of",
-    "error_response",
     "json_response",
     "read_body",
     "read_json",
@@ -39,15 +37,6 @@ M = TypeVar("M", bound=BaseModel)
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
-
-
-def error_response(
-    status: int, code: str, message: str, fields: tuple[str, ...] = ()
-) -> web.Response:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = list(fields)
-    return web.json_response({"error": error}, status=status)
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from evidence import EvidenceError, EvidenceErrorCode
 from media import MediaError
 from server.errors import DomainError, DomainErrorCode
-from server.http._request import error_response
 from signaling import SignalingError, SignalingErrorCode
 
-__all__ = ["DOMAIN_STATUS", "HttpError", "error_middleware", "status_of"]
+__all__ = ["DOMAIN_STATUS", "HttpError", "error_middleware", "error_response", "status_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,16 @@ class HttpError(Exception):
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, code: str, message: str, fields: tuple[str, ...] = ()
+) -> web.Response:
+    """``{"error": {"code", "message", "fields"?}}`` with ``status``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = list(fields)
+    return web.json_response({"error": error}, status=status)
 
 
 def status_of(exc: DomainError) -> int:

@@ -6,19 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from inference import derive_grade
 from server.errors import NotFound
-from server.http._request import STAFF, case_id_of, json_response, read_body, require
-from server.http.api import ReturnFactsBody
+from server.http._request import STAFF, case_id_of, read_body, require
 from server.http.keys import CASES_KEY, GRADING_VIEW_KEY
 from server.http.openapi import ApiRoute
+from server.http.replies import JsonReply, Out, reply
+from server.http.wire import ReturnFactsBody
 
-__all__ = ["grading_routes"]
+__all__ = ["routes"]
 
 
-class FrameOut(BaseModel):
+class FrameOut(Out):
     id: str
     ts: float
     sharpness: float
@@ -27,14 +27,14 @@ class FrameOut(BaseModel):
     url: str
 
 
-class AssessmentResponse(BaseModel):
+class AssessmentResponse(Out):
     #: The model's live view (or the final one kept with the case); null before any frame.
     assessment: dict[str, Any] | None
     live: bool
     frames: list[FrameOut]
 
 
-class DerivedGradeResponse(BaseModel):
+class DerivedGradeResponse(Out):
     derived: dict[str, Any]
 
 
@@ -42,7 +42,7 @@ def _frame_id(ts: float) -> str:
     return str(int(ts * 1000))
 
 
-async def get_assessment(request: web.Request) -> web.Response:
+async def get_assessment(request: web.Request) -> JsonReply[AssessmentResponse]:
     await require(request, STAFF)
     case = await request.app[CASES_KEY].require(case_id_of(request))
     grading = request.app[GRADING_VIEW_KEY]
@@ -59,12 +59,13 @@ async def get_assessment(request: web.Request) -> web.Response:
         }
         for frame in grading.frames(case.id)
     ]
-    return json_response(
+    return reply(
+        AssessmentResponse,
         {
             "assessment": live if live is not None else stored,
             "live": live is not None,
             "frames": frames,
-        }
+        },
     )
 
 
@@ -82,13 +83,13 @@ async def get_frame(request: web.Request) -> web.Response:
     raise NotFound(f"no frame {wanted!r} for case {case_id!r}")
 
 
-async def derive(request: web.Request) -> web.Response:
+async def derive(request: web.Request) -> JsonReply[DerivedGradeResponse]:
     await require(request, STAFF)
     facts = await read_body(request, ReturnFactsBody)
-    return json_response({"derived": derive_grade(facts.model_dump()).as_dict()})
+    return reply(DerivedGradeResponse, {"derived": derive_grade(facts.model_dump()).as_dict()})
 
 
-def grading_routes() -> list[ApiRoute]:
+def routes() -> list[ApiRoute]:
     """The grading endpoints, registered and documented with the rest of the API."""
     return [
         ApiRoute(

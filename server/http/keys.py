@@ -1,26 +1,23 @@
-"""``web.AppKey``s of the server's app-wide objects (set by :func:`server.api.setup_api`)."""
+"""Every ``web.AppKey`` of the edge, in one place; :func:`server.http.setup_http` sets them all."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from evidence import EvidenceArchive
-    from server.accounts.service import Auth
-    from server.capture.service import CaptureService
-    from server.cases.service import CaseService
-    from server.cases.webhooks import WebhookDispatcher
-    from server.http.api import CallControl, GradingView
-    from server.http.sites import CameraSessions
-    from server.metrics import Metrics
-    from server.settings import Settings
-    from server.sites.presence import CameraPresence
-    from server.sites.service import SiteService
-    from server.storage.sqlite import Database
+from evidence import EvidenceArchive
+from server.accounts import AccountService
+from server.capture import CaptureService
+from server.cases import CaseService, WebhookDispatcher
+from server.http.auth import RequestAuth
+from server.http.ports import CallControl, CameraSessions, GradingView
+from server.http.ratelimit import RateLimits
+from server.metrics import Metrics
+from server.settings import Settings
+from server.sites import CameraPresence, SiteService
+from server.storage.sqlite import Database
 
 __all__ = [
+    "ACCOUNTS_KEY",
     "AUTH_KEY",
     "CALL_CONTROL_KEY",
     "CAMERA_SESSIONS_KEY",
@@ -28,27 +25,36 @@ __all__ = [
     "CASES_KEY",
     "DB_KEY",
     "EVIDENCE_KEY",
+    "EVIDENCE_READS_KEY",
     "GRADING_VIEW_KEY",
     "METRICS_KEY",
     "NODE_KEY",
     "PRESENCE_KEY",
+    "RATE_LIMITS_KEY",
     "SETTINGS_KEY",
     "SITES_KEY",
     "WEBHOOKS_KEY",
 ]
 
-SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("inspect_settings")
-DB_KEY: web.AppKey[Database] = web.AppKey("inspect_db")
-CASES_KEY: web.AppKey[CaseService] = web.AppKey("inspect_cases")
-AUTH_KEY: web.AppKey[Auth] = web.AppKey("inspect_auth")
-METRICS_KEY: web.AppKey[Metrics] = web.AppKey("inspect_metrics")
-WEBHOOKS_KEY: web.AppKey[WebhookDispatcher] = web.AppKey("inspect_webhooks")
+SETTINGS_KEY = web.AppKey("inspect_settings", Settings)
+DB_KEY = web.AppKey("inspect_db", Database)
+CASES_KEY = web.AppKey("inspect_cases", CaseService)
+ACCOUNTS_KEY = web.AppKey("inspect_accounts", AccountService)
+#: The request-facing half of accounts: who a request is, the session cookie.
+AUTH_KEY = web.AppKey("inspect_auth", RequestAuth)
+METRICS_KEY = web.AppKey("inspect_metrics", Metrics)
+WEBHOOKS_KEY = web.AppKey("inspect_webhooks", WebhookDispatcher)
 CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
 GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")
-EVIDENCE_KEY: web.AppKey[EvidenceArchive] = web.AppKey("inspect_evidence")
-CAPTURES_KEY: web.AppKey[CaptureService] = web.AppKey("inspect_captures")
-SITES_KEY: web.AppKey[SiteService] = web.AppKey("inspect_sites")
-PRESENCE_KEY: web.AppKey[CameraPresence] = web.AppKey("inspect_camera_presence")
+EVIDENCE_KEY = web.AppKey("inspect_evidence", EvidenceArchive)
+CAPTURES_KEY = web.AppKey("inspect_captures", CaptureService)
+SITES_KEY = web.AppKey("inspect_sites", SiteService)
+PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)
 CAMERA_SESSIONS_KEY: web.AppKey[CameraSessions] = web.AppKey("inspect_camera_sessions")
+RATE_LIMITS_KEY = web.AppKey("inspect_rate_limits", RateLimits)
+#: (reader, item, file) -> when its download was last logged (one custody entry per hour).
+EVIDENCE_READS_KEY: web.AppKey[dict[tuple[str, str, str], float]] = web.AppKey(
+    "inspect_evidence_reads"
+)
 #: This process's node id (``/healthz`` reports it: which node of several answered).
-NODE_KEY: web.AppKey[str] = web.AppKey("inspect_node", str)
+NODE_KEY = web.AppKey("inspect_node", str)

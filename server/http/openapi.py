@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 document of the REST API, generated from the same pydantic models the
-handlers validate with and the same route table :func:`server.api.setup_api` registers."""
+handlers validate and reply with, and the same route table :func:`server.http.setup_http`
+registers (through :func:`bind`)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -11,7 +13,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-__all__ = ["ApiRoute", "ErrorDetail", "ErrorResponse", "openapi_document"]
+from server.http.replies import JsonReply
+
+__all__ = ["ApiRoute", "ErrorDetail", "ErrorResponse", "bind", "openapi_document"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,6 +59,26 @@ class ApiRoute:
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     tag: str = "api"
+
+
+def bind(route: ApiRoute) -> Handler:
+    """The aiohttp handler of ``route``: a success that was not written by the route's response
+    model is an error (500, logged), never a body that differs from the document."""
+    handler, expected = route.handler, route.response
+
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        if response.status < 300:
+            model = response.model if isinstance(response, JsonReply) else None
+            if model is not expected:
+                raise TypeError(
+                    f"{route.method} {route.path} answered with {model and model.__name__} "
+                    f"but documents {expected and expected.__name__}"
+                )
+        return response
+
+    return handle
 
 
 class _Schemas:

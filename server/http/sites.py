@@ -1,98 +1,71 @@
 """REST routes of sites and cameras (see docs/protocol.md, "Sites and cameras"): admins create,
 change and delete sites and cameras and mint or revoke camera tokens; every staff member may
-list and view them with their live status; agents and admins capture evidence from a camera."""
+list and view them with their live status (capture from a camera: ``server.http.capture``)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
-from evidence import EvidenceError, Use
-from server.capture.service import CaptureTarget
-from server.cases import Case
-from server.errors import Conflict, InvalidRequest
-from server.http._request import ADMIN, CALL_TAKERS, STAFF, json_response, read_body, require
-from server.http.evidence import (
-    CaptureResponse,
-    ItemListResponse,
-    ItemResponse,
-    Note,
-    Stage,
-    item_json,
-)
+from evidence import EvidenceError
+from server.errors import InvalidRequest
+from server.http._request import ADMIN, STAFF, read_body, require
 from server.http.keys import (
     CAMERA_SESSIONS_KEY,
-    CAPTURES_KEY,
-    CASES_KEY,
     EVIDENCE_KEY,
     PRESENCE_KEY,
     SETTINGS_KEY,
     SITES_KEY,
 )
 from server.http.openapi import ApiRoute
-from server.sites.presence import CameraPresence
-from server.sites.service import (
+from server.http.replies import JsonReply, Out, reply
+from server.http.wire import Body, ItemListResponse, item_json
+from server.sites import (
     Camera,
     CameraChanges,
     CameraKind,
+    CameraPresence,
     NewCamera,
     SiteService,
     StationStage,
 )
 from server.timefmt import iso_time
-from signaling.messages import Role
-from signaling.ports import camera_room
+from signaling import Role
 
-__all__ = ["CameraSessions", "camera_json", "setup_sites", "site_routes"]
+__all__ = ["camera_json", "routes"]
 
 CAPTURE_READERS = frozenset({Role.AGENT, Role.REVIEWER, Role.ADMIN})
 #: Longest a camera token may live (a fixed camera keeps its token; rotate by minting a new one).
 MAX_TOKEN_TTL_S = 5 * 366 * 24 * 3600
 
 
-class CameraSessions(Protocol):
-    """What the routes need from the live side: end a camera's connections, tell a site's
-    room that the site changed (wired in ``server.app``)."""
-
-    async def end_camera(self, camera_id: str, reason: str, *, token_id: str | None = None) -> None:
-        """Close the camera's phone page and WHIP session (only those of ``token_id``)."""
-        ...
-
-    async def site_changed(self, site_id: str) -> None: ...
-
-
 # -- wire models -------------------------------------------------------------------------------
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Text = Annotated[str, StringConstraints(max_length=2000)]
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 RtspUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048)]
 StationName = Literal["receiving", "packing", "returns_qc"]
 IdleTimeout = Annotated[float, Field(ge=5, le=3600)]
 
 
-class NewSiteBody(_Body):
+class NewSiteBody(Body):
     name: Name
     address: Text | None = None
     note: Text | None = None
 
 
-class SiteChangeBody(_Body):
+class SiteChangeBody(Body):
     name: Name | None = None
     address: Text | None = None
     note: Text | None = None
 
 
-class NewCameraBody(_Body):
+class NewCameraBody(Body):
     name: Name
     kind: Literal["phone", "whip", "rtsp"]
     #: RTSP cameras: ``rtsp://[user:password@]host[:port]/path``; credentials are kept
@@ -105,7 +78,7 @@ class NewCameraBody(_Body):
     station_idle_timeout_s: IdleTimeout | None = None
 
 
-class CameraChangeBody(_Body):
+class CameraChangeBody(Body):
     """Only the fields sent change; ``null`` clears the station or the RTSP credentials."""
 
     name: Name | None = None
@@ -117,29 +90,12 @@ class CameraChangeBody(_Body):
     station_idle_timeout_s: IdleTimeout | None = None
 
 
-class NewCameraTokenBody(_Body):
+class NewCameraTokenBody(Body):
     #: Seconds the token stays valid; none: until revoked.
     ttl_s: Annotated[int, Field(ge=60, le=MAX_TOKEN_TTL_S)] | None = None
 
 
-class SiteEvidenceBody(_Body):
-    """What a capture from a camera is filed under: a case (its order, tracking number and unit
-    come with it) or, without one, the site; references may be given directly."""
-
-    stage: Stage | None = None
-    note: Note = ""
-    case_id: Ref | None = None
-    order_id: Ref | None = None
-    tracking_number: Ref | None = None
-    unit_id: Ref | None = None
-    sku: Ref | None = None
-
-
-class SiteSaveLastBody(SiteEvidenceBody):
-    seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
-
-
-class SiteOut(BaseModel):
+class SiteOut(Out):
     id: str
     name: str
     address: str | None
@@ -149,7 +105,7 @@ class SiteOut(BaseModel):
     camera_count: int | None = None
 
 
-class RtspStatusOut(BaseModel):
+class RtspStatusOut(Out):
     """What the server's puller of an RTSP camera is doing."""
 
     state: Literal["connecting", "online", "retrying", "stopped"]
@@ -167,7 +123,7 @@ class RtspStatusOut(BaseModel):
     last_frame_at: str | None
 
 
-class StationStatusOut(BaseModel):
+class StationStatusOut(Out):
     """What a station camera is recording now."""
 
     stage: StationName
@@ -182,7 +138,7 @@ class StationStatusOut(BaseModel):
     clips: int
 
 
-class CameraStatusOut(BaseModel):
+class CameraStatusOut(Out):
     online: bool
     live: bool | None
     source: Literal["phone", "whip", "rtsp"] | None
@@ -203,13 +159,13 @@ class CameraStatusOut(BaseModel):
     station: StationStatusOut | None = None
 
 
-class StationOut(BaseModel):
+class StationOut(Out):
     stage: StationName
     logistics_stage: str
     idle_timeout_s: float | None
 
 
-class CameraOut(BaseModel):
+class CameraOut(Out):
     id: str
     site_id: str
     name: str
@@ -225,24 +181,24 @@ class CameraOut(BaseModel):
     whip_url: str | None = None
 
 
-class SiteResponse(BaseModel):
+class SiteResponse(Out):
     site: SiteOut
 
 
-class SiteListResponse(BaseModel):
+class SiteListResponse(Out):
     sites: list[SiteOut]
 
 
-class SiteDetailResponse(BaseModel):
+class SiteDetailResponse(Out):
     site: SiteOut
     cameras: list[CameraOut]
 
 
-class CameraResponse(BaseModel):
+class CameraResponse(Out):
     camera: CameraOut
 
 
-class CameraTokenOut(BaseModel):
+class CameraTokenOut(Out):
     id: str
     camera_id: str
     state: Literal["active", "expired", "revoked"]
@@ -253,11 +209,11 @@ class CameraTokenOut(BaseModel):
     last_used_at: str | None
 
 
-class CameraTokenListResponse(BaseModel):
+class CameraTokenListResponse(Out):
     tokens: list[CameraTokenOut]
 
 
-class CameraTokenCreatedResponse(BaseModel):
+class CameraTokenCreatedResponse(Out):
     token: str
     id: str
     camera_id: str
@@ -292,7 +248,7 @@ def _camera_json(request: web.Request, camera: Camera) -> dict[str, Any]:
 # -- sites -------------------------------------------------------------------------------------
 
 
-async def list_sites(request: web.Request) -> web.Response:
+async def list_sites(request: web.Request) -> JsonReply[SiteListResponse]:
     await require(request, STAFF)
     sites = _sites(request)
     out = []
@@ -300,27 +256,27 @@ async def list_sites(request: web.Request) -> web.Response:
         body = site.to_json()
         body["camera_count"] = len(await sites.list_cameras(site.id))
         out.append(body)
-    return json_response({"sites": out})
+    return reply(SiteListResponse, {"sites": out})
 
 
-async def create_site(request: web.Request) -> web.Response:
+async def create_site(request: web.Request) -> JsonReply[SiteResponse]:
     identity = await require(request, ADMIN)
     body = await read_body(request, NewSiteBody)
     site = await _sites(request).create_site(
         body.name, address=body.address, note=body.note, actor=identity.subject
     )
-    return json_response({"site": site.to_json()}, status=201)
+    return reply(SiteResponse, {"site": site.to_json()}, status=201)
 
 
-async def get_site(request: web.Request) -> web.Response:
+async def get_site(request: web.Request) -> JsonReply[SiteDetailResponse]:
     await require(request, STAFF)
     sites = _sites(request)
     site = await sites.require_site(request.match_info["id"])
     cameras = [_camera_json(request, camera) for camera in await sites.list_cameras(site.id)]
-    return json_response({"site": site.to_json(), "cameras": cameras})
+    return reply(SiteDetailResponse, {"site": site.to_json(), "cameras": cameras})
 
 
-async def update_site(request: web.Request) -> web.Response:
+async def update_site(request: web.Request) -> JsonReply[SiteResponse]:
     await require(request, ADMIN)
     body = await read_body(request, SiteChangeBody)
     changes = {key: getattr(body, key) for key in body.model_fields_set}
@@ -328,7 +284,7 @@ async def update_site(request: web.Request) -> web.Response:
         raise InvalidRequest("name: a site keeps a name", fields=("name",))
     site = await _sites(request).update_site(request.match_info["id"], changes)
     await request.app[CAMERA_SESSIONS_KEY].site_changed(site.id)
-    return json_response({"site": site.to_json()})
+    return reply(SiteResponse, {"site": site.to_json()})
 
 
 async def delete_site(request: web.Request) -> web.Response:
@@ -345,7 +301,7 @@ async def delete_site(request: web.Request) -> web.Response:
 # -- cameras -----------------------------------------------------------------------------------
 
 
-async def create_camera(request: web.Request) -> web.Response:
+async def create_camera(request: web.Request) -> JsonReply[CameraResponse]:
     identity = await require(request, ADMIN)
     body = await read_body(request, NewCameraBody)
     camera = await _sites(request).create_camera(
@@ -362,16 +318,16 @@ async def create_camera(request: web.Request) -> web.Response:
         actor=identity.subject,
     )
     await request.app[CAMERA_SESSIONS_KEY].site_changed(camera.site_id)
-    return json_response({"camera": _camera_json(request, camera)}, status=201)
+    return reply(CameraResponse, {"camera": _camera_json(request, camera)}, status=201)
 
 
-async def get_camera(request: web.Request) -> web.Response:
+async def get_camera(request: web.Request) -> JsonReply[CameraResponse]:
     await require(request, STAFF)
     camera = await _sites(request).require_camera(request.match_info["id"])
-    return json_response({"camera": _camera_json(request, camera)})
+    return reply(CameraResponse, {"camera": _camera_json(request, camera)})
 
 
-async def update_camera(request: web.Request) -> web.Response:
+async def update_camera(request: web.Request) -> JsonReply[CameraResponse]:
     await require(request, ADMIN)
     body = await read_body(request, CameraChangeBody)
     sent = body.model_fields_set
@@ -387,7 +343,7 @@ async def update_camera(request: web.Request) -> web.Response:
     if not camera.enabled:
         await sessions.end_camera(camera.id, "this camera was switched off by an administrator")
     await sessions.site_changed(camera.site_id)
-    return json_response({"camera": _camera_json(request, camera)})
+    return reply(CameraResponse, {"camera": _camera_json(request, camera)})
 
 
 async def delete_camera(request: web.Request) -> web.Response:
@@ -402,15 +358,15 @@ async def delete_camera(request: web.Request) -> web.Response:
 # -- tokens ------------------------------------------------------------------------------------
 
 
-async def list_camera_tokens(request: web.Request) -> web.Response:
+async def list_camera_tokens(request: web.Request) -> JsonReply[CameraTokenListResponse]:
     await require(request, ADMIN)
     sites = _sites(request)
     tokens = await sites.list_tokens(request.match_info["id"])
     now = time.time()
-    return json_response({"tokens": [token.to_json(now) for token in tokens]})
+    return reply(CameraTokenListResponse, {"tokens": [token.to_json(now) for token in tokens]})
 
 
-async def create_camera_token(request: web.Request) -> web.Response:
+async def create_camera_token(request: web.Request) -> JsonReply[CameraTokenCreatedResponse]:
     identity = await require(request, ADMIN)
     body = await read_body(request, NewCameraTokenBody)
     sites = _sites(request)
@@ -428,7 +384,7 @@ async def create_camera_token(request: web.Request) -> web.Response:
         out["camera_url"] = f"{base}/camera/{issued.token}"
     else:
         out["whip_url"] = f"{base}/whip/{camera.id}"
-    return json_response(out, status=201)
+    return reply(CameraTokenCreatedResponse, out, status=201)
 
 
 async def revoke_camera_token(request: web.Request) -> web.Response:
@@ -441,100 +397,10 @@ async def revoke_camera_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-# -- evidence from a camera --------------------------------------------------------------------
+# -- evidence filed from the site's cameras --------------------------------------------------
 
 
-async def _target(
-    request: web.Request, camera: Camera, body: SiteEvidenceBody
-) -> tuple[CaptureTarget, Case | None]:
-    site = await _sites(request).require_site(camera.site_id)
-    case = await request.app[CASES_KEY].require(body.case_id) if body.case_id else None
-    link = request.app[PRESENCE_KEY].link(camera.id)
-    if link is None:
-        raise Conflict(f"camera {camera.name!r} is not connected: nothing to capture")
-    station = camera.station
-    target = CaptureTarget(
-        room_id=camera_room(camera.id),
-        case_id=case.id if case is not None else f"site:{site.id}",
-        use=station.stage.evidence_use if station is not None else Use.WALKTHROUGH,
-        order_id=body.order_id or (case.order_id if case else None),
-        tracking_number=body.tracking_number or (case.tracking_number if case else None),
-        unit_id=body.unit_id or (case.unit_id if case else None),
-        sku=body.sku or (case.sku if case else None),
-        default_stage=station.stage.logistics_stage if station is not None else None,
-        label=f"Site {site.name} ({site.id}) · camera {camera.name} ({camera.id})",
-        site_id=site.id,
-        camera_id=camera.id,
-        publishers=(link.participant_id,),
-    )
-    return target, case
-
-
-async def _capture_camera(request: web.Request) -> Camera:
-    camera = await _sites(request).require_camera(request.match_info["id"])
-    if not camera.enabled:
-        raise Conflict(f"camera {camera.name!r} is switched off")
-    return camera
-
-
-async def camera_snapshot(request: web.Request) -> web.Response:
-    identity = await require(request, CALL_TAKERS)
-    camera = await _capture_camera(request)
-    body = await read_body(request, SiteEvidenceBody)
-    target, case = await _target(request, camera, body)
-    item = await request.app[CAPTURES_KEY].snapshot_target(
-        target, identity, stage=body.stage, note=body.note, case=case
-    )
-    return json_response({"item": _site_item(item_json(item), target)}, status=201)
-
-
-async def camera_start_capture(request: web.Request) -> web.Response:
-    identity = await require(request, CALL_TAKERS)
-    camera = await _capture_camera(request)
-    body = await read_body(request, SiteEvidenceBody)
-    target, case = await _target(request, camera, body)
-    info = await request.app[CAPTURES_KEY].start_target(
-        target, identity, stage=body.stage, note=body.note, case=case
-    )
-    return json_response({"capture": info.to_json()}, status=201)
-
-
-async def camera_stop_capture(request: web.Request) -> web.Response:
-    identity = await require(request, CALL_TAKERS)
-    camera = await _sites(request).require_camera(request.match_info["id"])
-    room_only = CaptureTarget(
-        room_id=camera_room(camera.id), case_id="", use=Use.WALKTHROUGH, camera_id=camera.id
-    )
-    item = await request.app[CAPTURES_KEY].stop_target(
-        room_only, request.match_info["capture"], identity
-    )
-    return json_response({"item": _site_item(item_json(item), room_only)}, status=201)
-
-
-async def camera_save_last(request: web.Request) -> web.Response:
-    identity = await require(request, CALL_TAKERS)
-    camera = await _capture_camera(request)
-    body = await read_body(request, SiteSaveLastBody)
-    preroll = request.app[SETTINGS_KEY].preroll_s
-    if body.seconds > preroll:
-        raise InvalidRequest(
-            f"seconds: at most {preroll:g} (the pre-roll kept in memory)", fields=("seconds",)
-        )
-    target, case = await _target(request, camera, body)
-    item = await request.app[CAPTURES_KEY].save_last_target(
-        target, body.seconds, identity, stage=body.stage, note=body.note, case=case
-    )
-    return json_response({"item": _site_item(item_json(item), target)}, status=201)
-
-
-def _site_item(item: dict[str, Any], target: CaptureTarget) -> dict[str, Any]:
-    item["camera_id"] = target.camera_id
-    if target.site_id is not None:
-        item["site_id"] = target.site_id
-    return item
-
-
-async def site_evidence(request: web.Request) -> web.Response:
+async def site_evidence(request: web.Request) -> JsonReply[ItemListResponse]:
     await require(request, CAPTURE_READERS)
     sites = _sites(request)
     site = await sites.require_site(request.match_info["id"])
@@ -542,33 +408,16 @@ async def site_evidence(request: web.Request) -> web.Response:
     items = []
     for link in await sites.evidence(site.id):
         try:
-            item = await archive.peek(link["item_id"])
+            item = await archive.peek(link.item_id)
         except EvidenceError:
             continue  # deleted since (retention or a reviewer): its log entries remain
         body = item_json(item)
-        body["site_id"], body["camera_id"] = link["site_id"], link["camera_id"]
+        body["site_id"], body["camera_id"] = link.site_id, link.camera_id
         items.append(body)
-    return json_response({"items": items})
+    return reply(ItemListResponse, {"items": items})
 
 
-# -- wiring ------------------------------------------------------------------------------------
-
-
-def setup_sites(
-    app: web.Application,
-    *,
-    sites: SiteService,
-    presence: CameraPresence,
-    sessions: CameraSessions,
-) -> None:
-    """Put what the site routes use under their AppKeys (the routes come from
-    :func:`site_routes`, registered with the rest of the API)."""
-    app[SITES_KEY] = sites
-    app[PRESENCE_KEY] = presence
-    app[CAMERA_SESSIONS_KEY] = sessions
-
-
-def site_routes() -> list[ApiRoute]:
+def routes() -> list[ApiRoute]:
     R = ApiRoute
     site = "/api/sites/{id}"
     camera = "/api/cameras/{id}"
@@ -608,18 +457,4 @@ def site_routes() -> list[ApiRoute]:
         R("DELETE", f"{camera}/tokens/{{token}}", revoke_camera_token,
           "Revoke a camera token (a page or encoder using it is disconnected)", "admin",
           status=204, errors=(401, 403, 404), tag="sites"),
-        R("POST", f"{camera}/snapshots", camera_snapshot,
-          "Save the camera's newest frame as evidence", "agent, admin",
-          body=(SiteEvidenceBody,), response=ItemResponse, status=201,
-          errors=(*write, 409), tag="sites"),
-        R("POST", f"{camera}/captures", camera_start_capture,
-          "Start recording the camera (from the pre-roll)", "agent, admin",
-          body=(SiteEvidenceBody,), response=CaptureResponse, status=201,
-          errors=(*write, 409), tag="sites"),
-        R("POST", f"{camera}/captures/{{capture}}/stop", camera_stop_capture,
-          "Stop a recording; the clip becomes an evidence item", "agent, admin",
-          response=ItemResponse, status=201, errors=(401, 403, 404, 409), tag="sites"),
-        R("POST", f"{camera}/captures/last", camera_save_last,
-          "Save the camera's last N seconds", "agent, admin", body=(SiteSaveLastBody,),
-          response=ItemResponse, status=201, errors=(*write, 409), tag="sites"),
     ]  # fmt: skip

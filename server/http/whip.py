@@ -36,13 +36,18 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from media import IceCredentials, IceNotRestartable
+from media import (
+    BadSdpFragment,
+    IceCredentials,
+    IceNotRestartable,
+    SdpFragment,
+    parse_sdpfrag,
+)
 from server.http.errors import HttpError
 from server.ice import IceServers
 from server.settings import Settings
-from server.sites.presence import CameraPresence
-from server.sites.service import Camera, CameraKind, CameraTokenError, SiteService
-from signaling.ports import camera_room
+from server.sites import Camera, CameraKind, CameraPresence, CameraTokenError, SiteService
+from signaling import SubjectId, camera_room
 
 __all__ = ["MAX_OFFER_BYTES", "MAX_SDPFRAG_BYTES", "WhipEndpoint", "WhipSession", "ice_links"]
 
@@ -179,46 +184,6 @@ def _first_kind(sdp: str) -> str:
 #: ice-char = ALPHA / DIGIT / "+" / "/" (RFC 8839 section 5.4).
 _UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
 _PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Fragment:
-    ufrag: str | None
-    pwd: str | None
-    #: (candidate line without "a=", mid of its m= section or None)
-    candidates: list[tuple[str, str | None]]
-    end_of_candidates: bool
-
-
-def parse_sdpfrag(text: str) -> _Fragment:
-    """An ``application/trickle-ice-sdpfrag`` body (RFC 8840)."""
-    ufrag = pwd = None
-    mid: str | None = None
-    candidates: list[tuple[str, str | None]] = []
-    end = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if "\x00" in line or len(line) > 2048:
-            raise WhipError(400, "bad_sdpfrag", "the SDP fragment has a malformed line")
-        if line.startswith("a=ice-ufrag:"):
-            ufrag = line[12:].strip()
-        elif line.startswith("a=ice-pwd:"):
-            pwd = line[10:].strip()
-        elif line.startswith("m="):
-            mid = None
-        elif line.startswith("a=mid:"):
-            mid = line[6:].strip()
-        elif line.startswith("a=candidate:"):
-            candidates.append((line[2:], mid))
-        elif line == "a=end-of-candidates":
-            end = True
-        elif not (line.startswith("a=") or line.startswith("c=")):
-            raise WhipError(
-                400, "bad_sdpfrag", f"not an SDP fragment line: {line[:40]!r} (RFC 8840)"
-            )
-    return _Fragment(ufrag, pwd, candidates, end)
 
 
 def _media_type(request: web.Request) -> str:
@@ -412,7 +377,7 @@ class WhipEndpoint:
         response.headers["Location"] = f"{self._settings.base_url}{path}"
         response.headers["ETag"] = session.etag
         response.headers["Accept-Patch"] = SDPFRAG
-        for link in ice_links(self._ice.for_subject(f"camera:{camera.id}")):
+        for link in ice_links(self._ice.for_subject(SubjectId.camera(camera.id))):
             response.headers.add("Link", link)
         return response
 
@@ -433,7 +398,10 @@ class WhipEndpoint:
                 {"Accept-Patch": SDPFRAG},
             )
         if_match = request.headers.get("If-Match")
-        fragment = parse_sdpfrag(await _read_text(request, MAX_SDPFRAG_BYTES))
+        try:
+            fragment = parse_sdpfrag(await _read_text(request, MAX_SDPFRAG_BYTES))
+        except BadSdpFragment as exc:
+            raise WhipError(400, exc.code.value, exc.message) from None
         if if_match is not None and if_match not in ("*", session.etag):
             raise WhipError(
                 412, "precondition_failed", "If-Match does not match the session's ETag"
@@ -446,7 +414,7 @@ class WhipEndpoint:
         await self._add_candidates(session, fragment)
         return web.Response(status=204, headers={**_CORS, "ETag": session.etag})
 
-    async def _restart(self, session: WhipSession, fragment: _Fragment) -> web.StreamResponse:
+    async def _restart(self, session: WhipSession, fragment: SdpFragment) -> web.StreamResponse:
         """ICE restart (RFC 9725 section 4.3.2)."""
         if fragment.ufrag is None or fragment.pwd is None:
             raise WhipError(
@@ -494,7 +462,7 @@ class WhipEndpoint:
             headers={**_CORS, "ETag": session.etag, "Content-Type": SDPFRAG},
         )
 
-    async def _add_candidates(self, session: WhipSession, fragment: _Fragment) -> None:
+    async def _add_candidates(self, session: WhipSession, fragment: SdpFragment) -> None:
         for candidate, mid in fragment.candidates:
             index = session.mids.index(mid) if mid in session.mids else None
             try:

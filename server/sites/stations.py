@@ -48,7 +48,7 @@ from server.capture import CaptureInfo, CaptureTarget
 from server.errors import DomainError
 from server.sites.model import Camera, Site, StationStage
 from server.timefmt import iso_time
-from signaling import Identity, Role, camera_room
+from signaling import Identity, Role, RoomId, SubjectId, camera_room
 
 __all__ = [
     "TRACKING_FORMATS",
@@ -136,8 +136,8 @@ def tracking_number(code: ScannedCode) -> str | None:
 def station_operator(camera: Camera) -> Identity:
     """Who a station's clips are recorded by: the station camera itself."""
     return Identity(
-        subject=f"station:{camera.id}",
-        name=f"station:{camera.id}",
+        subject=SubjectId.station(camera.id),
+        name=SubjectId.station(camera.id),
         role=Role.CAMERA,
         site_id=camera.site_id,
         camera_id=camera.id,
@@ -494,7 +494,7 @@ class StationService:
         stage = station.stage
         target = CaptureTarget(
             room_id=camera_room(camera.id),
-            case_id=f"site:{camera.site_id}",
+            case_id=RoomId.site(camera.site_id),
             use=stage.evidence_use,
             tracking_number=number,
             default_stage=stage.logistics_stage,

@@ -17,8 +17,8 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import expect as pw_expect
 
-from server.wiring.grading import DEFAULT_MODEL
 from server.settings import Settings
+from server.wiring.grading import DEFAULT_MODEL
 from tests.conftest import LiveService
 from tests.e2e._browser import (
     ARTIFACTS,

@@ -44,7 +44,7 @@ async def _api(live: LiveService, method: str, path: str, **kwargs: Any) -> Any:
 
 async def test_walkthrough_of_a_phone_camera(live_service: LiveService) -> None:
     base = live_service.base_url.rstrip("/")
-    await live_service.state.auth.create_user("ada", AGENT_PASSWORD, "Ada Admin", Role.ADMIN)
+    await live_service.state.accounts.create_user("ada", AGENT_PASSWORD, "Ada Admin", Role.ADMIN)
     site = (await _api(live_service, "POST", "/api/sites", json={"name": "Valencia DC"}))["site"]
     camera = (
         await _api(

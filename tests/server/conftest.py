@@ -12,8 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.http.api import Services, open_services, setup_api
+from server.http import Edge, setup_http
 from server.settings import Settings
+from server.wiring.services import Services, open_services
 from signaling.errors import SignalingError, SignalingErrorCode
 from signaling.messages import Role
 from signaling.ports import CaseSummary, Identity
@@ -109,15 +110,18 @@ async def api(
 ) -> Api:
     app = web.Application()
     calls = FakeCallControl(services)
-    setup_api(
+    setup_http(
         app,
-        settings=settings,
-        db=services.db,
-        cases=services.cases,
-        auth=services.auth,
-        webhooks=services.webhooks,
-        metrics=services.metrics,
-        calls=calls,
+        Edge(
+            settings=settings,
+            db=services.db,
+            cases=services.cases,
+            accounts=services.accounts,
+            auth=services.auth,
+            webhooks=services.webhooks,
+            metrics=services.metrics,
+            calls=calls,
+        ),
     )
     server = await aiohttp_server(app)
     result = Api(
@@ -128,7 +132,7 @@ async def api(
         make_client=aiohttp_client,
     )
     for username, role in (("ada", Role.ADMIN), ("alan", Role.AGENT), ("rita", Role.REVIEWER)):
-        result.users[username] = await services.auth.create_user(
+        result.users[username] = await services.accounts.create_user(
             username, PASSWORD, username.title(), role
         )
     return result

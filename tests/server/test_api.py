@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.http.api import (
+from server.http.cases import (
     CaseCreatedResponse,
     CaseDetailResponse,
     CaseListResponse,
@@ -59,12 +59,12 @@ async def test_create_case_returns_a_join_link_for_that_case_only(api: Api) -> N
     assert case["created_at"].endswith("Z")
     token = created["join_token"]
     assert created["join_url"] == f"http://inspect.test/join/{token}"
-    identity = api.services.auth.verify_join_token(token)
+    identity = api.services.accounts.verify_join_token(token)
     assert identity.case_id == case["id"]
     assert identity.role == "customer"
 
     other = await _create(api)
-    assert api.services.auth.verify_join_token(other["join_token"]).case_id != case["id"]
+    assert api.services.accounts.verify_join_token(other["join_token"]).case_id != case["id"]
 
     detail = await (await api.agent).get(f"/api/cases/{case['id']}")
     body = await detail.json()
@@ -78,7 +78,7 @@ async def test_fresh_join_link(api: Api) -> None:
     response = await (await api.agent).post(f"/api/cases/{case['id']}/join-link")
     assert response.status == 201
     link = await response.json()
-    assert api.services.auth.verify_join_token(link["join_token"]).case_id == case["id"]
+    assert api.services.accounts.verify_join_token(link["join_token"]).case_id == case["id"]
     missing = await (await api.agent).post("/api/cases/nope/join-link")
     await _error(missing, 404, "not_found")
 

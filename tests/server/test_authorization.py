@@ -126,7 +126,7 @@ class Caller:
 @pytest.fixture
 async def callers(live_service: LiveService) -> AsyncIterator[dict[str, Caller]]:
     base = live_service.base_url
-    await live_service.state.auth.create_user(
+    await live_service.state.accounts.create_user(
         "boss", AGENT_PASSWORD, name="Bea Boss", role=Role.ADMIN
     )
     made: dict[str, Caller] = {

@@ -14,7 +14,7 @@ from signaling import Role
 async def test_claim_deadlines_show_on_the_case(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "var", port=0, grading=False)
     async with running_service(settings) as service, ClientSession() as session:
-        token, _ = await service.state.auth.create_api_token("t", role=Role.ADMIN)
+        token, _ = await service.state.accounts.create_api_token("t", role=Role.ADMIN)
         headers = {"Authorization": f"Bearer {token}"}
         body = {
             "kind": "return",

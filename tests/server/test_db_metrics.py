@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.storage.sqlite import Database
 from server.metrics import Metrics
+from server.storage.sqlite import Database
 
 
 async def test_database_schema_wal_and_rollback(tmp_path: Path) -> None:

@@ -63,8 +63,10 @@ async def cluster(tmp_path: Path, url: str) -> AsyncIterator[Cluster]:
             running_service(Settings(**shared, node_id="node-a")) as a,
             running_service(Settings(**shared, node_id="node-b")) as b,
         ):
-            await a.state.auth.create_user("agent", PASSWORD, name="Alex Agent", role=Role.AGENT)
-            token, _ = await a.state.auth.create_api_token("tests", role=Role.ADMIN)
+            await a.state.accounts.create_user(
+                "agent", PASSWORD, name="Alex Agent", role=Role.AGENT
+            )
+            token, _ = await a.state.accounts.create_api_token("tests", role=Role.ADMIN)
             yield Cluster(a, b, token)
     finally:
         with contextlib.suppress(OSError, aioredis.RedisError):

@@ -72,8 +72,8 @@ async def deployment(
 ) -> AsyncIterator[Deployment]:
     shared = Deployment(tmp_path / "var", redis_url, f"inspect-test:{uuid.uuid4().hex[:12]}:")
     async with open_state(Settings(data_dir=shared.data_dir)) as services:
-        await services.auth.create_user("agent", PASSWORD, name="Alex Agent", role=Role.AGENT)
-        shared.admin_token, _ = await services.auth.create_api_token("tests", role=Role.ADMIN)
+        await services.accounts.create_user("agent", PASSWORD, name="Alex Agent", role=Role.AGENT)
+        shared.admin_token, _ = await services.accounts.create_api_token("tests", role=Role.ADMIN)
     yield shared
     client = aioredis.from_url(redis_url)
     try:

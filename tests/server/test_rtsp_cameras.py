@@ -16,7 +16,7 @@ import pytest
 
 from server.app import open_state, running_service
 from server.settings import Settings
-from server.sites.service import CameraKind, NewCamera
+from server.sites import CameraKind, NewCamera
 from signaling import Role
 from signaling.ports import camera_room
 from tests.conftest import LiveService
@@ -193,7 +193,7 @@ async def test_cameras_are_pulled_from_the_start_and_b_frames_are_shown_as_trans
         # The service starts with the camera already configured: it is pulled at once.
         async with running_service(service_settings) as running:
             state = running.state
-            token, _ = await state.auth.create_api_token("t", role=Role.ADMIN)
+            token, _ = await state.accounts.create_api_token("t", role=Role.ADMIN)
             live = LiveService(running.base_url, state, token)
             status = await until_status(live, http, stored.id, lambda s: bool(s["live"]))
     assert (status["codec"], status["width"], status["height"]) == ("h264", 320, 240)

@@ -13,9 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.http.api import open_services
 from server.settings import Settings
-from server.sites.service import CameraKind, CameraTokenError, NewCamera, SiteService
+from server.sites import CameraKind, CameraTokenError, NewCamera, SiteService
+from server.storage.sqlite.sites import SqliteSiteStore
+from server.wiring.services import open_services
 from signaling import Role
 from tests.conftest import LiveService
 
@@ -47,7 +48,7 @@ class Client:
 
 @pytest.fixture
 async def client(live_service: LiveService) -> AsyncIterator[Client]:
-    auth = live_service.state.auth
+    auth = live_service.state.accounts
     tokens = {"admin": live_service.admin_token}
     for role in (Role.AGENT, Role.REVIEWER):
         tokens[role.value], _ = await auth.create_api_token(f"t-{role.value}", role=role)
@@ -282,7 +283,7 @@ async def test_expired_tokens_are_refused_with_their_reason(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path / "var", secret_key="k" * 32)
     services = await open_services(settings, start_webhooks=False)
     try:
-        sites = SiteService(services.db, b"k" * 32, clock=lambda: now[0])
+        sites = SiteService(SqliteSiteStore(services.db), b"k" * 32, clock=lambda: now[0])
         site = await sites.create_site("Lisbon", actor="u1")
         camera = await sites.create_camera(
             site.id, NewCamera(name="Bay", kind=CameraKind.PHONE), actor="u1"

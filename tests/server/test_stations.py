@@ -20,7 +20,7 @@ import pytest
 from evidence import EvidenceItem
 from inference import ReadCode, read_codes
 from server.settings import Settings
-from server.sites.stations import tracking_number
+from server.sites import tracking_number
 from signaling.ports import camera_room
 from tests.conftest import LiveService
 from tests.fakes import read_frame_number

@@ -21,14 +21,20 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 import server.http.whip as whip_module
-from media import IceCredentials, IceNotRestartable, PeerNotFound, parse_candidate, validate_offer
-from server.http.api import Services, open_services
+from media import (
+    IceCredentials,
+    IceNotRestartable,
+    PeerNotFound,
+    parse_candidate,
+    parse_sdpfrag,
+    validate_offer,
+)
 from server.http.errors import error_middleware
-from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links, parse_sdpfrag
+from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links
 from server.ice import IceServers
 from server.settings import Settings
-from server.sites.presence import CameraPresence
-from server.sites.service import CameraKind, NewCamera, SiteService
+from server.sites import CameraKind, CameraPresence, NewCamera, SiteService
+from server.wiring.services import Services, open_services
 from tests.conftest import LiveService
 from tests.fakes import client_offer, client_pc
 from tests.fakes.signal_client import Participant
@@ -484,4 +490,4 @@ def test_helpers() -> None:
         "a=candidate:1 1 udp 1 10.0.0.1 5 typ host\r\na=end-of-candidates\r\n"
     )
     assert (fragment.ufrag, fragment.pwd, fragment.end_of_candidates) == ("u", "p", True)
-    assert fragment.candidates == [("candidate:1 1 udp 1 10.0.0.1 5 typ host", "0")]
+    assert fragment.candidates == (("candidate:1 1 udp 1 10.0.0.1 5 typ host", "0"),)

@@ -17,10 +17,9 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
-from media import IceCredentials
+from media import IceCredentials, parse_sdpfrag
 from media._aiortc import ice_connections, restart_ice
-from server.sites.service import CameraKind, NewCamera
-from server.http.whip import parse_sdpfrag
+from server.sites import CameraKind, NewCamera
 from tests.conftest import LiveService
 from tests.fakes import NumberedVideoTrack, client_offer, client_pc
 from tests.fakes.camera import client_accept

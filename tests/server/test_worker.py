@@ -15,8 +15,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from inference.remote import RemoteBatcher
-from server.wiring.grading import open_grading
 from server.settings import load_settings
+from server.wiring.grading import open_grading
 from tests.redis_server import redis_url  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.redis

@@ -314,7 +314,7 @@ async def test_bad_tokens_are_refused(
 ) -> None:
     case_id, customer = await customer_for(live_service, session)
     other_id, _ = await customer_for(live_service, session)
-    auth = live_service.state.auth
+    auth = live_service.state.accounts
     token = str(customer.token)
     if problem == "forged":
         body, _, signature = token.partition(".")

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.sites.service import CameraKind, NewCamera
+from server.sites import CameraKind, NewCamera
 from tests.conftest import LiveService
 from tests.fakes import (
     NumberedVideoTrack,

@@ -19,10 +19,9 @@ from typing import Any
 
 from aioutil import cancel_and_wait
 from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
-from server.sites.presence import CameraPresence
-from server.sites.service import Camera, CameraKind, SiteService
+from server.sites import Camera, CameraKind, CameraPresence, SiteService
 from server.timefmt import iso_time
-from signaling.ports import camera_room
+from signaling import camera_room
 
 __all__ = ["RtspCameras", "rtsp_participant"]
 

@@ -1,0 +1,59 @@
+"""What the routes need from the live side of the service, as Protocols the wiring fills in."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from inference import SnapshotCandidate
+from server.cases import CaseService
+from signaling import CaseSummary, Identity
+
+__all__ = ["CallControl", "CameraSessions", "DirectCallControl", "GradingView", "NoGrading"]
+
+
+class CallControl(Protocol):
+    """What the accept route needs from the call hub (``signaling``): take a waiting case
+    atomically. Raises ``SignalingError`` ``already_accepted`` / ``not_waiting`` / ``not_found``."""
+
+    async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary: ...
+
+
+class DirectCallControl:
+    """Accepts straight through the case service (no live hub: nothing is pushed to sockets).
+    The default when the edge is given no call hub."""
+
+    def __init__(self, cases: CaseService) -> None:
+        self._cases = cases
+
+    async def accept_case(self, case_id: str, agent: Identity) -> CaseSummary:
+        case = await self._cases.accept(case_id, agent)
+        return case.summary()
+
+
+class GradingView(Protocol):
+    """What the routes read of live grading (``inference.GradingService``)."""
+
+    def latest(self, case_id: str) -> dict[str, Any] | None: ...
+
+    def frames(self, case_id: str) -> list[SnapshotCandidate]: ...
+
+
+class NoGrading:
+    """Grading switched off (``INSPECT_GRADING=false``): no live view, no frames."""
+
+    def latest(self, case_id: str) -> dict[str, Any] | None:
+        return None
+
+    def frames(self, case_id: str) -> list[SnapshotCandidate]:
+        return []
+
+
+class CameraSessions(Protocol):
+    """What the site routes need from the live side: end a camera's connections, tell a site's
+    room that the site changed."""
+
+    async def end_camera(self, camera_id: str, reason: str, *, token_id: str | None = None) -> None:
+        """Close the camera's phone page and WHIP session (only those of ``token_id``)."""
+        ...
+
+    async def site_changed(self, site_id: str) -> None: ...
