@@ -12,8 +12,8 @@ import numpy as np
 
 from inference import inspect_model
 from inference.training.generator import GRADES, random_spec, render
-from server.wiring.grading import DEFAULT_MODEL, open_grading
 from server.settings import Settings
+from server.wiring.grading import DEFAULT_MODEL, open_grading
 
 
 def photo_folder(root: Path, per_grade: int = 6) -> Path:
