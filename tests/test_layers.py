@@ -57,7 +57,8 @@ HTTP_SHARED = {
 }
 #: The edge's assembly and the WHIP protocol endpoint are not REST route modules.
 HTTP_NOT_ROUTES = {"server.http", "server.http.whip"}
-APP_IMPORTERS = {"server.cli", "server.demo"}
+#: The entry points, and ``server`` itself (it re-exports ``create_app``).
+APP_IMPORTERS = {"server", "server.cli", "server.demo"}
 
 
 def _modules() -> dict[str, Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Packages of the service; inference/training is the train extra's.
-RUNTIME = ("server", "signaling", "media", "inference", "evidence", "web")
+RUNTIME = ("server", "signaling", "media", "inference", "evidence", "web", "aioutil")
 FIRST_PARTY = {*RUNTIME, "tests", "bench"}
 
 

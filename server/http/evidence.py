@@ -60,6 +60,8 @@ class ItemDetailResponse(Out):
 
 
 class TreeHeadResponse(Out):
+    #: The format of the signed head (``inspectd-sth/1``).
+    version: str
     tree_size: int
     root_hash: str
     timestamp: int

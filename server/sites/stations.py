@@ -479,7 +479,6 @@ class StationService:
                 or lane.stream is None
                 or clip.target.publishers != (lane.stream.publisher_id,)
             ):
-                lane.clip = None
                 await self._stop(lane, clip)
             if wanted is not None and lane.clip is None and lane.stream is not None:
                 await self._start(lane, lane.stream, wanted)
@@ -531,6 +530,8 @@ class StationService:
         await self._changed(camera)
 
     async def _stop(self, lane: _Lane, clip: _Clip) -> None:
+        """File the clip. It shows as the station's clip until it is filed, so that the status
+        never shows the parcel gone without its clip counted."""
         camera = lane.camera
         try:
             item = await self._captures.stop_target(
@@ -554,6 +555,8 @@ class StationService:
                 item.item_id,
                 extra={"camera_id": camera.id},
             )
+        finally:
+            lane.clip = None
         await self._changed(camera)
 
     async def _changed(self, camera: Camera) -> None:

@@ -34,6 +34,7 @@ from server.http.whip import MAX_OFFER_BYTES, WhipEndpoint, ice_links
 from server.ice import IceServers
 from server.settings import Settings
 from server.sites import CameraKind, CameraPresence, NewCamera, SiteService
+from server.storage.sqlite import SqliteSiteStore
 from server.wiring.services import Services, open_services
 from tests.conftest import LiveService
 from tests.fakes import client_offer, client_pc
@@ -239,9 +240,9 @@ async def whip(services: Services, aiohttp_client: Any) -> AsyncIterator[Whip]:
         ice_servers=("stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"),
         turn_secret="turn-secret",
     )
-    sites = SiteService(services.db, b"w" * 32, clock=lambda: now[0])
+    sites = SiteService(SqliteSiteStore(services.db), b"w" * 32, clock=lambda: now[0])
     media = FakeMedia()
-    presence = CameraPresence(media, seen=sites.seen)
+    presence = CameraPresence(seen=sites.seen)
     endpoint = WhipEndpoint(
         settings=settings, sites=sites, media=media, presence=presence, ice=IceServers(settings)
     )
