@@ -51,9 +51,9 @@ from .grading import (
     derive_grade,
     resale_channel,
 )
+from .live import GradingService, LiveStream, compact
 from .preprocess import to_model_input
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
-from .live import GradingService, LiveStream, compact
 from .remote import InferenceWorker, RemoteBatcher, RemoteKeys
 from .session import (
     GPU_BATCH_SIZES,

@@ -235,8 +235,7 @@ def _supervise(settings: Settings, args: argparse.Namespace) -> int:
 async def _worker(settings: Settings, stale_s: float) -> None:
     from redis import asyncio as aioredis
 
-    from inference import BatcherMetrics, Grader
-    from inference import InferenceWorker, RemoteKeys
+    from inference import BatcherMetrics, Grader, InferenceWorker, RemoteKeys
     from server.metrics import Metrics
     from server.wiring.grading import DEFAULT_MODEL
 
