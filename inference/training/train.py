@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp32 = args.out_dir / f"{args.name}.onnx"
     fp16 = args.out_dir / f"{args.name}-fp16.onnx"
     trained_on = (
-        "procedurally generated synthetic images from inference/training/generator.py "
+        "procedurally generated synthetic images from inference/training/generator/ "
         f"(seed {config.seed}, {config.count} images, balanced over grades A-D); no real photos"
     )
     check = export.export(model, fp32, seed=config.seed, trained_on=trained_on)
