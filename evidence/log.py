@@ -63,6 +63,8 @@ class EntryKind(StrEnum):
     ITEM_DELETED = "item.deleted"
     ITEM_EXPIRED = "item.expired"
     RETENTION_CHANGED = "retention.changed"
+    #: Live media seen by staff (a frame of a call): not a stored item, but the same custody.
+    LIVE_VIEWED = "live.viewed"
 
 
 @dataclass(frozen=True, slots=True)

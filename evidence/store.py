@@ -15,7 +15,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -408,6 +408,31 @@ class EvidenceArchive:
             leaf_hash=self._log.leaf_hash(item.leaf_index),
             tree_size=tree_size,
             audit_path=tuple(self._log.inclusion_proof(item.leaf_index, tree_size)),
+        )
+
+    async def log_view(
+        self,
+        *,
+        actor: str,
+        reason: str,
+        subject: str,
+        what: str,
+        fields: Mapping[str, Any] | None = None,
+    ) -> LogEntry:
+        """Log "live.viewed": ``actor`` saw ``what`` (e.g. a frame id) of ``subject`` (e.g.
+        a case), something the archive does not store, so that live media seen by staff
+        leaves the same trace as a stored item's view. ``fields`` add details (a display
+        name beside the actor); they cannot replace the entry's own keys."""
+        if not actor:
+            raise InvalidRecord("live.viewed needs an actor")
+        if not reason or not reason.strip():
+            raise InvalidRecord("live.viewed needs a reason")
+        if not subject or not what:
+            raise InvalidRecord("live.viewed needs what was seen, and of what")
+        body = dict(fields or {})
+        body.update(subject=subject, what=what)
+        return await self._log.append(
+            EntryKind.LIVE_VIEWED, actor=actor, reason=reason, item_id=None, fields=body
         )
 
     async def record_export(

@@ -12,7 +12,10 @@ H.264 constrained baseline, and the status says so. Opus audio is forwarded; oth
 not, and the status says that too.
 
 A camera that goes away is unpublished and reconnected with capped exponential backoff and
-jitter. The URL's password never reaches a log line, an error text or the status.
+jitter. The URL's credentials (user name and password) never reach a log line, an error text
+or the status. Before each connection an optional ``resolve_address`` hook may pick the address
+to connect to (or refuse the host): FFmpeg is then given that address, so it does no lookup of
+its own and connects where the hook decided.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -46,11 +49,26 @@ from .errors import MediaError
 from .keyframes import EncodedFrame
 from .source import TrackSource
 
-__all__ = ["Backoff", "IngestTarget", "RtspPull", "RtspState", "RtspStatus", "mask_url"]
+__all__ = [
+    "AddressResolver",
+    "Backoff",
+    "IngestTarget",
+    "RtspPull",
+    "RtspState",
+    "RtspStatus",
+    "mask_url",
+]
 
 logger = logging.getLogger(__name__)
 
 _SECRET_QUERY = re.compile(r"^(password|passwd|pass|pwd|secret|token|key|auth)$", re.IGNORECASE)
+#: The user information of any URL in a text (FFmpeg may quote the URL it was given).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+
+#: ``(host, port)`` -> the address to connect to; an ``OSError`` it raises (the host is not
+#: allowed, does not resolve) ends that attempt with the error's text as the reason.
+AddressResolver = Callable[[str, int], Awaitable[str]]
 
 
 class IngestTarget(Protocol):
@@ -132,14 +150,14 @@ class RtspStatus:
 
 
 def mask_url(url: str) -> str:
-    """``rtsp://user:pass@host/path`` -> ``rtsp://user:***@host/path`` (secret-looking query
-    parameters are masked too)."""
+    """``rtsp://user:pass@host/path`` -> ``rtsp://***@host/path``: neither the password nor the
+    user name (half of the credentials, often the camera's default) is shown. Secret-looking
+    query parameters are masked too."""
     parts = urlsplit(url)
     netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
+    _, at, hostport = netloc.rpartition("@")
     if at:
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if colon else f"{user}@{hostport}"
+        netloc = f"***@{hostport}"
     query = parts.query
     if query:
         query = "&".join(
@@ -163,6 +181,16 @@ def _secrets(url: str) -> list[str]:
         if _SECRET_QUERY.match(key) and value:
             found += [value]
     return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _with_address(url: str, address: str) -> str:
+    """``url`` with its host replaced by ``address`` (credentials, port and path kept)."""
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    host = f"[{address}]" if ":" in address else address
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"{userinfo}{at}{host}").geturl()
 
 
 class RtspPull:
@@ -190,6 +218,7 @@ class RtspPull:
         stop_timeout_s: float = 2.0,
         on_status: Callable[[RtspStatus], None] | None = None,
         rand: Callable[[], float] = random.random,
+        resolve_address: AddressResolver | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("rtsp", "rtsps") or not urlsplit(url).hostname:
             raise ValueError(f"not an rtsp:// URL with a host: {mask_url(url)!r}")
@@ -199,8 +228,11 @@ class RtspPull:
         self.room_id = room_id
         self.participant_id = participant_id
         self._url = url
+        #: The URL FFmpeg is given for the current attempt (the checked address in the host).
+        self._connect_url = url
         self.url = mask_url(url)
         self._secrets = _secrets(url)
+        self._resolve_address = resolve_address
         self._backoff = backoff or Backoff()
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
@@ -311,20 +343,9 @@ class RtspPull:
     # -- supervisor (loop) --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            session = _Session(self, self._spec, loop)
-            self._session = session
             self._retry_in = None
-            self._stamps.clear()
-            self._worker = self._pool.submit(session.run)
-            try:
-                reason = await asyncio.wrap_future(self._worker)
-            except Exception:
-                logger.exception("RTSP worker for %s failed", self.url, extra=self._log)
-                reason = "internal error while reading the camera (see the server log)"
-            self._session = None
-            await self._unpublish()
+            reason = await self._connect_once()
             if self._stop.is_set():
                 return
             self._retries += 1
@@ -345,6 +366,31 @@ class RtspPull:
             self._set_state(RtspState.RETRYING, force=True)
             await asyncio.sleep(delay)
 
+    async def _connect_once(self) -> str | None:
+        """One connection, from choosing the address to the end of the stream; why it ended."""
+        spec = self._spec
+        if self._resolve_address is not None:
+            parts = urlsplit(self._url)
+            port = parts.port or _DEFAULT_PORTS[parts.scheme]
+            try:
+                address = await self._resolve_address(parts.hostname or "", port)
+            except OSError as exc:
+                return str(exc) or type(exc).__name__
+            self._connect_url = _with_address(self._url, address)
+            spec = replace(spec, url=self._connect_url)
+        session = _Session(self, spec, asyncio.get_running_loop())
+        self._session = session
+        self._stamps.clear()
+        self._worker = self._pool.submit(session.run)
+        try:
+            reason = await asyncio.wrap_future(self._worker)
+        except Exception:
+            logger.exception("RTSP worker for %s failed", self.url, extra=self._log)
+            reason = "internal error while reading the camera (see the server log)"
+        self._session = None
+        await self._unpublish()
+        return reason
+
     async def _unpublish(self) -> None:
         if self._video is None and self._audio is None:
             return
@@ -362,10 +408,11 @@ class RtspPull:
                 logger.exception("RTSP status listener failed", extra=self._log)
 
     def _scrub(self, text: str) -> str:
-        text = text.replace(self._url, self.url)
+        text = text.replace(self._connect_url, self.url).replace(self._url, self.url)
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        # Whatever form FFmpeg quoted the URL in, its user information goes.
+        return _USERINFO.sub(r"\1***@", text)
 
     # -- the worker's host (``_SessionHost``): posted to the loop by the session -------------
 
@@ -470,7 +517,8 @@ class RtspPull:
             why = f"no answer within {self._open_timeout_s:g} s"
         elif not opening and isinstance(exc, (errors.ExitError, TimeoutError)):
             why = f"no data for {self._read_timeout_s:g} s"
-        elif opening and not _resolves(self._url):
+        elif opening and self._resolve_address is None and not _resolves(self._url):
+            # (With ``resolve_address`` FFmpeg was given an address: nothing to look up.)
             why = "the camera's host name does not resolve"
         else:
             why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -22,7 +22,7 @@ from aioutil import cancel_and_wait
 from evidence import EvidenceArchive, EvidenceItem, LogisticsStage
 from inference import BatcherMetrics, GradingService, read_codes
 from media import Backoff, MediaCollector, MediaEngine
-from server.accounts import AccountService
+from server.accounts import AccountService, Revocation
 from server.capture import CaptureTarget
 from server.cases import CaseService
 from server.cluster import RoomRouter
@@ -187,6 +187,7 @@ async def _build(
         ),
         stop_timeout_s=min(2.0, settings.shutdown_timeout_s),
         enabled=settings.rtsp_pull,
+        guard=services.guard,
     )
     app.cleanup_ctx.append(lifetime("rtsp", start=rtsp.start, stop=rtsp.aclose))
     services.sites.add_camera_listener(stations.camera_changed)
@@ -206,6 +207,12 @@ async def _build(
     else:
         media.set_listener(Renegotiation(hub, media))
     services.cases.add_listener(hub.case_changed)
+
+    async def credential_ended(revocation: Revocation) -> None:
+        # Every node closes the sockets opened with it (the bus carries it to the others).
+        await hub.revoke_subject(revocation.subject, revocation.reason.value)
+
+    services.accounts.add_revocation_listener(credential_ended)
 
     async def camera_changed(site_id: str, camera_id: str) -> None:
         camera = await services.sites.get_camera(camera_id)
@@ -239,7 +246,7 @@ async def _build(
             captures=captures,
             sites=services.sites,
             presence=presence,
-            camera_sessions=CameraSessions(hub, whip, site_rooms),
+            camera_sessions=CameraSessions(hub, whip, site_rooms, rtsp),
             node_id=nodes.node_id,
         ),
     )

@@ -101,7 +101,20 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("add-token", help="create an API bearer token for an integration")
     token.add_argument("name")
-    token.add_argument("--role", choices=("agent", "reviewer", "admin"), default="admin")
+    token.add_argument(
+        "--role",
+        choices=("integration", "agent", "reviewer", "admin"),
+        default="integration",
+        help="integration (default: create cases, mint join links, read cases) or a staff role;"
+        " admin only when the integration must manage accounts",
+    )
+
+    disable = commands.add_parser(
+        "disable-user",
+        help="disable a staff account: its sessions end and it can no longer sign in",
+    )
+    disable.add_argument("username")
+    disable.add_argument("--enable", action="store_true", help="enable the account again")
     return parser
 
 
@@ -294,6 +307,24 @@ async def _add_token(settings: Settings, args: argparse.Namespace) -> None:
     print(token)
 
 
+async def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
+    from server.app import open_state
+    from server.errors import DomainError
+
+    async with open_state(settings) as state:
+        user = await state.accounts.find_user(args.username)
+        if user is None:
+            print(f"inspectd: no user {args.username!r}", file=sys.stderr)
+            return 1
+        try:
+            user = await state.accounts.update_user(user.id, disabled=not args.enable)
+        except DomainError as exc:
+            print(f"inspectd: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"{'disabled' if user.disabled else 'enabled'} {user.username}")
+    return 0
+
+
 def _model_tool(command: str, argv: list[str]) -> int:
     """``eval`` and ``train`` run the training package's own command lines."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -339,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_add_user(settings, args))
         elif args.command == "add-token":
             asyncio.run(_add_token(settings, args))
+        elif args.command == "disable-user":
+            return asyncio.run(_disable_user(settings, args))
         elif args.command == "worker":
             asyncio.run(_worker(settings, args.stale_s))
     except KeyboardInterrupt:

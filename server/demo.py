@@ -78,7 +78,7 @@ async def seed_demo(app: web.Application) -> list[str]:
         "",
         "Demo ready. Open the two links in two browser windows:",
         f"  Agent console : {base}/agent   (log in as {demo['username']} / {demo['password']})",
-        f"  Customer link : {base}/join/{link.token}",
+        f"  Customer link : {base}/join#t={link.token}",
         "  (On a phone, run with --tls-self-signed --host 0.0.0.0: cameras need HTTPS.)",
         "",
     ]

@@ -6,7 +6,9 @@ Nothing else in the project reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["Settings", "SettingsError", "load_settings", "secret_weakness"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 InferenceProvider = Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -37,7 +39,8 @@ class Settings:
     #: Base URL that links (customer join links) are built from; derived from host/port if empty.
     public_url: str = ""
     data_dir: Path = Path("var")
-    #: Signs join tokens and session cookies. Generated and kept under ``data_dir`` if empty.
+    #: Signs join tokens and session cookies. Generated and kept under ``data_dir`` if empty;
+    #: when set it must be strong (see :func:`secret_weakness`).
     secret_key: str = ""
     join_token_ttl_s: int = 24 * 3600
     session_ttl_s: int = 12 * 3600
@@ -59,6 +62,13 @@ class Settings:
     #: Failed logins one address may make for one username per minute (then 429).
     login_failures_per_min: int = 10
     ws_heartbeat_s: float = 20.0
+    #: Reverse proxies (addresses or CIDRs) whose ``X-Forwarded-For`` is believed; a request
+    #: from anywhere else is keyed on its own address.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Hosts, addresses or CIDRs that webhooks and RTSP pulls may reach although they are
+    #: loopback, private or otherwise not public (a LAN's cameras, a test receiver). Everything
+    #: else that is not a public address is refused.
+    outbound_allow: tuple[str, ...] = ()
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str = ""
     webhook_max_attempts: int = 8
@@ -191,6 +201,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "api_burst": int,
     "login_failures_per_min": int,
     "ws_heartbeat_s": float,
+    "trusted_proxies": _csv,
+    "outbound_allow": _csv,
     "webhook_urls": _csv,
     "webhook_secret": str,
     "webhook_max_attempts": int,
@@ -225,6 +237,54 @@ _CASTS: dict[str, Callable[[str], Any]] = {
 }
 
 
+_PLACEHOLDERS = ("replaceme", "changeme")
+_MIN_SECRET_CHARS = 32
+_MIN_DISTINCT_CHARS = 8
+#: A host name of the allowlist: dot-separated labels of letters, digits and hyphens.
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why ``value`` is not fit to sign with, or ``None`` if it is.
+
+    The same rules as ``deploy/require-secrets.sh``, so a secret the container accepts is one
+    inspectd accepts: no placeholder (REPLACE_ME, CHANGEME), at least 32 printable ASCII
+    characters, at least 8 distinct ones, no repeated block, and not mostly runs of equal or
+    consecutive characters. ``openssl rand -hex 32`` passes them all."""
+    if not value:
+        return "is empty"
+    folded = value.lower().replace("-", "").replace("_", "")
+    if any(word in folded for word in _PLACEHOLDERS):
+        return "still holds a placeholder (REPLACE_ME or CHANGEME)"
+    n = len(value)
+    if n < _MIN_SECRET_CHARS:
+        return f"is {n} characters long, fewer than {_MIN_SECRET_CHARS}"
+    if not all(33 <= ord(c) < 127 for c in value):
+        return "contains white space, control or non-ASCII characters"
+    distinct = len(set(value))
+    if distinct < _MIN_DISTINCT_CHARS:
+        return (
+            f"has {distinct} distinct characters, fewer than {_MIN_DISTINCT_CHARS} "
+            "(too little entropy)"
+        )
+    for period in range(1, n // 2 + 1):
+        if value[: n - period] == value[period:]:
+            return f"repeats a block of {period} characters (too little entropy)"
+    runs = sum(abs(ord(a) - ord(b)) <= 1 for a, b in zip(value, value[1:], strict=False))
+    if runs * 4 >= (n - 1) * 3:
+        return "is mostly runs of equal or consecutive characters (too little entropy)"
+    return None
+
+
+def _network_error(entry: str) -> str | None:
+    """Why ``entry`` is not an IP address or CIDR network, or ``None``."""
+    try:
+        ipaddress.ip_network(entry, strict=True)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _variable(name: str) -> str:
     return f"INSPECT_{name.upper()}"
 
@@ -243,6 +303,32 @@ def _validate(settings: Settings) -> None:
     need(settings.api_rate_per_s > 0, "api_rate_per_s", "must be positive")
     need(settings.api_burst >= 1, "api_burst", "must be at least 1")
     need(settings.login_failures_per_min >= 1, "login_failures_per_min", "must be at least 1")
+    for name in ("secret_key", "turn_secret"):
+        # Empty means "not set": a generated key file, or no TURN credentials.
+        value = getattr(settings, name)
+        weakness = secret_weakness(value) if value else None
+        need(
+            weakness is None,
+            name,
+            f"{weakness}; set it to the output of `openssl rand -hex 32`",
+        )
+    for entry in settings.trusted_proxies:
+        error = _network_error(entry)
+        need(
+            error is None,
+            "trusted_proxies",
+            f"expected IP addresses or CIDR networks (10.0.0.0/8), got {entry!r}: {error}",
+        )
+    for entry in settings.outbound_allow:
+        # A name whose last label is all digits is a mistyped address, not a host.
+        name_ok = (
+            bool(_HOST_NAME.match(entry.lower())) and not entry.rstrip(".").split(".")[-1].isdigit()
+        )
+        need(
+            _network_error(entry) is None or name_ok,
+            "outbound_allow",
+            f"expected host names, IP addresses or CIDR networks, got {entry!r}",
+        )
     if settings.public_url:
         parts = urlsplit(settings.public_url)
         need(

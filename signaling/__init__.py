@@ -7,6 +7,7 @@ Protocols of :mod:`signaling.ports`."""
 from __future__ import annotations
 
 from . import outbound
+from ._origin import origin_of
 from .bus import (
     Bus,
     BusUnavailable,
@@ -41,6 +42,7 @@ from .ports import (
     CaseDirectory,
     CaseStatus,
     CaseSummary,
+    CredentialCheck,
     HubObserver,
     Identity,
     MediaGateway,
@@ -51,6 +53,7 @@ from .ports import (
 from .ratelimit import RateLimit, RateLimiter, TokenBucket
 
 __all__ = [
+    "origin_of",
     "AcceptMessage",
     "Authenticator",
     "Bus",
@@ -63,6 +66,7 @@ __all__ = [
     "ChatRecord",
     "ClientMessage",
     "CloseCode",
+    "CredentialCheck",
     "Hub",
     "HubConfig",
     "HubObserver",

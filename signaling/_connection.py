@@ -47,11 +47,16 @@ class Connection:
         tasks: OwnedTasks,
         on_event: EventHandler,
         on_gap: GapHandler,
+        request: web.BaseRequest | None = None,
     ) -> None:
         self.ws = ws
+        #: The upgrade request: its credentials are checked again while the socket is open.
+        self.request = request
         #: Staff identified by the upgrade request (cookie or bearer token), if any.
         self.request_identity = request_identity
         self.identity: Identity | None = None
+        #: Where a customer's shown name comes from (``customer`` or ``case``).
+        self.name_source: str | None = None
         self.participant_id = uuid.uuid4().hex[:16]
         self.bucket = TokenBucket(RateLimit(config.message_rate, config.message_burst))
         self.room: RoomId | None = None
@@ -84,7 +89,11 @@ class Connection:
         """This socket as the others in its room see it."""
         assert self.identity is not None
         return outbound.participant_info(
-            self.participant_id, self.identity.role, self.identity.name, self.identity.camera_id
+            self.participant_id,
+            self.identity.role,
+            self.identity.name,
+            self.identity.camera_id,
+            name_source=self.name_source,
         )
 
     # -- outbound ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """``join``: who a socket is and which room it may enter, for each role.
 
-- a **customer** (join token): its own case's room, while the call is open; a waiting case is
-  queued for the agents
+- a **customer** (join token): its own case's room, while the call is open, and only while no
+  other customer socket is in it (a second holder of a link, such as another agent who minted
+  one, is refused; the same customer reconnecting once its old socket is gone is not); a
+  waiting case is queued for the agents
 - **staff** (session cookie or bearer token): the lobby (the queue), a case they hold, or a
   site's room to watch its cameras
 - a **camera page** (camera token): its site's room, publishing its camera; a newer page of
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 from . import outbound
 from ._connection import Connection
+from ._names import customer_name
 from ._queue import AgentQueue
 from ._rooms import Rooms
 from ._watching import CameraWatching
+from .bus import Bus
 from .config import HubConfig
 from .errors import CloseCode, SignalingError, SignalingErrorCode
 from .ids import RoomId
@@ -27,6 +31,7 @@ class Joins:
     def __init__(
         self,
         *,
+        bus: Bus,
         auth: Authenticator,
         cases: CaseDirectory,
         sites: SiteDirectory | None,
@@ -35,7 +40,11 @@ class Joins:
         watching: CameraWatching,
         config: HubConfig,
     ) -> None:
+        self._bus = bus
         self._auth = auth
+        #: Cases whose customer join is under way on this node (between the check that no
+        #: customer is in the room and its entry).
+        self._customer_joins: set[str] = set()
         self._cases = cases
         self._sites = sites
         self._rooms = rooms
@@ -101,15 +110,33 @@ class Joins:
             raise SignalingError(
                 SignalingErrorCode.NOT_IN_CALL, "the call for this case has ended", ref="join"
             )
-        # The customer is shown by the name the merchant gave the case unless they give one.
-        name = message.name or summary.customer_name or identity.name
-        conn.identity = Identity(identity.subject, name, identity.role, identity.case_id)
-        self._queue.customer_back(case_id)
-        summary = await self._cases.customer_arrived(case_id)
-        await self._rooms.enter_case(conn, summary, message.resume_from)
+        # The customer is shown by the name the merchant gave the case unless they give one
+        # (restricted, and marked as theirs for the staff who see it).
+        chosen = customer_name(message.name) if message.name else None
+        if case_id in self._customer_joins or await self._customer_present(case_id):
+            raise SignalingError(
+                SignalingErrorCode.FORBIDDEN,
+                "the customer is already connected to this call (on another tab or device)",
+                ref="join",
+            )
+        self._customer_joins.add(case_id)
+        try:
+            name = chosen or summary.customer_name or identity.name
+            conn.identity = Identity(identity.subject, name, identity.role, identity.case_id)
+            conn.name_source = "customer" if chosen else "case"
+            self._queue.customer_back(case_id)
+            summary = await self._cases.customer_arrived(case_id)
+            await self._rooms.enter_case(conn, summary, message.resume_from)
+        finally:
+            self._customer_joins.discard(case_id)
         if summary.status is CaseStatus.WAITING:
             await self._queue.enqueue(summary)
             await self._queue.publish()
+
+    async def _customer_present(self, case_id: str) -> bool:
+        """Whether a customer socket is in the case's room, on any node."""
+        present = await self._bus.presence_list(RoomId.case(case_id))
+        return any(p.get("role") == Role.CUSTOMER.value for p in present)
 
     async def _staff(self, conn: Connection, identity: Identity, message: JoinMessage) -> None:
         conn.identity = identity

@@ -4,7 +4,9 @@ staff lobby, and catching up after the bus reconnected.
 A room is a case's (the customer and the agent) or a site's (its camera pages and the staff
 watching them). Each has a bus topic for its live events, a chat log and a presence list on the
 bus; a socket follows the topic before it reads the log, so nothing published in between is
-missed (``_audience`` sends each message once)."""
+missed (``_audience`` sends each message once). The chat a joining socket missed comes in
+pages: the newest in ``joined``, older ones in ``chat_page`` messages right after it; and what
+one participant or room may say is bounded (``_chat``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 from . import outbound
 from ._audience import LOBBY, deliver, room_topic
+from ._chat import ChatLimits, pages
 from ._connection import Connection
 from ._queue import AgentQueue
 from ._watching import CameraWatching
@@ -52,6 +55,7 @@ class Rooms:
         self._ice_servers = ice_servers
         self._config = config
         self._clock = clock
+        self._limits = ChatLimits(config)
 
     # -- entering -----------------------------------------------------------------------------
 
@@ -102,17 +106,25 @@ class Rooms:
         conn.chat_base = resume_from
         conn.known = {str(p["participant_id"]) for p in others}
         conn.sent_seqs.update(record.seq for record in history)
+        replay = pages(
+            history, size=self._config.chat_page_size, max_bytes=self._config.chat_page_bytes
+        ) or [[]]
+        older, newest = replay[:-1], replay[-1]
         conn.send(
             outbound.joined(
                 conn.participant(),
                 case=summary,
                 ice_servers=self._ice_servers(conn.identity),
-                chat=history,
+                chat=newest,
+                chat_more=bool(older),
                 last_seq=max([resume_from, *conn.sent_seqs]),
                 participants=others,
                 details=details,
+                staff=conn.identity.is_staff,
             )
         )
+        for index, page in enumerate(older):
+            conn.send(outbound.chat_page(page, more=index + 1 < len(older)))
         await self._bus.publish(topic, outbound.participant_joined(conn.participant()))
         logger.info(
             "%s %s joined room %s",
@@ -129,6 +141,9 @@ class Rooms:
         room = conn.room
         if room is None:
             raise SignalingError(SignalingErrorCode.NOT_IN_CALL, "join a call to chat", ref="chat")
+        refusal = self._limits.refusal(conn.identity.subject, room, message.text)
+        if refusal is not None:
+            raise SignalingError(SignalingErrorCode.RATE_LIMITED, refusal, ref="chat")
         record, created = await self._bus.chat_append(
             room,
             f"{conn.identity.subject}:{message.client_id}",
@@ -202,7 +217,7 @@ class Rooms:
         summary = await self._cases.get(room.case_id)
         if summary is None:
             return
-        conn.send(outbound.case(summary))
+        conn.send(outbound.case(summary, staff=identity.is_staff))
         if identity.role is Role.CUSTOMER and summary.status is CaseStatus.WAITING:
             if await self._queue.enqueue(summary):
                 await self._queue.publish()

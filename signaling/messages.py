@@ -17,11 +17,11 @@ Client to server (validated here; anything else is answered with an ``error``):
 
 Server to client (each built by its function in :mod:`signaling.outbound`):
 
-``joined``, ``answer``, ``renegotiate`` (the server has tracks for the client: send a new offer
-with enough receiving transceivers), ``participant`` (joined/left), ``tracks`` (remote tracks of
-the room), ``chat`` (with server ``seq``), ``queue`` (waiting cases, for staff), ``accepted``,
-``case`` (state changes), ``pong``, ``error`` (``code``, ``message``, ``ref`` = the type of the
-message that failed).
+``joined``, ``chat_page`` (older chat after ``joined``), ``answer``, ``renegotiate`` (the
+server has tracks for the client: send a new offer with enough receiving transceivers),
+``participant`` (joined/left), ``tracks`` (remote tracks of the room), ``chat`` (with server
+``seq``), ``queue`` (waiting cases, for staff), ``accepted``, ``case`` (state changes),
+``pong``, ``error`` (``code``, ``message``, ``ref`` = the type of the message that failed).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ __all__ = [
     "camera_status",
     "case",
     "chat",
+    "chat_page",
     "error",
     "joined",
     "participant_info",
@@ -49,6 +50,7 @@ class ServerMessageType(StrEnum):
     CAMERA = "camera"
     SITE = "site"
     CHAT = "chat"
+    CHAT_PAGE = "chat_page"
     QUEUE = "queue"
     ACCEPTED = "accepted"
     CASE = "case"
@@ -72,13 +74,21 @@ def pong(nonce: str | None) -> Message:
 
 
 def participant_info(
-    participant_id: str, role: Role, name: str, camera_id: str | None = None
+    participant_id: str,
+    role: Role,
+    name: str,
+    camera_id: str | None = None,
+    *,
+    name_source: str | None = None,
 ) -> Message:
     """How one participant is shown to the others (``joined``, ``participant``, chat
-    senders, and the room's presence list)."""
+    senders, and the room's presence list). ``name_source`` (customers): ``customer`` when the
+    customer typed the name, ``case`` when it is the name the case was opened with."""
     info: Message = {"participant_id": participant_id, "role": role.value, "name": name}
     if camera_id is not None:
         info["camera_id"] = camera_id
+    if name_source is not None:
+        info["name_source"] = name_source
     return info
 
 
@@ -104,20 +114,24 @@ def joined(
     case: CaseSummary | None,
     ice_servers: Sequence[Mapping[str, Any]],
     chat: Sequence[ChatRecord] = (),
+    chat_more: bool = False,
     last_seq: int = 0,
     participants: Sequence[Mapping[str, Any]] = (),
     details: Mapping[str, Any] | None = None,
+    staff: bool = True,
 ) -> Message:
     """The answer to ``join``: who the socket is (``participant_info``), its case (``None``
-    in the staff lobby and in site rooms), the chat after ``resume_from``, who else is there,
-    and the room's ``details`` (``call_details``, ``site_details`` or
-    ``camera_page_details``)."""
+    in the staff lobby and in site rooms; without the holder's id unless ``staff``), the newest
+    page of the chat after ``resume_from`` (``chat_more``: older pages follow as
+    ``chat_page``), who else is there, and the room's ``details`` (``call_details``,
+    ``site_details`` or ``camera_page_details``)."""
     return {
         "type": ServerMessageType.JOINED.value,
         **participant,
-        "case": case.to_json() if case is not None else None,
+        "case": case.to_json(staff=staff) if case is not None else None,
         "ice_servers": list(ice_servers),
         "chat": [record.to_json() for record in chat],
+        "chat_more": chat_more,
         "last_seq": last_seq,
         "participants": list(participants),
         **(details or {}),
@@ -162,6 +176,16 @@ def chat(record: ChatRecord) -> Message:
     return record.to_json()
 
 
+def chat_page(records: Sequence[ChatRecord], *, more: bool) -> Message:
+    """One page of the chat replayed after ``joined`` (oldest pages first; ``more``: another
+    page follows; the last one has ``more`` false)."""
+    return {
+        "type": ServerMessageType.CHAT_PAGE.value,
+        "chat": [record.to_json() for record in records],
+        "more": more,
+    }
+
+
 def queue(entries: Iterable[QueueEntry]) -> Message:
     """The waiting cases, in the order given (the bus: longest wait first)."""
     return {
@@ -178,9 +202,10 @@ def accepted(summary: CaseSummary) -> Message:
     return {"type": ServerMessageType.ACCEPTED.value, "case": summary.to_json()}
 
 
-def case(summary: CaseSummary) -> Message:
-    """The case as it is now (after a state change, or a resync)."""
-    return {"type": ServerMessageType.CASE.value, "case": summary.to_json()}
+def case(summary: CaseSummary, *, staff: bool = True) -> Message:
+    """The case as it is now (after a state change, or a resync); without the holder's id
+    unless ``staff``."""
+    return {"type": ServerMessageType.CASE.value, "case": summary.to_json(staff=staff)}
 
 
 def site(summary: SiteSummary | None) -> Message:

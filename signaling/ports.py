@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ __all__ = [
     "CaseDirectory",
     "CaseStatus",
     "CaseSummary",
+    "CredentialCheck",
     "HubObserver",
     "Identity",
     "MediaGateway",
@@ -68,6 +69,12 @@ class Identity:
         return self.role in (Role.AGENT, Role.REVIEWER, Role.ADMIN)
 
     @property
+    def audit_actor(self) -> str:
+        """Who did it, as audit trails and the custody log write it: the stable, unique subject
+        first, the display name (neither stable nor unique) beside it."""
+        return f"{self.subject} ({self.name})" if self.name else self.subject
+
+    @property
     def can_take_calls(self) -> bool:
         return self.role in (Role.AGENT, Role.ADMIN)
 
@@ -95,8 +102,10 @@ class CaseSummary:
     def status(self) -> CaseStatus:
         return CaseStatus(self.state)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, staff: bool = True) -> dict[str, Any]:
+        """The case as JSON; for anyone but staff (``staff=False``: the customer) without the
+        holder's user id, which is of no use to a customer and names a staff account."""
+        data = {
             "case_id": self.case_id,
             "kind": self.kind,
             "state": self.state,
@@ -107,6 +116,9 @@ class CaseSummary:
             "agent_id": self.agent_id,
             "waiting_since": self.waiting_since,
         }
+        if not staff:
+            del data["agent_id"]
+        return data
 
 
 class Authenticator(Protocol):
@@ -123,6 +135,17 @@ class Authenticator(Protocol):
         """As :meth:`identify`, also finding a user or token it does not know yet (one made
         through another node) where :meth:`identify` returns ``None``."""
         ...
+
+
+@runtime_checkable
+class CredentialCheck(Protocol):
+    """Optional beside :class:`Authenticator` (the same object may implement it): whether an
+    open staff socket's identity still holds, for what the upgrade request cannot show by
+    itself (the user was disabled, their sessions were ended, their role changed). The Hub asks
+    it every ``HubConfig.recheck_s`` after :meth:`Authenticator.authenticate` of the upgrade
+    request still named the same subject and role."""
+
+    async def still_valid(self, identity: Identity) -> bool: ...
 
 
 class CaseDirectory(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from server.settings import Settings
 from signaling import Role
 
 AGENT_PASSWORD = "agent-pass-123"
+#: A secret key strong enough for the start-up check (64 hex characters, made once per run).
+TEST_SECRET_KEY = secrets.token_hex(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,13 @@ class LiveService:
 @pytest.fixture
 def service_settings(tmp_path: Path) -> Settings:
     # Grading has its own tests (tests/server/test_grading_flow.py); elsewhere the model is off.
-    return Settings(data_dir=tmp_path / "var", port=0, shutdown_timeout_s=2.0, grading=False)
+    return Settings(
+        data_dir=tmp_path / "var",
+        port=0,
+        shutdown_timeout_s=2.0,
+        grading=False,
+        outbound_allow=("127.0.0.1",),  # the fake RTSP cameras listen on loopback
+    )
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ DOMAIN_FORBIDDEN_NAMES = {
 HTTP_SHARED = {
     "server.http._request",
     "server.http.auth",
+    "server.http.authz",
     "server.http.errors",
     "server.http.keys",
     "server.http.openapi",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .pages import (
     BACKEND_KEY,
+    CAMERA_COOKIE,
+    JOIN_COOKIE,
     STATIC_DIR,
     TEMPLATES_DIR,
     CameraView,
@@ -21,6 +23,8 @@ from .pages import (
 
 __all__ = [
     "BACKEND_KEY",
+    "CAMERA_COOKIE",
+    "JOIN_COOKIE",
     "STATIC_DIR",
     "TEMPLATES_DIR",
     "CameraView",

@@ -10,7 +10,9 @@ render needs comes from the :class:`PageBackend` that ``server`` wires in.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from aiohttp import web
 
 __all__ = [
     "BACKEND_KEY",
+    "CAMERA_COOKIE",
+    "JOIN_COOKIE",
     "STATIC_DIR",
     "TEMPLATES_DIR",
     "CameraView",
@@ -87,13 +91,25 @@ _CSP: Final = "; ".join(
         "style-src 'self'",
         "img-src 'self' data: blob:",
         "media-src 'self' blob: mediastream:",
-        "connect-src 'self' ws: wss:",
+        # 'self' covers ws:/wss: to this host and port (CSP Level 3); no other host.
+        "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "frame-ancestors 'none'",
         "form-action 'self'",
     )
 )
+
+
+#: Cookies that hold a customer's join token and a phone camera's token once the page has taken
+#: it out of the address. Each is scoped to its page's path (``/join/c/<case>``,
+#: ``/camera/c/<camera>``), HttpOnly and SameSite=Strict: no other page, no script and no other
+#: site's request carries it, and the token never sits in a URL, the history or a Referer.
+JOIN_COOKIE: Final = "inspect_join"
+CAMERA_COOKIE: Final = "inspect_camera"
+#: Browsers cap cookie lifetimes at 400 days; a camera token without an expiry gets that.
+_MAX_COOKIE_AGE_S: Final = 400 * 24 * 3600
+_MAX_TOKEN_BODY_BYTES: Final = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +145,8 @@ class CameraView:
     camera_id: str | None = None
     camera_name: str | None = None
     site_name: str | None = None
+    #: When the token stops working (unix seconds), ``None`` for "until revoked".
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +155,35 @@ class SiteView:
     name: str
 
 
+#: What a join page says for each link problem: (status, title, explanation).
+JOIN_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
+    "invalid": (
+        404,
+        "This link is not valid",
+        "Check that you opened the whole link from the seller's message, or ask the seller to "
+        "send it again.",
+    ),
+    "expired": (
+        410,
+        "This link has expired — ask the seller for a new one",
+        "Links to a video inspection are valid for a limited time. The seller can send you a "
+        "fresh link in a moment.",
+    ),
+    "missing": (
+        404,
+        "Open the link from the seller's message again",
+        "This page opens from the link the seller sent you. Tap that link again, in this browser.",
+    ),
+}
+
 #: What a camera page says for each token problem: (status, title, explanation).
 CAMERA_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
+    "missing": (
+        404,
+        "Open the camera link again",
+        "This page opens from the camera's link. Open that link again on this phone, or ask an "
+        "administrator for it.",
+    ),
     "invalid": (
         404,
         "This camera link is not valid",
@@ -176,6 +221,11 @@ STATION_STAGES: Final = (
 
 class PageBackend(Protocol):
     """What the pages need from the rest of the service (wired in by ``server``)."""
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies the pages set are ``Secure`` (the service is reached over https)."""
+        ...
 
     def staff(self, request: web.Request) -> StaffView | None:
         """The staff member behind the request's session cookie, or ``None``."""
@@ -223,8 +273,14 @@ def setup_pages(
     app.router.add_get("/agent", _agent, name="agent")
     app.router.add_get("/agent/cases/{case_id}", _case, name="agent_case")
     app.router.add_get("/evidence", _evidence, name="evidence")
-    app.router.add_get("/join/{token}", _join, name="join")
-    app.router.add_get("/camera/{token}", _camera, name="camera")
+    app.router.add_get("/join", _join_link, name="join_link")
+    app.router.add_post("/join/session", _join_session, name="join_session")
+    app.router.add_get("/join/c/{case_id}", _join, name="join")
+    app.router.add_get("/join/{token}", _join_legacy, name="join_legacy")
+    app.router.add_get("/camera", _camera_link, name="camera_link")
+    app.router.add_post("/camera/session", _camera_session, name="camera_session")
+    app.router.add_get("/camera/c/{camera_id}", _camera, name="camera")
+    app.router.add_get("/camera/{token}", _camera_legacy, name="camera_legacy")
     app.router.add_get("/walkthrough", _sites, name="sites")
     app.router.add_get("/walkthrough/{site_id}", _walkthrough, name="walkthrough")
     app.router.add_get("/admin/sites", _admin_sites, name="admin_sites")
@@ -349,32 +405,194 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
     return _render("evidence.html", request, context)
 
 
-async def _join(request: web.Request) -> web.StreamResponse:
+# -- customer and camera links ----------------------------------------------------------------
+#
+# A link carries its token in the fragment (``/join#t=<token>``), which browsers never send: the
+# link page's script takes it out of the address, POSTs it to ``/join/session`` and goes on to
+# the token-free page (``/join/c/<case>``) with the token in a path-scoped cookie. Links sent
+# before, with the token in the path (``/join/<token>``), still open: that page sets the cookie
+# itself and moves on the same way. The move is made by the page's script, not by a redirect,
+# so that the strict cookie goes with it even when the link was opened from another site (a
+# webmail page): a navigation that a cross-site one redirects is cross-site too.
+
+
+def _join_path(case_id: str) -> str:
+    return f"/join/c/{quote(case_id, safe='')}"
+
+
+def _camera_path(camera_id: str) -> str:
+    return f"/camera/c/{quote(camera_id, safe='')}"
+
+
+def _set_link_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    token: str,
+    path: str,
+    expires_at: float | None = None,
+) -> None:
+    max_age: int | None = None
+    if expires_at is not None:
+        max_age = max(0, min(_MAX_COOKIE_AGE_S, int(expires_at - time.time())))
+    elif name == CAMERA_COOKIE:
+        max_age = _MAX_COOKIE_AGE_S  # a phone on a shelf outlives its browser session
+    response.set_cookie(
+        name,
+        token,
+        path=path,
+        max_age=max_age,
+        httponly=True,
+        samesite="Strict",
+        secure=_backend(request).secure_cookies,
+    )
+
+
+def _clear_link_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, path: str
+) -> None:
+    response.del_cookie(
+        name, path=path, httponly=True, samesite="Strict", secure=_backend(request).secure_cookies
+    )
+
+
+def _link_page(request: web.Request, kind: str, *, next_url: str = "") -> web.Response:
+    """The page that takes a token out of the address (see above) and moves on."""
+    _, heading, text = (JOIN_ERRORS if kind == "join" else CAMERA_ERRORS)["missing"]
+    context = {
+        "title": "Video inspection" if kind == "join" else "Camera",
+        "kind": kind,
+        "next": next_url,
+        "heading": heading,
+        "text": text,
+    }
+    return _render("link.html", request, context)
+
+
+def _link_error(kind: str, error: str) -> web.Response:
+    """The JSON answer of a refused token exchange: the words the link page shows."""
+    table = JOIN_ERRORS if kind == "join" else CAMERA_ERRORS
+    status, heading, text = table.get(error, table["invalid"])
+    body = {"error": {"code": error, "message": heading, "help": text}}
+    response = web.json_response(body, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _posted_token(request: web.Request) -> str | None:
+    """``{"token": "..."}`` from the link page, or ``None`` for anything else."""
+    mime = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        return None
+    if request.content_length is None or request.content_length > _MAX_TOKEN_BODY_BYTES:
+        return None
+    try:
+        data = json.loads(await request.read())
+    except ValueError:
+        return None
+    token = data.get("token") if isinstance(data, dict) else None
+    return token if isinstance(token, str) and 0 < len(token) <= 4096 else None
+
+
+async def _join_link(request: web.Request) -> web.StreamResponse:
+    return _link_page(request, "join")
+
+
+async def _join_session(request: web.Request) -> web.StreamResponse:
+    token = await _posted_token(request)
+    if token is None:
+        return _link_error("join", "invalid")
+    view: JoinView = await _resolve(_backend(request).join_view(token))
+    if not view.ok or not view.case_id:
+        return _link_error("join", view.error or "invalid")
+    path = _join_path(view.case_id)
+    response = web.json_response({"url": path})
+    response.headers["Cache-Control"] = "no-store"
+    _set_link_cookie(request, response, JOIN_COOKIE, token, path)
+    return response
+
+
+def _join_error(request: web.Request, error: str) -> web.Response:
+    status, heading, text = JOIN_ERRORS.get(error, JOIN_ERRORS["invalid"])
+    context = {"title": heading, "error": error, "heading": heading, "text": text}
+    return _render("join_error.html", request, context, status=status)
+
+
+async def _join_legacy(request: web.Request) -> web.StreamResponse:
+    """A link with the token in the path (sent before links used the fragment)."""
     token = request.match_info["token"]
-    found = _backend(request).join_view(token)
-    view = await found if inspect.isawaitable(found) else found
-    if not view.ok:
-        expired = view.error == "expired"
-        return _render(
-            "join_error.html",
-            request,
-            {"title": "Link expired" if expired else "Link not valid", "expired": expired},
-            status=410 if expired else 404,
-        )
+    view: JoinView = await _resolve(_backend(request).join_view(token))
+    if not view.ok or not view.case_id:
+        return _join_error(request, view.error or "invalid")
+    path = _join_path(view.case_id)
+    response = _link_page(request, "join", next_url=path)
+    _set_link_cookie(request, response, JOIN_COOKIE, token, path)
+    return response
+
+
+async def _join(request: web.Request) -> web.StreamResponse:
+    """The customer's page; the join token comes from the page's cookie."""
+    case_id = request.match_info["case_id"]
+    token = request.cookies.get(JOIN_COOKIE)
+    if not token:
+        return _join_error(request, "missing")
+    view: JoinView = await _resolve(_backend(request).join_view(token))
+    if not view.ok or view.case_id != case_id:
+        response = _join_error(request, view.error or "invalid")
+        _clear_link_cookie(request, response, JOIN_COOKIE, _join_path(case_id))
+        return response
     return _render(
         "join.html", request, {"title": "Video inspection", "view": view, "token": token}
     )
 
 
-async def _camera(request: web.Request) -> web.StreamResponse:
-    """The page a site's staff phone keeps open: it publishes the rear camera."""
+def _camera_error(request: web.Request, error: str) -> web.Response:
+    status, title, text = CAMERA_ERRORS.get(error, CAMERA_ERRORS["invalid"])
+    context = {"title": title, "error": error, "heading": title, "text": text}
+    return _render("camera_error.html", request, context, status=status)
+
+
+async def _camera_link(request: web.Request) -> web.StreamResponse:
+    return _link_page(request, "camera")
+
+
+async def _camera_session(request: web.Request) -> web.StreamResponse:
+    token = await _posted_token(request)
+    if token is None:
+        return _link_error("camera", "invalid")
+    view: CameraView = await _resolve(_backend(request).camera_view(token))
+    if not view.ok or not view.camera_id:
+        return _link_error("camera", view.error or "invalid")
+    path = _camera_path(view.camera_id)
+    response = web.json_response({"url": path})
+    response.headers["Cache-Control"] = "no-store"
+    _set_link_cookie(request, response, CAMERA_COOKIE, token, path, view.expires_at)
+    return response
+
+
+async def _camera_legacy(request: web.Request) -> web.StreamResponse:
+    """A camera link with the token in the path (issued before links used the fragment)."""
     token = request.match_info["token"]
     view: CameraView = await _resolve(_backend(request).camera_view(token))
-    if not view.ok:
-        error = view.error or "invalid"
-        status, title, text = CAMERA_ERRORS.get(error, CAMERA_ERRORS["invalid"])
-        context = {"title": title, "error": error, "heading": title, "text": text}
-        return _render("camera_error.html", request, context, status=status)
+    if not view.ok or not view.camera_id:
+        return _camera_error(request, view.error or "invalid")
+    path = _camera_path(view.camera_id)
+    response = _link_page(request, "camera", next_url=path)
+    _set_link_cookie(request, response, CAMERA_COOKIE, token, path, view.expires_at)
+    return response
+
+
+async def _camera(request: web.Request) -> web.StreamResponse:
+    """The page a site's staff phone keeps open: it publishes the rear camera."""
+    camera_id = request.match_info["camera_id"]
+    token = request.cookies.get(CAMERA_COOKIE)
+    if not token:
+        return _camera_error(request, "missing")
+    view: CameraView = await _resolve(_backend(request).camera_view(token))
+    if not view.ok or view.camera_id != camera_id:
+        response = _camera_error(request, view.error or "invalid")
+        _clear_link_cookie(request, response, CAMERA_COOKIE, _camera_path(camera_id))
+        return response
     return _render(
         "camera.html",
         request,

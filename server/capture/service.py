@@ -260,7 +260,7 @@ class CaptureService:
         del self._active[capture_id]
         files = await self._media.stop_capture(active.handle)
         return await self._file_clip(
-            active.target, case or active.case, files, active.info, operator.name
+            active.target, case or active.case, files, active.info, operator.audit_actor
         )
 
     async def save_last(
@@ -292,7 +292,7 @@ class CaptureService:
             capture_id, target.case_id, now - seconds, seconds, self._stage(target, stage), note,
             operator.name, target.site_id, target.camera_id,
         )  # fmt: skip
-        return await self._file_clip(target, case, files, info, operator.name)
+        return await self._file_clip(target, case, files, info, operator.audit_actor)
 
     async def snapshot(
         self,
@@ -347,7 +347,7 @@ class CaptureService:
         )  # fmt: skip
         try:
             item = await self._archive.add_item(
-                [("snapshot.jpg", path)], record, actor=operator.name
+                [("snapshot.jpg", path)], record, actor=operator.audit_actor
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)

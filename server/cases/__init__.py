@@ -3,6 +3,7 @@ and the grading record a decision stores."""
 
 from __future__ import annotations
 
+from .access import CaseAccess, CaseAction, Grant, check_case_access
 from .grading_record import build_grading_record
 from .model import (
     WEBHOOK_EVENTS,
@@ -30,6 +31,8 @@ from .webhooks import DeliveryMetrics, WebhookConfig, WebhookDispatcher, sign
 __all__ = [
     "WEBHOOK_EVENTS",
     "Case",
+    "CaseAccess",
+    "CaseAction",
     "CaseEvent",
     "CaseEventSink",
     "CaseEventType",
@@ -42,6 +45,7 @@ __all__ = [
     "Delivery",
     "DeliveryMetrics",
     "Functional",
+    "Grant",
     "NewCase",
     "Packaging",
     "ReturnDecision",
@@ -55,5 +59,6 @@ __all__ = [
     "WebhookDispatcher",
     "WebhookEvent",
     "build_grading_record",
+    "check_case_access",
     "sign",
 ]

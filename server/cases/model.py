@@ -73,6 +73,8 @@ class CaseEventType(StrEnum):
     DECIDED = "case.decided"
     CLOSED = "case.closed"
     JOIN_LINK = "case.join_link"
+    #: An admin acted on a case held by someone else (or by nobody), with the reason given.
+    ACCESS_OVERRIDE = "case.access_override"
     CHAT = "chat.message"
     MODEL_VIEW = "grading.model_view"
 

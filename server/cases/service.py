@@ -26,6 +26,7 @@ from server.storage.cases import CaseStore
 from server.timefmt import iso_time
 from signaling import CaseSummary, Identity, SubjectId
 
+from .access import CaseAction, check_case_access
 from .model import (
     WEBHOOK_EVENTS,
     Case,
@@ -300,17 +301,46 @@ class CaseService:
         return await self.transition(case_id, CaseState.CLOSED, actor=actor)
 
     async def note_join_link(self, case_id: str, *, actor: str, expires_at: float) -> Case:
-        """Record in the timeline that a join link was issued (never the token itself)."""
+        """Record in the timeline that a join link was issued (never the token itself), with
+        the case's holder at that moment. Refused unless the case is ``created`` or
+        ``waiting``, checked in the same transaction that writes the entry: a case accepted
+        meanwhile gets no link."""
         now = self._clock()
 
         def decide(case: Case) -> CaseEvent:
-            if case.state in (CaseState.DECIDED, CaseState.CLOSED):
-                raise InvalidState(f"the case is {case.state.value}: no customer link")
+            check_case_access(case, CaseAction.JOIN_LINK, subject=actor, is_admin=False)
             return CaseEvent(
                 at=now,
                 type=CaseEventType.JOIN_LINK.value,
                 actor=actor,
-                data={"expires_at": iso_time(expires_at)},
+                data={
+                    "expires_at": iso_time(expires_at),
+                    "holder": case.agent_id,
+                    "state": case.state.value,
+                },
+            )
+
+        return await self._store.note(case_id, decide)
+
+    async def note_access_override(
+        self, case_id: str, *, actor: str, actor_name: str, action: CaseAction, reason: str
+    ) -> Case:
+        """Record in the timeline that an admin acted on a case they do not hold: who (subject
+        and name), what, why, and who held the case then."""
+        now = self._clock()
+
+        def decide(case: Case) -> CaseEvent:
+            return CaseEvent(
+                at=now,
+                type=CaseEventType.ACCESS_OVERRIDE.value,
+                actor=actor,
+                data={
+                    "action": action.value,
+                    "reason": reason,
+                    "actor_name": actor_name,
+                    "holder": case.agent_id,
+                    "state": case.state.value,
+                },
             )
 
         return await self._store.note(case_id, decide)
@@ -345,7 +375,15 @@ class CaseService:
         sender = message.get("sender")
         actor = "unknown"
         if isinstance(sender, Mapping):
-            actor = str(sender.get("participant_id") or sender.get("role") or "unknown")
+            # The timeline names a subject where it can; a customer's chosen name never
+            # becomes the actor.
+            subject = sender.get("subject")
+            if isinstance(subject, str) and subject:
+                actor = subject
+            elif sender.get("role") == "customer":
+                actor = SubjectId.customer(case_id)
+            else:
+                actor = str(sender.get("participant_id") or sender.get("role") or "unknown")
         # A client's message may carry values JSON cannot hold: keep them as text.
         data = json.loads(json.dumps(dict(message), default=str))
         dedup = f"chat:{seq}" if seq is not None else None

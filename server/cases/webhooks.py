@@ -23,9 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from server.errors import InvalidRequest
+from server.outbound import AddressRefused, GuardedResolver, OutboundGuard
 from server.storage.webhooks import WebhookStore
 
 from .outbox import Delivery, Webhook
@@ -77,7 +80,10 @@ class DeliveryMetrics(Protocol):
 class WebhookDispatcher:
     """Delivers the outbox. ``start()`` / idempotent ``aclose()``; fits ``cases.CaseEventSink``.
 
-    ``clock``, ``sleep`` and ``rng`` are injectable so tests can run retries without waiting.
+    Every target is held to ``guard`` (:class:`~server.outbound.OutboundGuard`; by default one
+    that allows public addresses only): when it is added, and before each delivery, whose
+    connection goes to the address the guard checked. ``clock``, ``sleep`` and ``rng`` are
+    injectable so tests can run retries without waiting.
     """
 
     def __init__(
@@ -86,7 +92,7 @@ class WebhookDispatcher:
         config: WebhookConfig | None = None,
         *,
         metrics: DeliveryMetrics | None = None,
-        session: aiohttp.ClientSession | None = None,
+        guard: OutboundGuard | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -94,8 +100,8 @@ class WebhookDispatcher:
         self._store = store
         self._config = config if config is not None else WebhookConfig()
         self._metrics = metrics
-        self._session = session
-        self._own_session = session is None
+        self._guard = guard if guard is not None else OutboundGuard()
+        self._session: aiohttp.ClientSession | None = None
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
@@ -112,7 +118,20 @@ class WebhookDispatcher:
     async def add_webhook(
         self, url: str, secret: str | None = None, *, created_by: str | None = None
     ) -> tuple[Webhook, str]:
-        """A new target; returns it and its secret (generated if not given; shown once)."""
+        """A new target; returns it and its secret (generated if not given; shown once).
+
+        Raises :class:`InvalidRequest` for a URL whose host the guard refuses (a literal
+        internal address, ``localhost``); names are checked at each delivery."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise InvalidRequest("url: expected an http(s) URL with a host", fields=("url",))
+        try:
+            self._guard.check_host(host)
+        except AddressRefused as exc:
+            raise InvalidRequest(f"url: {exc.reason}", fields=("url",)) from None
         secret = secret or "whsec_" + secrets.token_urlsafe(24)
         hook = Webhook(id="wh_" + secrets.token_hex(6), url=url, created_at=self._clock())
         await self._store.add_target(hook, secret, created_by=created_by)
@@ -167,7 +186,14 @@ class WebhookDispatcher:
         if pruned:
             logger.info("pruned %d finished webhook deliveries", pruned)
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            # No DNS cache: each connection resolves once, through the guard, and goes to
+            # what the guard checked (a cached answer would skip the check).
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self._guard), use_dns_cache=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": USER_AGENT}
+            )
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def aclose(self) -> None:
@@ -180,7 +206,7 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
-        if self._own_session and self._session is not None:
+        if self._session is not None:
             await self._session.close()
 
     async def _run(self) -> None:
@@ -248,12 +274,36 @@ class WebhookDispatcher:
         finally:
             self._attempted.set()
 
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST one delivery; why it failed, or ``None``. The guard refuses internal targets
+        before anything is sent: a literal address here, a name inside the connector's
+        resolver (which then connects to the checked address, no second lookup)."""
+        assert self._session is not None
+        try:
+            host = urlsplit(url).hostname
+            if not host:
+                return "the URL has no host"
+            self._guard.check_host(host)
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                if not 200 <= response.status < 300:
+                    return f"HTTP {response.status}"
+        except AddressRefused as exc:
+            return f"refused: {exc}"[:500]
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressRefused):
+                return f"refused: {exc.os_error}"[:500]
+            return f"{type(exc).__name__}: {exc}"[:500]
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:500]
+        return None
+
     async def _attempt(self, delivery: Delivery) -> None:
         secret = await self._secret(delivery)
         if secret is None:
             await self._store.cancel(delivery.row_id, at=self._clock())
             return
-        assert self._session is not None
         body = delivery.body.encode("utf-8")
         timestamp = str(int(self._clock()))
         headers = {
@@ -265,19 +315,7 @@ class WebhookDispatcher:
         }
         if secret:
             headers["X-Inspect-Signature"] = sign(secret, timestamp, body)
-        error: str | None = None
-        try:
-            async with self._session.post(
-                delivery.url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    error = f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+        error = await self._post(delivery.url, body, headers)
         attempts = delivery.attempts + 1
         now = self._clock()
         if error is None:

@@ -17,6 +17,7 @@ from server.http import accounts, cases, evidence, grading, ops, sites, webhooks
 from server.http.auth import RequestAuth
 from server.http.capture import CAMERA_CAPTURES, CASE_CAPTURES, capture_routes
 from server.http.errors import HttpError, error_middleware
+from server.http.headers import security_headers
 from server.http.keys import (
     ACCOUNTS_KEY,
     AUTH_KEY,
@@ -26,7 +27,6 @@ from server.http.keys import (
     CASES_KEY,
     DB_KEY,
     EVIDENCE_KEY,
-    EVIDENCE_READS_KEY,
     GRADING_VIEW_KEY,
     METRICS_KEY,
     NODE_KEY,
@@ -37,6 +37,7 @@ from server.http.keys import (
     WEBHOOKS_KEY,
 )
 from server.http.openapi import ApiRoute, bind, openapi_document
+from server.http.origin import allowed_origins, origin_middleware
 from server.http.ports import (
     CallControl,
     CameraSessions,
@@ -61,6 +62,7 @@ __all__ = [
     "GradingView",
     "HttpError",
     "NoGrading",
+    "allowed_origins",
     "api_routes",
     "camera_json",
     "setup_http",
@@ -126,7 +128,6 @@ def setup_http(
         burst=settings.api_burst,
         login_failures_per_min=settings.login_failures_per_min,
     )
-    app[EVIDENCE_READS_KEY] = {}
     if edge.evidence is not None:
         app[EVIDENCE_KEY] = edge.evidence
     if edge.captures is not None:
@@ -141,7 +142,9 @@ def setup_http(
         app[NODE_KEY] = edge.node_id
     edge.metrics.set_case_counts(edge.cases.counts_by_state)
     app.middlewares.append(error_middleware)
-    app.middlewares.append(rate_limit_middleware(app[RATE_LIMITS_KEY]))
+    app.middlewares.append(origin_middleware(allowed_origins(settings)))
+    app.middlewares.append(rate_limit_middleware(app[RATE_LIMITS_KEY], auth=edge.auth))
+    app.on_response_prepare.append(security_headers(settings))
 
     table = list(routes) if routes is not None else api_routes()
     document: dict[str, Any] | None = None

@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from server.accounts import SESSION_COOKIE
 from server.errors import DomainError, DomainErrorCode, Forbidden, InvalidRequest, Unauthorized
+from server.http.auth import bearer_token
 from server.http.keys import AUTH_KEY
 from signaling import Identity, Role
 
@@ -19,6 +21,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "STAFF",
     "case_id_of",
+    "credential_of",
     "json_response",
     "read_body",
     "read_json",
@@ -52,14 +55,17 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The request's JSON body. It must be labelled ``application/json`` (or ``+json``): a body
+    without a Content-Type is refused (415), never parsed, because a cross-site form or
+    ``fetch`` may send ``text/plain`` or nothing at all without a CORS preflight."""
     content_type = request.headers.get("Content-Type")
-    if content_type is not None:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        if mime != "application/json" and not mime.endswith("+json"):
-            raise DomainError(
-                f"send the body as application/json, not {mime or 'nothing'}",
-                code=DomainErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            )
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        sent = f"not {mime}" if mime else "this request has no Content-Type"
+        raise DomainError(
+            f"send the body as application/json ({sent})",
+            code=DomainErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        )
     limit = MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > limit:
         raise DomainError(f"body over {limit} bytes", code=DomainErrorCode.TOO_LARGE)
@@ -105,3 +111,12 @@ async def require(request: web.Request, roles: frozenset[Role] = STAFF) -> Ident
 
 def case_id_of(request: web.Request) -> str:
     return request.match_info["id"]
+
+
+def credential_of(request: web.BaseRequest) -> str | None:
+    """The secret a request is authenticated by, as :meth:`RequestAuth.identify` picks it: the
+    bearer token when there is an ``Authorization`` header, else the session cookie."""
+    token = bearer_token(request)
+    if token is not None:
+        return token or None
+    return request.cookies.get(SESSION_COOKIE) or None

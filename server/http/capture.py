@@ -2,7 +2,9 @@
 (``/api/cases/{id}/...``) and a site camera (``/api/cameras/{id}/...``).
 
 Each kind says how a request names its target (:class:`CaptureKind`); the four routes (start,
-stop, save the last N seconds, snapshot) are written once, here.
+stop, save the last N seconds, snapshot) are written once, here. A case's call is recorded only
+by the agent holding it, while it is in the call (or an admin who says why):
+:func:`server.http.authz.require_case_holder`, asked when the target is resolved.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from pydantic import Field, StringConstraints
 
 from evidence import EvidenceItem, Use
 from server.capture import CaptureTarget
-from server.cases import Case
+from server.cases import Case, CaseAction
 from server.errors import Conflict, InvalidRequest
 from server.http._request import CALL_TAKERS, case_id_of, read_body, require
+from server.http.authz import REASON_HEADER, require_case_holder
 from server.http.keys import CAPTURES_KEY, CASES_KEY, PRESENCE_KEY, SETTINGS_KEY, SITES_KEY
 from server.http.openapi import ApiRoute
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, ItemResponse, Note, Ref, Stage, item_json
-from signaling import RoomId, camera_room
+from signaling import Identity, RoomId, camera_room
 
 __all__ = ["CAMERA_CAPTURES", "CASE_CAPTURES", "CaptureKind", "capture_routes"]
 
@@ -87,12 +90,14 @@ class CaptureKind:
     body: type[CaptureBody]
     save_last_body: type[SaveLastBody | CameraSaveLastBody]
     snapshot_body: type[CaptureBody]
-    #: The target of a new capture, save-last or snapshot.
-    resolve: Callable[[web.Request, CaptureBody], Awaitable[Resolved]]
+    #: The target of a new capture, save-last or snapshot, once ``identity`` may capture it.
+    resolve: Callable[[web.Request, Identity, CaptureBody], Awaitable[Resolved]]
     #: The target a running capture is stopped on (it must be the one it was started on).
-    resolve_stop: Callable[[web.Request], Awaitable[Resolved]]
+    resolve_stop: Callable[[web.Request, Identity], Awaitable[Resolved]]
     #: Fields the kind adds to an item it files (which camera and site).
     describe: Callable[[dict[str, Any], CaptureTarget], dict[str, Any]]
+    #: Added to the routes' summaries: who may capture this kind of target.
+    who_note: str = ""
 
 
 def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
@@ -101,7 +106,7 @@ def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
     async def start_capture(request: web.Request) -> JsonReply[CaptureResponse]:
         identity = await require(request, CALL_TAKERS)
         body = await read_body(request, kind.body)
-        target, case = await kind.resolve(request, body)
+        target, case = await kind.resolve(request, identity, body)
         info = await request.app[CAPTURES_KEY].start_target(
             target, identity, stage=body.stage, note=body.note, case=case
         )
@@ -109,7 +114,7 @@ def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
 
     async def stop_capture(request: web.Request) -> JsonReply[ItemResponse]:
         identity = await require(request, CALL_TAKERS)
-        target, case = await kind.resolve_stop(request)
+        target, case = await kind.resolve_stop(request, identity)
         item = await request.app[CAPTURES_KEY].stop_target(
             target, request.match_info["capture"], identity, case
         )
@@ -124,7 +129,7 @@ def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
             raise InvalidRequest(
                 f"seconds: at most {preroll:g} (the pre-roll kept in memory)", fields=("seconds",)
             )
-        target, case = await kind.resolve(request, body)
+        target, case = await kind.resolve(request, identity, body)
         item = await request.app[CAPTURES_KEY].save_last_target(
             target, seconds, identity, stage=body.stage, note=body.note, case=case
         )
@@ -133,7 +138,7 @@ def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
     async def snapshot(request: web.Request) -> JsonReply[ItemResponse]:
         identity = await require(request, CALL_TAKERS)
         body = await read_body(request, kind.snapshot_body)
-        target, case = await kind.resolve(request, body)
+        target, case = await kind.resolve(request, identity, body)
         item = await request.app[CAPTURES_KEY].snapshot_target(
             target,
             identity,
@@ -147,20 +152,20 @@ def capture_routes(kind: CaptureKind) -> list[ApiRoute]:
     for handler in (start_capture, stop_capture, save_last, snapshot):
         handler.__name__ = handler.__qualname__ = f"{kind.name}_{handler.__name__}"
     R = ApiRoute
-    base, tag = kind.base, kind.tag
+    base, tag, note = kind.base, kind.tag, kind.who_note
     write = (400, 401, 403, 404, 409, 413, 415)
     return [
         R("POST", f"{base}/captures", start_capture,
-          "Start recording (from the pre-roll)", "agent, admin", body=(kind.body,),
+          "Start recording (from the pre-roll)" + note, "agent, admin", body=(kind.body,),
           response=CaptureResponse, status=201, errors=write, tag=tag),
         R("POST", f"{base}/captures/{{capture}}/stop", stop_capture,
-          "Stop a recording; the clip becomes an evidence item", "agent, admin",
-          response=ItemResponse, status=201, errors=(401, 403, 404, 409), tag=tag),
-        R("POST", f"{base}/captures/last", save_last, "Save the last N seconds",
+          "Stop a recording; the clip becomes an evidence item" + note, "agent, admin",
+          response=ItemResponse, status=201, errors=(400, 401, 403, 404, 409), tag=tag),
+        R("POST", f"{base}/captures/last", save_last, "Save the last N seconds" + note,
           "agent, admin", body=(kind.save_last_body,), response=ItemResponse, status=201,
           errors=write, tag=tag),
         R("POST", f"{base}/snapshots", snapshot,
-          "Save a JPEG: the newest frame (or, for a case, one of its best frames)",
+          "Save a JPEG: the newest frame (or, for a case, one of its best frames)" + note,
           "agent, admin", body=(kind.snapshot_body,), response=ItemResponse, status=201,
           errors=write, tag=tag),
     ]  # fmt: skip
@@ -173,13 +178,18 @@ def _filed(kind: CaptureKind, item: EvidenceItem, target: CaptureTarget) -> Json
 # -- a case's call ------------------------------------------------------------------------------
 
 
-async def _case_target(request: web.Request, body: CaptureBody | None = None) -> Resolved:
+async def _held_case(request: web.Request, identity: Identity, action: CaseAction) -> Resolved:
     case = await request.app[CASES_KEY].require(case_id_of(request))
+    await require_case_holder(request, identity, case, action)
     return CaptureTarget.for_case(case), case
 
 
-async def _case_stop_target(request: web.Request) -> Resolved:
-    return await _case_target(request)
+async def _case_target(request: web.Request, identity: Identity, body: CaptureBody) -> Resolved:
+    return await _held_case(request, identity, CaseAction.CAPTURE)
+
+
+async def _case_stop_target(request: web.Request, identity: Identity) -> Resolved:
+    return await _held_case(request, identity, CaseAction.STOP_CAPTURE)
 
 
 def _as_is(item: dict[str, Any], target: CaptureTarget) -> dict[str, Any]:
@@ -196,13 +206,14 @@ CASE_CAPTURES = CaptureKind(
     resolve=_case_target,
     resolve_stop=_case_stop_target,
     describe=_as_is,
+    who_note=f"; the case's holder during its call, or an admin with an {REASON_HEADER} header",
 )
 
 
 # -- a site camera ------------------------------------------------------------------------------
 
 
-async def _camera_target(request: web.Request, body: CaptureBody) -> Resolved:
+async def _camera_target(request: web.Request, identity: Identity, body: CaptureBody) -> Resolved:
     if not isinstance(body, CameraCaptureBody):
         raise TypeError(f"a camera capture takes a CameraCaptureBody, not {type(body).__name__}")
     sites = request.app[SITES_KEY]
@@ -232,7 +243,7 @@ async def _camera_target(request: web.Request, body: CaptureBody) -> Resolved:
     return target, case
 
 
-async def _camera_stop_target(request: web.Request) -> Resolved:
+async def _camera_stop_target(request: web.Request, identity: Identity) -> Resolved:
     camera = await request.app[SITES_KEY].require_camera(request.match_info["id"])
     room_only = CaptureTarget(
         room_id=camera_room(camera.id), case_id="", use=Use.WALKTHROUGH, camera_id=camera.id

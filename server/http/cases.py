@@ -21,6 +21,7 @@ from evidence import claim_deadlines
 from server.accounts import AccountService
 from server.cases import (
     Case,
+    CaseAction,
     CaseEvent,
     CaseEventType,
     CaseKind,
@@ -34,6 +35,7 @@ from server.cases import (
     build_grading_record,
 )
 from server.http._request import CALL_TAKERS, case_id_of, read_body, require, validation_error
+from server.http.authz import REASON_HEADER, require_case_holder
 from server.http.keys import (
     ACCOUNTS_KEY,
     CALL_CONTROL_KEY,
@@ -182,7 +184,8 @@ def _join_link_json(request: web.Request, case: Case) -> dict[str, Any]:
     link = request.app[ACCOUNTS_KEY].issue_join_token(case.id)
     base = request.app[SETTINGS_KEY].base_url
     return {
-        "join_url": f"{base}/join/{link.token}",
+        # The token rides in the fragment, which no browser sends and no proxy logs.
+        "join_url": f"{base}/join#t={link.token}",
         "join_token": link.token,
         "join_expires_at": iso_time(link.expires_at),
         "_expires": link.expires_at,
@@ -271,8 +274,13 @@ class _ActorNames:
 
     def for_event(self, event: CaseEvent) -> str:
         sender = event.data.get("sender") if event.type == CaseEventType.CHAT else None
-        if isinstance(sender, dict) and sender.get("name"):
-            return str(sender["name"])
+        if isinstance(sender, dict):
+            # A customer types the name they chat under: the timeline names the case's
+            # customer as staff entered it instead. A staff sender's name is the account's.
+            if sender.get("role") == "customer":
+                return self.name(SubjectId.customer(self._case.id))
+            if sender.get("name") and not sender.get("subject"):
+                return str(sender["name"])
         return self.name(event.actor)
 
 
@@ -280,6 +288,9 @@ async def new_join_link(request: web.Request) -> JsonReply[JoinLinkResponse]:
     identity = await require(request, CALL_TAKERS)
     cases = request.app[CASES_KEY]
     case = await cases.require(case_id_of(request))
+    await require_case_holder(request, identity, case, CaseAction.JOIN_LINK)
+    # The timeline entry re-checks the state in its own transaction: a case accepted since the
+    # check above refuses it, and the token, never handed out, opens nothing.
     link = _join_link_json(request, case)
     await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
     return reply(JoinLinkResponse, link, status=201)
@@ -298,6 +309,7 @@ async def decide_case(request: web.Request) -> JsonReply[CaseResponse]:
     identity = await require(request, CALL_TAKERS)
     cases = request.app[CASES_KEY]
     case = await cases.require(case_id_of(request))
+    await require_case_holder(request, identity, case, CaseAction.DECIDE)
     verdict: ReturnVerdict | SupportVerdict
     if case.kind is CaseKind.RETURN:
         body = await read_body(request, ReturnDecisionBody)
@@ -325,11 +337,16 @@ async def decide_case(request: web.Request) -> JsonReply[CaseResponse]:
 
 async def close_case(request: web.Request) -> JsonReply[CaseResponse]:
     identity = await require(request, CALL_TAKERS)
-    case = await request.app[CASES_KEY].close(case_id_of(request), actor=identity.subject)
+    cases = request.app[CASES_KEY]
+    case = await cases.require(case_id_of(request))
+    await require_case_holder(request, identity, case, CaseAction.CLOSE)
+    case = await cases.close(case.id, actor=identity.subject)
     return reply(CaseResponse, {"case": case.to_json()})
 
 
 _CASE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
+#: Said in the summary of every route an admin may use on a case they do not hold.
+_HOLDER_ONLY = f"; holder only, or an admin with an {REASON_HEADER} header (logged)"
 
 
 def routes() -> list[ApiRoute]:
@@ -342,15 +359,17 @@ def routes() -> list[ApiRoute]:
           query=CaseListQuery, response=CaseListResponse, errors=(400, 401), tag="cases"),
         R("GET", "/api/cases/{id}", get_case, "A case and its timeline", "staff",
           response=CaseDetailResponse, errors=(401, 404), tag="cases"),
-        R("POST", "/api/cases/{id}/join-link", new_join_link, "A fresh customer join link",
+        R("POST", "/api/cases/{id}/join-link", new_join_link,
+          "A fresh customer join link (only while the case is created or waiting)",
           "agent, admin, API", response=JoinLinkResponse, status=201,
           errors=(401, 403, 404, 409), tag="cases"),
         R("POST", "/api/cases/{id}/accept", accept_case, "Take a waiting case (one agent wins)",
           "agent, admin", response=CaseResponse, errors=(401, 403, 404, 409), tag="cases"),
         R("POST", "/api/cases/{id}/decision", decide_case,
-          "Record the decision (return) or outcome (support)", "agent, admin",
+          "Record the decision (return) or outcome (support)" + _HOLDER_ONLY, "agent, admin",
           body=(ReturnDecisionBody, SupportDecisionBody), response=CaseResponse,
           errors=_CASE_ERRORS, tag="cases"),
-        R("POST", "/api/cases/{id}/close", close_case, "Close a decided case", "agent, admin",
+        R("POST", "/api/cases/{id}/close", close_case, "Close a decided case" + _HOLDER_ONLY,
+          "agent, admin",
           response=CaseResponse, errors=(401, 403, 404, 409), tag="cases"),
     ]  # fmt: skip

@@ -25,7 +25,6 @@ __all__ = [
     "CASES_KEY",
     "DB_KEY",
     "EVIDENCE_KEY",
-    "EVIDENCE_READS_KEY",
     "GRADING_VIEW_KEY",
     "METRICS_KEY",
     "NODE_KEY",
@@ -52,9 +51,5 @@ SITES_KEY = web.AppKey("inspect_sites", SiteService)
 PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)
 CAMERA_SESSIONS_KEY: web.AppKey[CameraSessions] = web.AppKey("inspect_camera_sessions")
 RATE_LIMITS_KEY = web.AppKey("inspect_rate_limits", RateLimits)
-#: (reader, item, file) -> when its download was last logged (one custody entry per hour).
-EVIDENCE_READS_KEY: web.AppKey[dict[tuple[str, str, str], float]] = web.AppKey(
-    "inspect_evidence_reads"
-)
 #: This process's node id (``/healthz`` reports it: which node of several answered).
 NODE_KEY = web.AppKey("inspect_node", str)

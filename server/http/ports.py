@@ -50,10 +50,15 @@ class NoGrading:
 
 class CameraSessions(Protocol):
     """What the site routes need from the live side: end a camera's connections, tell a site's
-    room that the site changed."""
+    room that the site changed, say why an RTSP pull failed."""
 
     async def end_camera(self, camera_id: str, reason: str, *, token_id: str | None = None) -> None:
         """Close the camera's phone page and WHIP session (only those of ``token_id``)."""
         ...
 
     async def site_changed(self, site_id: str) -> None: ...
+
+    def rtsp_error(self, camera_id: str) -> str | None:
+        """Why the camera's RTSP pull last failed, in full (for admins only: to anyone else it
+        maps which internal hosts and ports answer); ``None`` when it did not."""
+        ...

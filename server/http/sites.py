@@ -33,13 +33,16 @@ from server.sites import (
     StationStage,
 )
 from server.timefmt import iso_time
-from signaling import Role
+from signaling import Identity, Role
 
 __all__ = ["camera_json", "routes"]
 
 CAPTURE_READERS = frozenset({Role.AGENT, Role.REVIEWER, Role.ADMIN})
 #: Longest a camera token may live (a fixed camera keeps its token; rotate by minting a new one).
 MAX_TOKEN_TTL_S = 5 * 366 * 24 * 3600
+#: A camera token's life when none is asked for: a shift's phone, an encoder between two
+#: maintenance visits. Longer on request (``ttl_s``), never without end.
+DEFAULT_TOKEN_TTL_S = 30 * 24 * 3600
 
 
 # -- wire models -------------------------------------------------------------------------------
@@ -91,8 +94,8 @@ class CameraChangeBody(Body):
 
 
 class NewCameraTokenBody(Body):
-    #: Seconds the token stays valid; none: until revoked.
-    ttl_s: Annotated[int, Field(ge=60, le=MAX_TOKEN_TTL_S)] | None = None
+    #: Seconds the token stays valid (30 days unless asked; at most 5 years).
+    ttl_s: Annotated[int, Field(ge=60, le=MAX_TOKEN_TTL_S)] = DEFAULT_TOKEN_TTL_S
 
 
 class SiteOut(Out):
@@ -116,7 +119,11 @@ class RtspStatusOut(Out):
     fps: float | None
     transcoding: str | None
     audio: str | None
+    #: "not allowed" (the outbound guard refused the address) or "unreachable"; why in full
+    #: is ``detail``, for admins.
     error: str | None
+    #: Admins only: the camera's URL without credentials and the reason it failed.
+    detail: str | None = None
     retries: int
     connects: int
     retry_in_s: float | None
@@ -241,8 +248,18 @@ def camera_json(camera: Camera, presence: CameraPresence, base_url: str) -> dict
     return body
 
 
-def _camera_json(request: web.Request, camera: Camera) -> dict[str, Any]:
-    return camera_json(camera, request.app[PRESENCE_KEY], request.app[SETTINGS_KEY].base_url)
+def _camera_json(
+    request: web.Request, camera: Camera, identity: Identity | None = None
+) -> dict[str, Any]:
+    """:func:`camera_json`; for an admin, with why its RTSP pull failed (M4: to anyone else,
+    that text would map which internal hosts and ports answer)."""
+    body = camera_json(camera, request.app[PRESENCE_KEY], request.app[SETTINGS_KEY].base_url)
+    rtsp = (body.get("status") or {}).get("rtsp")
+    sessions = request.app.get(CAMERA_SESSIONS_KEY)
+    if identity is not None and identity.role is Role.ADMIN and rtsp and sessions is not None:
+        if rtsp.get("error") is not None:
+            rtsp["detail"] = sessions.rtsp_error(camera.id)
+    return body
 
 
 # -- sites -------------------------------------------------------------------------------------
@@ -269,10 +286,12 @@ async def create_site(request: web.Request) -> JsonReply[SiteResponse]:
 
 
 async def get_site(request: web.Request) -> JsonReply[SiteDetailResponse]:
-    await require(request, STAFF)
+    identity = await require(request, STAFF)
     sites = _sites(request)
     site = await sites.require_site(request.match_info["id"])
-    cameras = [_camera_json(request, camera) for camera in await sites.list_cameras(site.id)]
+    cameras = [
+        _camera_json(request, camera, identity) for camera in await sites.list_cameras(site.id)
+    ]
     return reply(SiteDetailResponse, {"site": site.to_json(), "cameras": cameras})
 
 
@@ -322,9 +341,9 @@ async def create_camera(request: web.Request) -> JsonReply[CameraResponse]:
 
 
 async def get_camera(request: web.Request) -> JsonReply[CameraResponse]:
-    await require(request, STAFF)
+    identity = await require(request, STAFF)
     camera = await _sites(request).require_camera(request.match_info["id"])
-    return reply(CameraResponse, {"camera": _camera_json(request, camera)})
+    return reply(CameraResponse, {"camera": _camera_json(request, camera, identity)})
 
 
 async def update_camera(request: web.Request) -> JsonReply[CameraResponse]:
@@ -381,7 +400,8 @@ async def create_camera_token(request: web.Request) -> JsonReply[CameraTokenCrea
         "expires_at": iso_time(issued.expires_at),
     }
     if camera.kind is CameraKind.PHONE:
-        out["camera_url"] = f"{base}/camera/{issued.token}"
+        # The token rides in the fragment, which no browser sends and no proxy logs.
+        out["camera_url"] = f"{base}/camera#t={issued.token}"
     else:
         out["whip_url"] = f"{base}/whip/{camera.id}"
     return reply(CameraTokenCreatedResponse, out, status=201)

@@ -12,8 +12,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from cryptography.fernet import Fernet, InvalidToken
 
 from server.errors import InvalidRequest
+from server.outbound import AddressRefused, OutboundGuard
 
-__all__ = ["CredentialBox", "split_rtsp_url", "with_credentials"]
+__all__ = ["CredentialBox", "check_rtsp_host", "split_rtsp_url", "with_credentials"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ def split_rtsp_url(url: str) -> tuple[str, str | None, str | None]:
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return clean, username, password
+
+
+def check_rtsp_host(url: str, guard: OutboundGuard) -> None:
+    """Refuse a camera URL (from :func:`split_rtsp_url`) whose host the guard refuses without
+    DNS: a literal internal address or ``localhost``, unless ``INSPECT_OUTBOUND_ALLOW`` lists
+    it. A host name is checked when it is resolved, before each connection."""
+    host = urlsplit(url).hostname or ""
+    try:
+        guard.check_host(host)
+    except AddressRefused as exc:
+        raise InvalidRequest(
+            f"rtsp_url: the camera's address is not allowed: {exc.reason}", fields=("rtsp_url",)
+        ) from None
 
 
 def with_credentials(url: str, username: str | None, password: str | None) -> str:

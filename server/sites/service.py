@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping
 
 from server.accounts.tokens import token_digest
 from server.errors import Conflict, InvalidRequest, NotFound
-from server.sites._credentials import CredentialBox, split_rtsp_url, with_credentials
+from server.outbound import OutboundGuard
+from server.sites._credentials import (
+    CredentialBox,
+    check_rtsp_host,
+    split_rtsp_url,
+    with_credentials,
+)
 from server.sites.model import (
     CAMERA_TOKEN_PREFIX,
     UNSET,
@@ -55,12 +61,21 @@ _SITE_FIELDS: tuple[SiteField, ...] = ("name", "address", "note")
 
 
 class SiteService:
-    """Creates, reads, changes and deletes sites, cameras and camera tokens."""
+    """Creates, reads, changes and deletes sites, cameras and camera tokens.
+
+    An RTSP camera's URL is held to ``guard`` when it is saved (by default only public
+    addresses pass: a camera on the LAN needs its network in ``INSPECT_OUTBOUND_ALLOW``)."""
 
     def __init__(
-        self, store: SiteStore, secret_key: bytes, *, clock: Callable[[], float] = time.time
+        self,
+        store: SiteStore,
+        secret_key: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self._store = store
+        self._guard = guard if guard is not None else OutboundGuard()
         self._clock = clock
         self._box = CredentialBox(secret_key)
         self._listeners: list[CameraListener] = []
@@ -129,9 +144,8 @@ class SiteService:
 
     # -- cameras -------------------------------------------------------------------------------
 
-    @staticmethod
     def _rtsp_fields(
-        kind: CameraKind, url: str | None, username: str | None, password: str | None
+        self, kind: CameraKind, url: str | None, username: str | None, password: str | None
     ) -> tuple[str | None, str | None, str | None]:
         if kind is not CameraKind.RTSP:
             if url or username or password:
@@ -140,6 +154,7 @@ class SiteService:
         if not url:
             raise InvalidRequest("rtsp_url: required for an RTSP camera", fields=("rtsp_url",))
         clean, url_user, url_password = split_rtsp_url(url)
+        check_rtsp_host(clean, self._guard)
         if (url_user or url_password) and (username or password):
             raise InvalidRequest(
                 "rtsp_url: give the credentials in the URL or as rtsp_username/rtsp_password,"

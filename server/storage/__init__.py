@@ -4,7 +4,14 @@ not imported here: they import the domains, which import these Protocols)."""
 
 from __future__ import annotations
 
-from .accounts import AccountStore, ApiTokenRecord, UserRecord
+from .accounts import (
+    AccountStore,
+    ApiTokenRecord,
+    LastAdminError,
+    SessionRecord,
+    UserRecord,
+    UserUpdate,
+)
 from .cases import CaseStore
 from .sites import (
     CameraRecord,
@@ -26,12 +33,15 @@ __all__ = [
     "CameraTokenRecord",
     "CameraUpdate",
     "CaseStore",
+    "LastAdminError",
     "RtspFields",
+    "SessionRecord",
     "SiteEvidenceRecord",
     "SiteField",
     "SiteRecord",
     "SiteStore",
     "StationRecord",
     "UserRecord",
+    "UserUpdate",
     "WebhookStore",
 ]

@@ -25,9 +25,13 @@ class Pages:
         self._cases = cases
         self._sites = sites
 
+    @property
+    def secure_cookies(self) -> bool:
+        return self._auth.secure_cookies
+
     async def camera_view(self, token: str) -> CameraView:
         try:
-            camera, _ = await self._sites.verify_token(token)
+            camera, record = await self._sites.verify_token(token)
         except CameraTokenError as exc:
             return CameraView(ok=False, error=exc.reason)
         if camera.kind is not CameraKind.PHONE:
@@ -39,6 +43,7 @@ class Pages:
             camera_id=camera.id,
             camera_name=camera.name,
             site_name=site.name if site is not None else "",
+            expires_at=record.expires_at,
         )
 
     async def site_view(self, site_id: str) -> SiteView | None:

@@ -7,6 +7,13 @@ reported to :class:`~server.camera_status.CameraPresence` as connected while its
 and as gone while the puller reconnects; its status shows the puller's state, codec, transcoding
 note, retry count and last error. The error never holds the password (the puller masks it) nor
 the user name (the camera's URL without credentials is shown in its place).
+
+Before each connection the camera's host is resolved once and checked by the
+:class:`~server.outbound.OutboundGuard` (internal addresses only when ``INSPECT_OUTBOUND_ALLOW``
+lists them), and FFmpeg connects to the address that was checked. What went wrong is told to
+everyone who sees the camera only as "the camera's address is not allowed" or "the camera could
+not be reached": which ports answer how is a map of the network behind the server. The detailed
+reason is for admins (:meth:`RtspCameras.error_detail`) and the server log.
 """
 
 from __future__ import annotations
@@ -19,13 +26,18 @@ from typing import Any
 
 from aioutil import cancel_and_wait
 from media import Backoff, IngestTarget, RtspPull, RtspState, RtspStatus
+from server.outbound import AddressRefused, OutboundGuard
 from server.sites import Camera, CameraKind, CameraPresence, SiteService
 from server.timefmt import iso_time
 from signaling import camera_room
 
-__all__ = ["RtspCameras", "rtsp_participant"]
+__all__ = ["NOT_ALLOWED", "UNREACHABLE", "RtspCameras", "rtsp_participant"]
 
 logger = logging.getLogger(__name__)
+
+#: The error everyone who sees the camera is shown (the detail is for admins).
+NOT_ALLOWED = "the camera's address is not allowed"
+UNREACHABLE = "the camera could not be reached"
 
 
 def rtsp_participant(camera_id: str) -> str:
@@ -50,6 +62,8 @@ class _Pulled:
     reporter: asyncio.Task[None] | None = None
     #: Whether CameraPresence was told the camera is connected.
     online: bool = False
+    #: Whether the last attempt ended at the outbound guard (its address is not allowed).
+    refused: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -67,8 +81,10 @@ class RtspCameras:
         read_timeout_s: float = 5.0,
         stop_timeout_s: float = 2.0,
         enabled: bool = True,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self._sites = sites
+        self._guard = guard if guard is not None else OutboundGuard()
         self._media = media
         self._presence = presence
         self._backoff = backoff or Backoff()
@@ -137,15 +153,29 @@ class RtspCameras:
         pulled = self._pulls.get(camera_id)
         return pulled.pull.status if pulled is not None else None
 
-    def status_json(self, camera_id: str) -> dict[str, Any] | None:
-        """The puller's state for the camera's status (``CameraPresence`` detail ``rtsp``)."""
+    def error_detail(self, camera_id: str) -> str | None:
+        """Why the camera's last connection failed or ended, in full (the camera's URL without
+        credentials, then the reason: refused address, connection refused, 401...). For admins
+        only: to anyone else it maps which internal hosts and ports answer."""
         pulled = self._pulls.get(camera_id)
         if pulled is None:
             return None
         status = pulled.pull.status
-        error = status.error
-        if error is not None:
-            error = error.replace(status.url, pulled.public_url)
+        if status.error is None:
+            return None
+        return status.error.replace(status.url, pulled.public_url)
+
+    def status_json(self, camera_id: str) -> dict[str, Any] | None:
+        """The puller's state for the camera's status (``CameraPresence`` detail ``rtsp``), fit
+        for everyone who may see the camera: ``error`` says only whether the camera's address
+        is not allowed or it could not be reached (:meth:`error_detail` has the reason)."""
+        pulled = self._pulls.get(camera_id)
+        if pulled is None:
+            return None
+        status = pulled.pull.status
+        error = None
+        if status.error is not None:
+            error = NOT_ALLOWED if pulled.refused else UNREACHABLE
         return {
             "state": status.state.value,
             "codec": status.codec,
@@ -170,6 +200,25 @@ class RtspCameras:
 
     def _start(self, camera: Camera, url: str) -> None:
         changed = asyncio.Event()
+        pulled: _Pulled | None = None
+
+        async def checked_address(host: str, port: int) -> str:
+            # Resolved once per connection; FFmpeg is given this address, so a name that
+            # answers differently the next time (DNS rebinding) changes nothing.
+            try:
+                destination = await self._guard.resolve(host, port)
+            except AddressRefused:
+                if pulled is not None:
+                    pulled.refused = True
+                raise
+            except OSError:
+                if pulled is not None:
+                    pulled.refused = False
+                raise
+            if pulled is not None:
+                pulled.refused = False
+            return destination.address
+
         pull = RtspPull(
             self._media,
             camera_room(camera.id),
@@ -180,6 +229,7 @@ class RtspCameras:
             read_timeout_s=self._read_timeout_s,
             stop_timeout_s=self._stop_timeout_s,
             on_status=lambda _status: changed.set(),
+            resolve_address=checked_address,
         )
         pulled = _Pulled(
             camera_id=camera.id,

@@ -10,6 +10,7 @@ from server.accounts import AccountConfig, AccountService, SecretKeyConfig, load
 from server.cases import CaseService, WebhookConfig, WebhookDispatcher
 from server.http.auth import RequestAuth
 from server.metrics import Metrics
+from server.outbound import OutboundGuard
 from server.settings import Settings
 from server.sites import SiteService
 from server.storage.sqlite import (
@@ -35,6 +36,8 @@ class Services:
     webhooks: WebhookDispatcher
     metrics: Metrics
     sites: SiteService
+    #: What outbound connections (webhooks, RTSP pulls) may reach.
+    guard: OutboundGuard
 
     async def aclose(self) -> None:
         await self.webhooks.aclose()
@@ -60,15 +63,18 @@ async def open_services(
             ),
         )
         await accounts.load()
+        # Webhook and RTSP targets reach public hosts only (and INSPECT_OUTBOUND_ALLOW's).
+        guard = OutboundGuard(settings.outbound_allow)
         webhooks = WebhookDispatcher(
             SqliteWebhookStore(db),
             WebhookConfig(
                 secret=settings.webhook_secret, max_attempts=settings.webhook_max_attempts
             ),
             metrics=metrics,
+            guard=guard,
         )
         cases = CaseService(SqliteCaseStore(db, webhook_urls=settings.webhook_urls), sink=webhooks)
-        sites = SiteService(SqliteSiteStore(db), secret)
+        sites = SiteService(SqliteSiteStore(db), secret, guard=guard)
         if start_webhooks:
             await webhooks.start()
     except BaseException:
@@ -82,4 +88,5 @@ async def open_services(
         webhooks=webhooks,
         metrics=metrics,
         sites=sites,
+        guard=guard,
     )

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from media import MediaEngine
-from server.http import camera_json
+from server.http import allowed_origins, camera_json
+from server.http.ratelimit import client_address
 from server.http.whip import WhipEndpoint
 from server.ice import IceServers
 from server.metrics import Metrics
 from server.settings import Settings
 from server.sites import CameraKind, CameraPresence, CameraTokenError, SiteService
+from server.wiring.rtsp import RtspCameras
 from server.wiring.services import Services
 from signaling import (
     Bus,
@@ -98,10 +100,13 @@ class SiteRooms:
 class CameraSessions:
     """What the site routes ask of the live side (``server.http.CameraSessions``)."""
 
-    def __init__(self, hub: Hub, whip: WhipEndpoint, rooms: SiteRooms) -> None:
+    def __init__(
+        self, hub: Hub, whip: WhipEndpoint, rooms: SiteRooms, rtsp: RtspCameras | None = None
+    ) -> None:
         self._hub = hub
         self._whip = whip
         self._rooms = rooms
+        self._rtsp = rtsp
 
     async def end_camera(self, camera_id: str, reason: str, *, token_id: str | None = None) -> None:
         subject = SubjectId.camera_token(token_id) if token_id is not None else None
@@ -115,6 +120,9 @@ class CameraSessions:
         summary = await self._rooms.site(site_id)
         event = {"type": "site", "site": summary.to_json() if summary is not None else None}
         await self._hub.publish_to_site(site_id, event)
+
+    def rtsp_error(self, camera_id: str) -> str | None:
+        return self._rtsp.error_detail(camera_id) if self._rtsp is not None else None
 
 
 def open_hub(
@@ -141,7 +149,10 @@ def open_hub(
             shutdown_timeout_s=settings.shutdown_timeout_s,
             grading=grading,
             preroll_s=settings.preroll_s if settings.recording else None,
+            allowed_origins=allowed_origins(settings),
         ),
+        # The socket cap per address counts the client behind a trusted proxy, not the proxy.
+        client_address=lambda request: client_address(request, settings.trusted_proxies),
         observer=metrics,
         sites=sites,
     )

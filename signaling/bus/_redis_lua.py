@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CHAT_APPEND",
+    "CHAT_DROP",
     "CHAT_SINCE",
     "CLAIM_HOME",
     "ENSURE_EPOCH",
@@ -32,16 +33,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: seq, log (stream), dedupe (zset key -> seq).
-#: ARGV: dedupe key, record JSON, maxlen, ttl s, floor (highest seq the caller knows), window.
-#: Returns {created 0/1, seq, record JSON or nil}.
+#: KEYS: seq, log (stream), dedupe (zset key -> seq), bytes (record JSON bytes in the log).
+#: ARGV: dedupe key, record JSON, max records, ttl s, floor (highest seq the caller knows),
+#: publish channel or '', max bytes.
+#: Returns {created 0/1, seq, record JSON or nil, records dropped to stay within the bounds}.
 CHAT_APPEND = """
 local found = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if found then
   local id = found .. '-0'
   local hit = redis.call('XRANGE', KEYS[2], id, id)
-  if #hit > 0 then return {0, found, hit[1][2][2]} end
-  return {0, found, false}
+  if #hit > 0 then return {0, found, hit[1][2][2], 0} end
+  return {0, found, false, 0}
 end
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[5])
@@ -54,17 +56,47 @@ if #top > 0 then
 end
 local seq = cur + 1
 local ttl = tonumber(ARGV[4])
+-- The byte count can vanish too: count the retained log again (it is bounded).
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local sum = 0
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+    sum = sum + string.len(entry[2][2])
+  end
+  redis.call('SET', KEYS[4], sum)
+end
 redis.call('SET', KEYS[1], seq, 'EX', ttl)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'r', ARGV[2])
+redis.call('XADD', KEYS[2], seq .. '-0', 'r', ARGV[2])
+local total = redis.call('INCRBY', KEYS[4], string.len(ARGV[2]))
+local max_records = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[7])
+local count = redis.call('XLEN', KEYS[2])
+local dropped = 0
+-- The oldest go first, never the newest: the retained log stays within both bounds.
+while count > 1 and (count > max_records or total > max_bytes) do
+  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+  redis.call('XDEL', KEYS[2], oldest[1][1])
+  total = redis.call('DECRBY', KEYS[4], string.len(oldest[1][2][2]))
+  count = count - 1
+  dropped = dropped + 1
+end
 redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (seq - tonumber(ARGV[6])))
+-- Dedupe keys are kept as long as their records are.
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local first_seq = tonumber(string.match(first[1][1], '^(%d+)-'))
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. first_seq)
 redis.call('EXPIRE', KEYS[3], ttl)
 -- Published in the same script as the seq is taken: subscribers see seq order.
-if ARGV[7] ~= '' then
-  redis.call('PUBLISH', ARGV[7], '{"type":"chat","seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
+if ARGV[6] ~= '' then
+  redis.call('PUBLISH', ARGV[6], '{"type":"chat","seq":' .. seq .. ',' .. string.sub(ARGV[2], 2))
 end
-return {1, seq, false}
+return {1, seq, false, dropped}
+"""
+
+#: KEYS: seq, log, dedupe, bytes. Forgets a finished room's chat.
+CHAT_DROP = """
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 """
 
 #: KEYS: seq, log. ARGV: after (0 = no floor), start id, count, ttl s.

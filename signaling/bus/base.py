@@ -95,6 +95,9 @@ class Subscription(Protocol):
 
 
 class Bus(Protocol):
+    #: Chat records this bus (this node's appends) dropped to keep rooms within retention.
+    chat_dropped: int
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -120,7 +123,16 @@ class Bus(Protocol):
         so every subscriber sees a room's messages in seq order, whichever node sent them."""
         ...
 
-    async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]: ...
+    async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]:
+        """The room's retained records with ``seq > after_seq``, oldest first. A room keeps at
+        most its bus's ``chat_history`` records and ``chat_history_bytes`` of record JSON; the
+        oldest are dropped first (and counted in ``chat_dropped``)."""
+        ...
+
+    async def drop_room(self, room: str) -> None:
+        """The room is finished: forget its chat log, sequence and dedupe keys (a room used
+        again after this starts over from seq 1). Presence is left to those who leave."""
+        ...
 
     async def presence_add(self, room: str, participant: Mapping[str, Any]) -> None: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping
@@ -16,8 +17,49 @@ logger = logging.getLogger(__name__)
 
 #: Events buffered per subscriber before it is declared lagging.
 SUBSCRIBER_BUFFER = 512
-#: Chat messages kept per room (older ones are still in the case timeline).
-CHAT_HISTORY = 10_000
+#: Chat messages and bytes of record JSON kept per room (older ones are still in the case
+#: timeline); past either the oldest are dropped first.
+CHAT_HISTORY = 1_000
+CHAT_HISTORY_BYTES = 1024 * 1024
+
+
+def record_size(record: ChatRecord) -> int:
+    """A record's size as a room's retention counts it: the bytes of its stored JSON (as the
+    Redis bus stores it: the client id, text, time and sender)."""
+    stored = {
+        "client_id": record.client_id,
+        "text": record.text,
+        "ts": record.ts,
+        "sender": dict(record.sender),
+    }
+    return len(json.dumps(stored, separators=(",", ":")).encode())
+
+
+class _ChatLog:
+    """One room's retained chat: records oldest first with their sizes, and the dedupe key of
+    each record still retained (a key is forgotten with its record)."""
+
+    __slots__ = ("by_key", "bytes", "records", "seq")
+
+    def __init__(self) -> None:
+        self.records: deque[tuple[str, ChatRecord, int]] = deque()
+        self.by_key: dict[str, ChatRecord] = {}
+        self.bytes = 0
+        self.seq = 0
+
+    def append(self, key: str, record: ChatRecord, *, max_records: int, max_bytes: int) -> int:
+        """Keep ``record``; drop the oldest past the bounds (never the newest); how many."""
+        size = record_size(record)
+        self.records.append((key, record, size))
+        self.by_key[key] = record
+        self.bytes += size
+        dropped = 0
+        while len(self.records) > 1 and (len(self.records) > max_records or self.bytes > max_bytes):
+            old_key, _, old_size = self.records.popleft()
+            self.by_key.pop(old_key, None)
+            self.bytes -= old_size
+            dropped += 1
+        return dropped
 
 
 class _MemorySubscription:
@@ -58,11 +100,17 @@ class MemoryBus:
     """Everything in dictionaries; each operation completes without yielding, which makes
     ``queue_claim`` atomic on the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, chat_history: int = CHAT_HISTORY, chat_history_bytes: int = CHAT_HISTORY_BYTES
+    ) -> None:
+        if chat_history < 1 or chat_history_bytes < 1:
+            raise ValueError("a room's chat history must hold at least one message")
+        self.chat_history = chat_history
+        self.chat_history_bytes = chat_history_bytes
+        #: Chat records dropped to keep rooms within their retention, since start.
+        self.chat_dropped = 0
         self._subscribers: dict[str, set[_MemorySubscription]] = defaultdict(set)
-        self._chat: dict[str, deque[ChatRecord]] = defaultdict(lambda: deque(maxlen=CHAT_HISTORY))
-        self._chat_seq: dict[str, int] = defaultdict(int)
-        self._chat_keys: dict[str, dict[str, ChatRecord]] = defaultdict(dict)
+        self._chat: dict[str, _ChatLog] = {}
         self._presence: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
         self._queue: dict[str, QueueEntry] = {}
 
@@ -101,20 +149,33 @@ class MemoryBus:
         *,
         publish_to: str | None = None,
     ) -> tuple[ChatRecord, bool]:
-        seen = self._chat_keys[room].get(dedupe_key)
+        log = self._chat.get(room)
+        if log is None:
+            log = self._chat[room] = _ChatLog()
+        seen = log.by_key.get(dedupe_key)
         if seen is not None:
             return seen, False
-        self._chat_seq[room] += 1
-        record = ChatRecord(self._chat_seq[room], client_id, text, ts, dict(sender))
-        self._chat[room].append(record)
-        self._chat_keys[room][dedupe_key] = record
+        log.seq += 1
+        record = ChatRecord(log.seq, client_id, text, ts, dict(sender))
+        dropped = log.append(
+            dedupe_key, record, max_records=self.chat_history, max_bytes=self.chat_history_bytes
+        )
+        if dropped:
+            self.chat_dropped += dropped
+            logger.debug("room %s: %d old chat messages dropped", room, dropped)
         if publish_to is not None:  # no await between the seq and the delivery: in order
             for subscription in list(self._subscribers.get(publish_to, ())):
                 subscription._deliver(record.to_json())
         return record, True
 
     async def chat_since(self, room: str, after_seq: int) -> list[ChatRecord]:
-        return [record for record in self._chat.get(room, ()) if record.seq > after_seq]
+        log = self._chat.get(room)
+        if log is None:
+            return []
+        return [record for _, record, _ in log.records if record.seq > after_seq]
+
+    async def drop_room(self, room: str) -> None:
+        self._chat.pop(room, None)
 
     async def presence_add(self, room: str, participant: Mapping[str, Any]) -> None:
         self._presence[room][str(participant["participant_id"])] = dict(participant)

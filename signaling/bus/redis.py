@@ -7,9 +7,10 @@ the database is read or written):
 ``{p}topic:<topic>``                   Pub/Sub channel of a topic (JSON events)
 ``{p}sync:<node>``                     Pub/Sub channel a node uses to flush its own reader
 ``{p}chat:<room>:log``                 Stream, entry id ``<seq>-0``, field ``r`` = record JSON,
-                                       ``MAXLEN ~ chat_history``
+                                       at most ``chat_history`` entries
 ``{p}chat:<room>:seq``                 last sequence number handed out in the room
-``{p}chat:<room>:dedupe``              zset dedupe key -> seq (the last ``chat_history`` seqs)
+``{p}chat:<room>:dedupe``              zset dedupe key -> seq (of the records still in the log)
+``{p}chat:<room>:bytes``               bytes of record JSON in the log (``chat_history_bytes``)
 ``{p}presence:<room>``                 hash participant id -> ``<expiry ms> <node> <JSON>``
 ``{p}queue`` / ``{p}queue:entries``    zset case -> waiting since / hash case -> entry JSON
 ``{p}queue:claim:<case>``              token of the claim that won (short TTL)
@@ -70,8 +71,10 @@ T = TypeVar("T")
 
 #: Events buffered per subscriber before it is declared lagging (as in the memory bus).
 SUBSCRIBER_BUFFER = 512
-#: Chat messages kept per room, and the window of seqs whose dedupe keys are remembered.
-CHAT_HISTORY = 10_000
+#: Chat messages and bytes of record JSON kept per room (as in the memory bus); the dedupe
+#: keys of the records kept are remembered.
+CHAT_HISTORY = 1_000
+CHAT_HISTORY_BYTES = 1024 * 1024
 #: Rooms whose highest seq this node remembers, to keep seqs monotonic across a data loss.
 FLOOR_ROOMS = 100_000
 #: Client resume hints above this are ignored (a bogus client must not exhaust the counter).
@@ -99,6 +102,7 @@ class RedisBus:
         unavailable_timeout_s: float = 10.0,
         chat_ttl_s: float = 7 * 24 * 3600,
         chat_history: int = CHAT_HISTORY,
+        chat_history_bytes: int = CHAT_HISTORY_BYTES,
         subscriber_buffer: int = SUBSCRIBER_BUFFER,
         max_connections: int = 32,
         command_timeout_s: float = 5.0,
@@ -114,7 +118,12 @@ class RedisBus:
         self.room_home_ttl_s = room_home_ttl_s
         self.unavailable_timeout_s = unavailable_timeout_s
         self.chat_ttl_s = chat_ttl_s
+        if chat_history < 1 or chat_history_bytes < 1:
+            raise ValueError("a room's chat history must hold at least one message")
         self.chat_history = chat_history
+        self.chat_history_bytes = chat_history_bytes
+        #: Chat records this node's appends dropped to keep rooms within their retention.
+        self.chat_dropped = 0
         self.subscriber_buffer = subscriber_buffer
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -216,6 +225,14 @@ class RedisBus:
 
     def _chat_keys(self, room: str) -> list[str]:
         return [self._key("chat", room, "seq"), self._key("chat", room, "log")]
+
+    def _chat_all_keys(self, room: str) -> list[str]:
+        """Seq, log, dedupe and byte count: every key of a room's chat."""
+        return [
+            *self._chat_keys(room),
+            self._key("chat", room, "dedupe"),
+            self._key("chat", room, "bytes"),
+        ]
 
     def _home_key(self, room: str) -> str:
         return self._key("room", room, "home")
@@ -320,14 +337,14 @@ class RedisBus:
 
         A retry after a lost reply may find its own first attempt stored: it is recognised
         (same text, time and sender) and reported as new, so the hub still publishes it."""
-        keys = [*self._chat_keys(room), self._key("chat", room, "dedupe")]
+        keys = self._chat_all_keys(room)
         record_json = json.dumps(
             {"client_id": client_id, "text": text, "ts": ts, "sender": dict(sender)},
             separators=(",", ":"),
         )
 
         async def attempt(tries: int) -> tuple[ChatRecord, bool]:
-            created, seq_raw, stored = await self._lua["CHAT_APPEND"](
+            created, seq_raw, stored, dropped = await self._lua["CHAT_APPEND"](
                 keys=keys,
                 args=[
                     dedupe_key,
@@ -335,11 +352,13 @@ class RedisBus:
                     self.chat_history,
                     int(self.chat_ttl_s),
                     self._floors.get(room, 0),
-                    self.chat_history,
                     self._key("topic", publish_to) if publish_to is not None else "",
+                    self.chat_history_bytes,
                 ],
             )
             seq = int(seq_raw)
+            if dropped:
+                self.chat_dropped += int(dropped)
             if created:
                 return ChatRecord(seq, client_id, text, ts, dict(sender)), True
             if stored is None:  # trimmed from the log: the client only needs the seq back
@@ -385,6 +404,13 @@ class RedisBus:
         if records:
             self._note_floor(room, records[-1].seq)
         return records
+
+    async def drop_room(self, room: str) -> None:
+        """Forget the room's chat (log, seq, dedupe keys, byte count) and this node's floor
+        for it: a finished room's seqs need not stay monotonic."""
+        keys = self._chat_all_keys(room)
+        self._floors.pop(room, None)
+        await self._op("drop_room", lambda _: self._lua["CHAT_DROP"](keys=keys))
 
     # -- presence ---------------------------------------------------------------------------
 

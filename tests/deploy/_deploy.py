@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -82,8 +83,18 @@ def setting_variables() -> set[str]:
     return names | {"INSPECT_CONFIG"}
 
 
+#: What an operator puts where the files hold a placeholder (`openssl rand -hex 32`), made once.
+FILLED_SECRET = secrets.token_hex(32)
+
+
 def inspect_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in environ.items() if name.startswith("INSPECT_")}
+    """The ``INSPECT_*`` variables, each placeholder secret filled in as the operator would
+    (the placeholders themselves are refused: ``test_the_env_example_placeholders_stop...``)."""
+    return {
+        name: re.sub(PLACEHOLDER + r"\w*", FILLED_SECRET, value)
+        for name, value in environ.items()
+        if name.startswith("INSPECT_")
+    }
 
 
 def check_settings(environ: Mapping[str, str], where: str) -> Settings:

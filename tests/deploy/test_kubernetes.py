@@ -510,6 +510,6 @@ async def test_every_route_of_the_service_is_public_or_private_on_purpose(
             assert ingress is None, route
             continue
         assert ingress is not None, f"{route} is not routed by deploy/k8s: add it to an Ingress"
-        in_link = any(sample.startswith(path + "/") for path in LINK_PATHS)
+        in_link = any(sample == path or sample.startswith(path + "/") for path in LINK_PATHS)
         expected = "inspectd-links" if in_link else "inspectd"
         assert ingress["metadata"]["name"] == expected, route

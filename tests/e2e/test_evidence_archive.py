@@ -10,6 +10,7 @@ import re
 import zipfile
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 from playwright.async_api import expect as pw_expect
@@ -116,9 +117,25 @@ async def _open_the_clip(reviewer: Page) -> None:
     await reviewer.click(f'{tid("evidence-row")}[data-kind="clip"] {tid("evidence-row-open")}')
     detail = reviewer.locator(tid("evidence-detail"))
     await pw_expect(detail).to_be_visible(timeout=WAIT_MS)
+    # The player reads the clip through a read ticket (the read itself was a logged POST).
     await pw_expect(reviewer.locator(tid("evidence-video"))).to_have_attribute(
-        "src", re.compile(r"[?&]reason=dispute(%20|\+)%231234")
+        "src", re.compile(r"^/api/evidence/[0-9a-f]{32}/files/video-[^?]+\?ticket=\d+\.[\w-]+$")
     )
+
+
+async def _custody_size(page: Page, item_id: str | None) -> int:
+    """How many custody entries the item has (a logged view, from the page itself)."""
+    size: int = await page.evaluate(
+        """async (id) => {
+          const response = await fetch(`/api/evidence/${id}/view`, {
+            method: 'POST', headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ reason: 'count the custody entries' }),
+          });
+          return (await response.json()).custody.length;
+        }""",
+        item_id,
+    )
+    return size
 
 
 async def test_capture_then_archive(live_service: LiveService) -> None:
@@ -162,6 +179,22 @@ async def test_capture_then_archive(live_service: LiveService) -> None:
             await pw_expect(custody.first).to_be_visible()
             await pw_expect(reviewer.locator(tid("custody-log"))).to_contain_text(VIEW_REASON)
 
+            # A file of the list downloads through its own ticket.
+            link = reviewer.locator(tid("evidence-file-download")).first
+            async with reviewer.expect_download(timeout=WAIT_MS) as file_info:
+                await link.click()
+            saved = await (await file_info.value).path()
+            assert saved is not None and saved.stat().st_size > 1000
+
+            # The old GET with a reason, as a link on another site would make it, logs nothing.
+            item_id = await reviewer.locator(tid("evidence-detail")).get_attribute("data-item-id")
+            entries = await _custody_size(reviewer, item_id)
+            response = await reviewer.request.get(
+                f"{base_url}/api/evidence/{item_id}?reason=cross-site+link"
+            )
+            assert response.status == 405
+            assert await _custody_size(reviewer, item_id) == entries + 1  # this check's own view
+
             # Export a dispute bundle: a zip with the offline verifier.
             async with reviewer.expect_download(timeout=WAIT_MS) as download_info:
                 await _confirm(reviewer, "export-bundle")
@@ -174,11 +207,27 @@ async def test_capture_then_archive(live_service: LiveService) -> None:
             await pw_expect(reviewer.locator(tid("action-result"))).to_contain_text(
                 "Dispute bundle downloaded"
             )
+            # The page says how to pin this archive's key when checking the bundle offline.
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{base_url}/api/evidence/tree-head") as r,
+            ):
+                key_id = (await r.json())["key_id"]
+            await pw_expect(reviewer.locator(tid("verify-command"))).to_have_text(
+                f"python3 verify.py {download.suggested_filename} --expect-key-id {key_id}"
+            )
+            await reviewer.locator(tid("action-result")).screenshot(
+                path=str(ARTIFACTS / "e2e-evidence-export.png")
+            )
+            # The trail, shown again after the export: the player's read and the file link's.
+            downloaded = reviewer.locator(f'{tid("custody-entry")}[data-action="item.downloaded"]')
+            await pw_expect(downloaded).to_have_count(2, timeout=WAIT_MS)
 
             # Legal hold, then a deletion is refused with the reason shown.
             await _confirm(reviewer, "hold-toggle")
             await pw_expect(reviewer.locator(tid("detail-hold"))).to_be_visible(timeout=WAIT_MS)
             await pw_expect(reviewer.locator(tid("hold-toggle"))).to_have_text("Release hold")
+            await pw_expect(reviewer.locator(tid("hold-toggle"))).to_be_disabled()  # admins only
             await _confirm(reviewer, "delete-item", "customer asked for erasure")
             refusal = reviewer.locator(tid("action-error"))
             await pw_expect(refusal).to_be_visible(timeout=WAIT_MS)

@@ -74,8 +74,11 @@ async def test_return_verification_call(live_service: Any) -> None:
             await log_in(agent, base_url, live_service.agent_username, live_service.agent_password)
             await pw_expect(agent.locator(tid("lobby-state"))).to_have_text("Live", timeout=WAIT_MS)
 
-            # The customer opens the link on the phone and starts the camera.
+            # The customer opens the link on the phone: the page moves the token out of the
+            # address and lands on the case's token-free page, then starts the camera.
             await customer.goto(join_url)
+            await customer.wait_for_url(f"{base_url}/join/c/{case_id}", timeout=WAIT_MS)
+            assert created["join_token"] not in customer.url
             await customer.click(tid("start-camera"))
             state = customer.locator(tid("connection-state"))
             await pw_expect(state).to_have_text("Waiting for an agent", timeout=WAIT_MS)

@@ -39,9 +39,16 @@ class TickingClock:
 class HubUnderTest:
     """``async with HubUnderTest() as hub_test``: the Hub listening on 127.0.0.1 at ``/ws``."""
 
-    def __init__(self, config: HubConfig | None = None, *, with_sites: bool = True) -> None:
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        *,
+        with_sites: bool = True,
+        bus: MemoryBus | None = None,
+    ) -> None:
+        """``bus``: one shared with another ``HubUnderTest`` (two nodes of one cluster)."""
         self.clock = TickingClock()
-        self.bus = MemoryBus()
+        self.bus = bus or MemoryBus()
         self.auth = FakeAuth()
         self.cases = FakeCases(self.clock)
         self.media = FakeMedia()

@@ -31,10 +31,13 @@ __all__ = ["FakeAuth", "FakeCases", "FakeMedia", "FakeSites", "Peer"]
 
 #: The header a fake staff client sends its token in (as an API bearer token would be).
 AUTHORIZATION = "Authorization"
+#: The cookie a browser's staff session travels in (as the server's session cookie).
+SESSION_COOKIE = "inspect_session"
 
 
 class FakeAuth:
-    """Join tokens for customers and bearer tokens for staff, issued by the test."""
+    """Join tokens for customers and bearer tokens (or session cookies) for staff, issued by
+    the test; a staff token can be revoked and a subject disabled (``still_valid``)."""
 
     def __init__(self) -> None:
         self._join_tokens: dict[str, Identity] = {}
@@ -42,6 +45,8 @@ class FakeAuth:
         self._staff: dict[str, Identity] = {}
         #: Staff known only once asked through :meth:`authenticate` (made on another node).
         self._elsewhere: dict[str, Identity] = {}
+        #: Subjects whose identities no longer hold (a disabled user), for ``still_valid``.
+        self.disabled: set[str] = set()
         self._ids = itertools.count(1)
 
     def join_token(self, case_id: str) -> str:
@@ -74,6 +79,17 @@ class FakeAuth:
         (self._elsewhere if remote else self._staff)[token] = identity
         return {AUTHORIZATION: f"Bearer {token}"}
 
+    def staff_cookie(self, user_id: str, role: Role = Role.AGENT) -> dict[str, str]:
+        """A staff member signed in through a browser: the ``Cookie`` header of their page."""
+        token = self.staff(user_id, role)[AUTHORIZATION].removeprefix("Bearer ")
+        return {"Cookie": f"{SESSION_COOKIE}={token}"}
+
+    def revoke(self, headers: dict[str, str]) -> None:
+        """The credential in ``headers`` (from :meth:`staff`) no longer works."""
+        token = headers[AUTHORIZATION].removeprefix("Bearer ")
+        self._staff.pop(token, None)
+        self._elsewhere.pop(token, None)
+
     def verify_join_token(self, token: str) -> Identity:
         if token in self._expired:
             raise SignalingError(SignalingErrorCode.TOKEN_EXPIRED, "this link has expired")
@@ -84,7 +100,8 @@ class FakeAuth:
 
     @staticmethod
     def _bearer(request: web.BaseRequest) -> str:
-        return request.headers.get(AUTHORIZATION, "").removeprefix("Bearer ")
+        bearer = request.headers.get(AUTHORIZATION, "").removeprefix("Bearer ")
+        return bearer or request.cookies.get(SESSION_COOKIE, "")
 
     def identify(self, request: web.BaseRequest) -> Identity | None:
         return self._staff.get(self._bearer(request))
@@ -92,6 +109,9 @@ class FakeAuth:
     async def authenticate(self, request: web.BaseRequest) -> Identity | None:
         token = self._bearer(request)
         return self._staff.get(token) or self._elsewhere.get(token)
+
+    async def still_valid(self, identity: Identity) -> bool:
+        return identity.subject not in self.disabled
 
 
 class FakeCases:

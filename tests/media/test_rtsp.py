@@ -167,15 +167,17 @@ def rtsp_threads() -> list[threading.Thread]:
 # -- without a camera -----------------------------------------------------------------------------
 
 
-def test_mask_url_hides_the_password_and_secret_query_values() -> None:
+def test_mask_url_hides_the_credentials_and_secret_query_values() -> None:
+    # The user name is half of the credentials (and often the camera's default): masked too.
     assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101") == (
-        "rtsp://admin:***@10.0.0.5:554/Streaming/101"
+        "rtsp://***@10.0.0.5:554/Streaming/101"
     )
-    assert mask_url("rtsp://admin@cam.local/live") == "rtsp://admin@cam.local/live"
+    assert mask_url("rtsp://admin@cam.local/live") == "rtsp://***@cam.local/live"
     assert mask_url("rtsp://cam.local/live") == "rtsp://cam.local/live"
     assert mask_url("rtsp://a:p%40ss@cam/x?user=a&password=s3&channel=1") == (
-        "rtsp://a:***@cam/x?user=a&password=***&channel=1"
+        "rtsp://***@cam/x?user=a&password=***&channel=1"
     )
+    assert mask_url("rtsp://op%40site:p@[fd00::5]:8554/x") == "rtsp://***@[fd00::5]:8554/x"
 
 
 def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
@@ -191,7 +193,8 @@ def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
 def test_a_url_that_is_not_rtsp_is_refused_without_showing_its_password() -> None:
     with pytest.raises(ValueError) as info:
         RtspPull(MediaEngine(), ROOM, CAMERA, "http://user:topsecret@cam/stream")
-    assert "topsecret" not in str(info.value) and "user:***@cam" in str(info.value)
+    assert "topsecret" not in str(info.value) and "user" not in str(info.value)
+    assert "http://***@cam/stream" in str(info.value)
 
 
 SPS = b"\x00\x00\x00\x01\x67\x42\xc0\x14\xda\x05\x07"
@@ -282,15 +285,16 @@ async def test_baseline_camera_is_forwarded_as_it_is_to_a_viewer(
     assert status.transcoding is None and status.error is None
     assert status.audio == "audio opus forwarded"
     assert status.fps is not None and 13 <= status.fps <= 17
-    assert status.url == f"rtsp://cam:***@127.0.0.1:{camera.port}/cam"
+    assert status.url == f"rtsp://***@127.0.0.1:{camera.port}/cam"
     assert [s.state for s in statuses][:2] == [RtspState.CONNECTING, RtspState.ONLINE]
     assert stats["video"].codec == "h264" and stats["video"].transcoding is None
     assert stats["audio"].codec == "opus"
     # Decoded once, in the worker, only for the sampler: pictures of the camera's size.
     assert stats["video"].decoding and sink.shapes == {(240, 320, 3)}
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "RTSP camera rtsp://cam:***@" in logged
+    assert "RTSP camera rtsp://***@127.0.0.1" in logged
     assert PASSWORD not in logged and ENCODED not in logged
+    assert "//cam:" not in logged and "//cam@" not in logged  # the user name
 
 
 async def test_camera_that_restarts_comes_back_by_itself(
@@ -398,8 +402,7 @@ async def test_bad_credentials_and_bad_urls_give_clear_masked_errors(
     errors = {p.participant_id: p.status.error or "" for p in (refused, missing, nobody)}
     port = camera.port
     assert errors["cam-a"] == (
-        f"rtsp://cam:***@127.0.0.1:{port}/cam: the camera refused the credentials "
-        "(401 Unauthorized)"
+        f"rtsp://***@127.0.0.1:{port}/cam: the camera refused the credentials (401 Unauthorized)"
     )
     assert errors["cam-b"].endswith("the camera has no stream at this path (404 Not Found)")
     assert errors["cam-c"].endswith("connection refused (nothing listens at that host and port)")
@@ -411,6 +414,50 @@ async def test_bad_credentials_and_bad_urls_give_clear_masked_errors(
     assert "401 Unauthorized" in logged
     assert wrong not in logged and PASSWORD not in logged and ENCODED not in logged
     assert wrong not in repr(refused.status) and ENCODED not in repr(nobody.status)
+    assert "//cam:" not in logged and "//cam:" not in str(errors)  # the user name
+
+
+async def test_the_address_hook_picks_where_ffmpeg_connects(
+    engine: MediaEngine, pulls: Callable[..., RtspPull]
+) -> None:
+    # A name that exists nowhere (RFC 6761): the pull can only reach the camera through the
+    # address the hook hands over, since FFmpeg is given that address and looks nothing up.
+    asked: list[tuple[str, int]] = []
+
+    async def pinned(host: str, port: int) -> str:
+        asked.append((host, port))
+        return "127.0.0.1"
+
+    async with RtspCamera(user="cam", password=PASSWORD) as camera:
+        url = camera.url().replace("@127.0.0.1:", "@camera.invalid:")
+        pull = pulls(engine, url, resolve_address=pinned)
+        await until(lambda: pull.status.state is RtspState.ONLINE)
+        assert asked == [("camera.invalid", camera.port)]
+        assert pull.status.url == f"rtsp://***@camera.invalid:{camera.port}/cam"
+
+
+async def test_a_refused_address_ends_the_attempt_before_connecting(
+    engine: MediaEngine, pulls: Callable[..., RtspPull], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="media")
+    asked: list[tuple[str, int]] = []
+
+    async def refuse(host: str, port: int) -> str:
+        asked.append((host, port))
+        raise OSError(f"{host} (10.0.0.7) is a private address")
+
+    pull = pulls(engine, f"rtsp://cam:{ENCODED}@nvr.example.com/live", resolve_address=refuse)
+    await until(lambda: pull.status.retries >= 2)
+    assert asked[:2] == [("nvr.example.com", 554)] * 2
+    status = pull.status
+    assert status.state is RtspState.RETRYING and status.connects == 0
+    assert status.error == (
+        "rtsp://***@nvr.example.com/live: nvr.example.com (10.0.0.7) is a private address"
+    )
+    # No worker ever ran: nothing was handed to FFmpeg.
+    assert not pull.worker_alive and rtsp_threads() == []
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "is a private address; retry 1" in logged and ENCODED not in logged
 
 
 async def test_aclose_ends_the_worker_at_once_while_streaming(

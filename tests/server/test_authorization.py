@@ -30,12 +30,16 @@ ADMINS = frozenset({ADMIN, API})
 CALL_TAKERS = frozenset({AGENT, ADMIN, API})
 EVIDENCE_READERS = frozenset({REVIEWER, ADMIN, API})
 CASE_EVIDENCE = frozenset({AGENT, REVIEWER, ADMIN, API})
+#: A person's own session (an API token has no password and no other sessions to end).
+SIGNED_IN = frozenset({AGENT, REVIEWER, ADMIN})
 
 #: (method, OpenAPI path) -> who may call it.
 REST: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/login"): EVERYONE,
     ("POST", "/api/logout"): EVERYONE,  # clears a cookie; nothing to protect
     ("GET", "/api/me"): STAFF,
+    ("POST", "/api/logout-everywhere"): SIGNED_IN,
+    ("POST", "/api/me/password"): SIGNED_IN,
     ("POST", "/api/cases"): CALL_TAKERS,
     ("GET", "/api/cases"): STAFF,
     ("GET", "/api/cases/{id}"): STAFF,
@@ -43,7 +47,10 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cases/{id}/accept"): CALL_TAKERS,
     ("POST", "/api/cases/{id}/decision"): CALL_TAKERS,
     ("POST", "/api/cases/{id}/close"): CALL_TAKERS,
+    ("GET", "/api/users"): ADMINS,
     ("POST", "/api/users"): ADMINS,
+    ("PATCH", "/api/users/{id}"): ADMINS,
+    ("GET", "/api/tokens"): ADMINS,
     ("POST", "/api/tokens"): ADMINS,
     ("DELETE", "/api/tokens/{id}"): ADMINS,
     ("GET", "/api/webhooks"): ADMINS,
@@ -52,8 +59,9 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,
     ("GET", "/api/openapi.json"): EVERYONE,
-    ("GET", "/api/cases/{id}/assessment"): STAFF,
-    ("GET", "/api/cases/{id}/frames/{frame}"): STAFF,
+    # Live video: the agent holding the call, or an admin (tests/server/test_authz_matrix.py).
+    ("GET", "/api/cases/{id}/assessment"): CALL_TAKERS,
+    ("GET", "/api/cases/{id}/frames/{frame}"): CALL_TAKERS,
     ("POST", "/api/grading/derive"): STAFF,
     ("POST", "/api/cases/{id}/captures"): CALL_TAKERS,
     ("POST", "/api/cases/{id}/captures/{capture}/stop"): CALL_TAKERS,
@@ -65,11 +73,12 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/evidence/consistency"): EVERYONE,
     ("GET", "/api/evidence/public-key"): EVERYONE,
     ("POST", "/api/evidence/export"): EVIDENCE_READERS,
-    ("GET", "/api/evidence/{item}"): EVIDENCE_READERS,
+    ("POST", "/api/evidence/{item}/view"): EVIDENCE_READERS,
+    ("POST", "/api/evidence/{item}/files/{name}/read"): EVIDENCE_READERS,
     ("DELETE", "/api/evidence/{item}"): EVIDENCE_READERS,
     ("GET", "/api/evidence/{item}/files/{name}"): EVIDENCE_READERS,
     ("POST", "/api/evidence/{item}/hold"): EVIDENCE_READERS,
-    ("POST", "/api/evidence/{item}/release"): EVIDENCE_READERS,
+    ("POST", "/api/evidence/{item}/release"): ADMINS,  # L8: not the reviewer who deletes
     ("GET", "/api/sites"): STAFF,
     ("POST", "/api/sites"): ADMINS,
     ("GET", "/api/sites/{id}"): STAFF,
@@ -116,6 +125,11 @@ WS_PROBES: dict[str, dict[str, object]] = {
 }
 
 
+def _join_token(url: str) -> str:
+    """The token of a customer link (``/join#t=<token>``)."""
+    return parse_qs(urlsplit(url).fragment)["t"][0]
+
+
 @dataclass
 class Caller:
     name: str
@@ -135,7 +149,7 @@ async def callers(live_service: LiveService) -> AsyncIterator[dict[str, Caller]]
     }
     async with aiohttp.ClientSession() as session:
         case = await live_service.create_case(session)
-        join_token = urlsplit(str(case["join_url"])).path.rsplit("/", 1)[-1]
+        join_token = _join_token(str(case["join_url"]))
         made[CUSTOMER] = Caller(CUSTOMER, {"Authorization": f"Bearer {join_token}"}, {})
         async with session.post(
             f"{base}/api/sites", json={"name": "Depot"}, headers=live_service.headers()
@@ -194,7 +208,9 @@ async def test_rest_routes_admit_exactly_the_callers_in_the_table(
         if path == "/api/evidence/consistency":
             url += "?first=1&second=1"
         for name, caller in callers.items():
-            if path == "/api/logout" or (path == "/api/login" and name != ANON):
+            if path in ("/api/logout", "/api/logout-everywhere") or (
+                path == "/api/login" and name != ANON
+            ):
                 continue  # would end the caller's session for the rows after it
             async with aiohttp.ClientSession(cookies=caller.cookies) as session:
                 kwargs: dict[str, object] = {"headers": caller.headers}
@@ -243,10 +259,7 @@ async def test_socket_messages_admit_exactly_the_callers_in_the_table(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         case = await live_service.create_case(session)
-    join_token = (
-        parse_qs(urlsplit(str(case["join_url"])).query).get("t", [None])[0]
-        or urlsplit(str(case["join_url"])).path.rsplit("/", 1)[-1]
-    )
+    join_token = _join_token(str(case["join_url"]))
     joins: dict[str, dict[str, object]] = {
         CUSTOMER: {"type": "join", "token": join_token},
         CAMERA: {

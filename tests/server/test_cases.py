@@ -154,9 +154,11 @@ async def test_chat_is_kept_once_per_seq(cases: CaseService) -> None:
     await cases.record_chat(case.id, {**message, "seq": 2, "text": "again"})
     await cases.record_chat("missing", message)  # silently nothing: no such case
     chats = [e for e in await cases.events(case.id) if e.type == "chat.message"]
+    # The actor is the customer's subject, never the socket or the name they typed.
+    customer = f"customer:{case.id}"
     assert [(e.data["seq"], e.data["text"], e.actor) for e in chats] == [
-        (1, "hello", "p1"),
-        (2, "again", "p1"),
+        (1, "hello", customer),
+        (2, "again", customer),
     ]
 
 
@@ -182,7 +184,11 @@ async def test_model_view_and_join_links_go_to_the_timeline(cases: CaseService) 
         ("case.join_link", "u"),
     ]
     assert entries[0].data["damage"] == ["scratch"] and entries[0].data["grade"] == "B"
-    assert entries[1].data == {"expires_at": "2027-01-15T08:00:00.000Z"}
+    assert entries[1].data == {
+        "expires_at": "2027-01-15T08:00:00.000Z",
+        "holder": None,
+        "state": "created",
+    }
 
     await cases.customer_arrived(case.id)
     await cases.decide(case.id, ReturnVerdict(ReturnDecision.REFUND, FACTS), actor="u")

@@ -66,9 +66,15 @@ async def test_serve_demo_prints_a_working_agent_login_and_customer_link(
     login = re.search(r"log in as (\S+) / (\S+)\)", lines)
     link = re.search(r"Customer link : (\S+)", lines)
     assert login and link, lines
-    assert link.group(1).startswith(f"http://127.0.0.1:{port}/join/")
+    page, _, token = link.group(1).partition("#t=")
+    assert page == f"http://127.0.0.1:{port}/join" and token  # the token is in the fragment
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        async with session.get(link.group(1)) as response:
+        # What the link page's script does: hand the token over, go on to the page it names.
+        session_url = f"http://127.0.0.1:{port}/join/session"
+        async with session.post(session_url, json={"token": token}) as response:
+            assert response.status == 200
+            landing = (await response.json())["url"]
+        async with session.get(f"http://127.0.0.1:{port}{landing}") as response:
             assert response.status == 200
             assert "Demo Customer" in await response.text() or "camera" in await response.text()
         body = {"username": login.group(1), "password": login.group(2)}

@@ -109,11 +109,14 @@ async def test_a_recording_cut_off_by_sigkill_is_recovered_and_consistent(tmp_pa
             clip = clips[0]
             assert "recovered" in clip["record"]["note"]
             reason = {"reason": "crash check"}
-            async with rev.get(f"{base}/api/evidence/{clip['item_id']}", params=reason) as r:
+            async with rev.post(f"{base}/api/evidence/{clip['item_id']}/view", json=reason) as r:
                 detail = await r.json()
             assert detail["integrity"]["ok"] is True, detail["integrity"]
             video = next(f for f in detail["item"]["files"] if f["name"].startswith("video-"))
-            async with rev.get(base + video["url"], params=reason) as response:
+            read = f"{base}/api/evidence/{clip['item_id']}/files/{video['name']}/read"
+            async with rev.post(read, json=reason) as response:
+                ticket = await response.json()
+            async with rev.get(base + ticket["url"]) as response:
                 data = await response.read()
     finally:
         server.send_signal(signal.SIGTERM)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import sys
 import zipfile
 from collections.abc import AsyncIterator
@@ -115,15 +116,15 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
     # The archive is for reviewers: agents and customers cannot search or read it.
     async with agent_http.get(f"{base}/api/evidence", params={"order_id": ORDER}) as response:
         assert response.status == 403
-    async with customer.session.get(
-        f"{base}/api/evidence/{clip['item_id']}",
-        params={"reason": "curious"},
+    async with customer.session.post(
+        f"{base}/api/evidence/{clip['item_id']}/view",
+        json={"reason": "curious"},
         headers={"Authorization": f"Bearer {customer.token}"},
     ) as response:
         assert response.status == 401
 
-    async with agent_http.get(
-        f"{base}/api/evidence/{clip['item_id']}", params={"reason": "curious"}
+    async with agent_http.post(
+        f"{base}/api/evidence/{clip['item_id']}/view", json={"reason": "curious"}
     ) as response:
         assert response.status == 403, "agents record evidence but do not open the archive"
     async with agent_http.post(
@@ -140,29 +141,45 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
             found = (await response.json())["items"]
         assert {item["item_id"] for item in found} == listed
 
-        async with reviewer.get(f"{base}/api/evidence/{clip['item_id']}") as response:
+        view_url = f"{base}/api/evidence/{clip['item_id']}/view"
+        async with reviewer.post(view_url, json={}) as response:
             assert response.status == 400, "a reason is required to open evidence"
-        params = {"reason": "dispute 4711 with the carrier"}
-        async with reviewer.get(f"{base}/api/evidence/{clip['item_id']}", params=params) as r:
+        async with reviewer.get(f"{base}/api/evidence/{clip['item_id']}") as response:
+            assert response.status == 405, "opening evidence is never a plain GET"
+        reason = {"reason": "dispute 4711 with the carrier"}
+        async with reviewer.post(view_url, json=reason) as r:
+            assert r.status == 200, await r.text()
             detail = await r.json()
         assert detail["integrity"]["ok"] is True, detail["integrity"]
         video = next(f for f in detail["item"]["files"] if f["name"].startswith("video-"))
-        async with reviewer.get(base + video["url"], params=params) as response:
+        async with reviewer.get(base + video["url"]) as response:
+            assert response.status == 400, "a file needs a read ticket"
+        async with reviewer.post(f"{base}{video['url']}/read", json=reason) as response:
+            assert response.status == 200, await response.text()
+            ticket = await response.json()
+        assert ticket["name"] == video["name"]
+        assert ticket["url"].startswith(video["url"] + "?ticket=")
+        async with reviewer.get(base + ticket["url"]) as response:
             assert response.status == 200
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
             data = await response.read()
+        async with reviewer.get(base + ticket["url"], headers={"Range": "bytes=10-"}) as response:
+            assert response.status == 206, "the player reads the file in ranges"
+            assert await response.read() == data[10:]
         numbers = decoded_numbers(data)
         assert numbers, "the clip decodes"
         assert numbers == sorted(numbers)
         assert numbers[0] < at_start, "the clip reaches back before 'record' (pre-roll)"
         assert numbers[-1] > at_start
 
-        async with reviewer.get(f"{base}/api/evidence/{clip['item_id']}", params=params) as r:
+        async with reviewer.post(view_url, json=reason) as r:
             custody = (await r.json())["custody"]
         kinds = [entry["kind"] for entry in custody]
         assert kinds[0] == "item.added"
-        assert "item.viewed" in kinds and "item.downloaded" in kinds
+        assert kinds.count("item.viewed") == 2 and kinds.count("item.downloaded") == 1, kinds
         viewed = next(entry for entry in custody if entry["kind"] == "item.viewed")
-        assert viewed["actor"] == "Riley Reviewer"
+        # L3: the custody log names the reviewer by subject, the display name beside it.
+        assert re.fullmatch(r"u_[0-9a-f]+ \(Riley Reviewer\)", viewed["actor"]), viewed["actor"]
         assert viewed["reason"] == "dispute 4711 with the carrier"
 
         # Export a dispute bundle and check it offline with its own verify.py.
@@ -211,6 +228,19 @@ async def test_a_recorded_clip_is_filed_found_verified_and_exported(
         ) as response:
             assert response.status == 409
             assert (await response.json())["error"]["code"] == "on_legal_hold"
+        # A reviewer may not lift the hold (and then delete alone); an admin may.
+        release_url = f"{base}/api/evidence/{clip['item_id']}/release"
+        async with reviewer.post(release_url, json={"reason": "claim settled"}) as response:
+            assert response.status == 403
+        async with reviewer.post(release_url, json={"reason": "claim settled"},
+                                 headers=live_service.headers()) as response:  # fmt: skip
+            assert response.status == 200, await response.text()
+            assert (await response.json())["item"]["legal_hold"] is False
+        async with reviewer.delete(
+            f"{base}/api/evidence/{clip['item_id']}", json={"reason": "cleanup"}
+        ) as response:
+            assert response.status == 409
+            assert (await response.json())["error"]["code"] == "retention_active"
     finally:
         await reviewer.close()
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from server.storage.accounts import SessionRecord
 from server.storage.sqlite import SCHEMA_VERSION, Database
+from server.storage.sqlite.accounts import SqliteAccountStore
 
 
 async def test_a_database_from_the_first_version_is_migrated_in_place(tmp_path: Path) -> None:
@@ -66,9 +68,8 @@ async def test_a_schema_3_database_gains_sites_and_cameras(tmp_path: Path) -> No
 
     db = await Database.open(path)
     try:
-        assert SCHEMA_VERSION == 4
         version = await db.fetchone("PRAGMA user_version")
-        assert version is not None and version[0] == 4
+        assert version is not None and version[0] == SCHEMA_VERSION
         row = await db.fetchone("SELECT customer_name, carrier FROM cases WHERE id = 'c3'")
         assert row is not None and (row["customer_name"], row["carrier"]) == ("Schema Three", "UPS")
         # The new tables exist and work, foreign keys included.
@@ -88,5 +89,49 @@ async def test_a_schema_3_database_gains_sites_and_cameras(tmp_path: Path) -> No
         assert gone is not None and gone["n"] == 0, "deleting a site removes its cameras' tokens"
         links = await db.fetchone("SELECT COUNT(*) AS n FROM site_evidence")
         assert links is not None and links["n"] == 0
+    finally:
+        await db.aclose()
+
+
+async def test_a_schema_4_database_gains_sessions_and_keeps_its_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "inspect.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            name TEXT NOT NULL, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+            created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE, created_by TEXT, created_at REAL NOT NULL,
+            revoked_at REAL);
+        INSERT INTO users (id, username, name, role, password_hash, created_at)
+            VALUES ('u1', 'ana', 'Ana', 'admin', 'scrypt$16384$8$1$c2FsdA$aGFzaA', 1.0);
+        INSERT INTO api_tokens (id, name, role, token_hash, created_at)
+            VALUES ('t1', 'shop', 'admin', 'digest', 1.0);
+        PRAGMA user_version=4;
+        """
+    )
+    old.close()
+
+    db = await Database.open(path)
+    try:
+        assert SCHEMA_VERSION == 5
+        version = await db.fetchone("PRAGMA user_version")
+        assert version is not None and version[0] == 5
+        store = SqliteAccountStore(db)
+        ana = await store.get_user("u1")
+        assert ana is not None and ana.role == "admin"
+        token = await store.get_api_token("t1")
+        assert token is not None and token.role == "admin"  # an old token keeps its role
+        await store.add_session(
+            SessionRecord(id="s1", user_id="u1", token_hash="h", created_at=2.0, expires_at=9.0)
+        )
+        found = await store.find_session("h")
+        assert found is not None and found[1].id == "u1"
+        await db.execute("DELETE FROM users WHERE id = 'u1'")
+        left = await db.fetchone("SELECT COUNT(*) AS n FROM sessions")
+        assert left is not None and left["n"] == 0, "deleting a user removes their sessions"
     finally:
         await db.aclose()

@@ -1,10 +1,11 @@
-"""Rate limits: per credential on the API, per address and username on failed logins, per
-socket on /ws."""
+"""Rate limits: per checked credential (else per address) on the API, per address and username
+on failed logins, per socket on /ws."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from pathlib import Path
 
 import aiohttp
@@ -77,6 +78,23 @@ async def test_api_answers_429_past_a_credentials_rate(live_service: LiveService
                 assert health.status == 200
 
 
+async def test_random_bearer_values_do_not_escape_the_address_limit(
+    live_service: LiveService,
+) -> None:
+    url = f"{live_service.base_url}/api/cases"
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(8):
+            # The review's bypass: a fresh invented credential per request.
+            bearer = {"Authorization": f"Bearer insp_{secrets.token_urlsafe(16)}"}
+            async with session.get(url, headers=bearer) as response:
+                statuses.append(response.status)
+        assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
+        # A real credential is checked first and keeps a bucket of its own.
+        async with session.get(url, headers=live_service.headers()) as response:
+            assert response.status == 200
+
+
 async def test_failed_logins_lock_that_username_from_that_address(
     live_service: LiveService,
 ) -> None:
@@ -105,7 +123,7 @@ async def test_a_flooding_socket_is_told_to_slow_down_then_closed(
     ):
         for _ in range(120):
             await ws.send_str(json.dumps({"type": "ping"}))
-        codes = []
+        codes: list[str | None] = []
         async with asyncio.timeout(10):
             while len(codes) < 120:
                 message = await ws.receive()

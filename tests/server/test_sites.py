@@ -18,7 +18,7 @@ from server.sites import CameraKind, CameraTokenError, NewCamera, SiteService
 from server.storage.sqlite.sites import SqliteSiteStore
 from server.wiring.services import open_services
 from signaling import Role
-from tests.conftest import LiveService
+from tests.conftest import TEST_SECRET_KEY, LiveService
 
 SECRET = "s3cr3t-Pa55word!"
 
@@ -156,12 +156,13 @@ async def test_camera_tokens_are_shown_once_and_stop_working_when_revoked(
     phone = await _camera(client, site["id"], name="Door", kind="phone")
     whip = await _camera(client, site["id"], name="Encoder", kind="whip")
     rtsp = await _camera(
-        client, site["id"], name="Roof", kind="rtsp", rtsp_url="rtsp://10.0.0.9/live"
+        client, site["id"], name="Roof", kind="rtsp", rtsp_url="rtsp://127.0.0.1:8554/live"
     )
 
     status, issued = await client.call("POST", f"/api/cameras/{phone['id']}/tokens", json={})
     assert status == 201 and issued["token"].startswith("cam_")
-    assert issued["camera_url"] == f"{client.live.base_url}/camera/{issued['token']}"
+    assert issued["camera_url"] == f"{client.live.base_url}/camera#t={issued['token']}"
+    assert issued["expires_at"] is not None  # M8: 30 days unless asked
     status, whip_token = await client.call(
         "POST", f"/api/cameras/{whip['id']}/tokens", json={"ttl_s": 3600}
     )
@@ -176,31 +177,45 @@ async def test_camera_tokens_are_shown_once_and_stop_working_when_revoked(
     assert issued["token"] not in str(listed), "a token is shown only when minted"
 
     # The page opens with the token; after revocation it says so.
-    async with client.http.get(issued["camera_url"]) as page:
-        assert page.status == 200
-        assert 'data-testid="camera-preview"' in await page.text()
+    status, page = await _open_camera_page(client, issued["camera_url"])
+    assert status == 200 and 'data-testid="camera-preview"' in page
     status, _ = await client.call("DELETE", f"/api/cameras/{phone['id']}/tokens/{issued['id']}")
     assert status == 204
-    async with client.http.get(issued["camera_url"]) as page:
-        assert page.status == 410
-        text = await page.text()
-        assert 'data-error="revoked"' in text and "revoked" in text
+    status, page = await _open_camera_page(client, issued["camera_url"])
+    assert status == 410 and "revoked" in page
     status, listed = await client.call("GET", f"/api/cameras/{phone['id']}/tokens")
     assert listed["tokens"][0]["state"] == "revoked"
     status, answer = await client.call("DELETE", f"/api/cameras/{phone['id']}/tokens/ct_nope")
     assert status == 404
 
     # A WHIP camera's token does not open the phone page; a made-up one is not valid.
-    async with client.http.get(f"{client.live.base_url}/camera/{whip_token['token']}") as page:
-        assert page.status == 400 and 'data-error="wrong_kind"' in await page.text()
-    async with client.http.get(f"{client.live.base_url}/camera/cam_made-up") as page:
-        assert page.status == 404 and 'data-error="invalid"' in await page.text()
+    base = client.live.base_url
+    assert await _open_camera_page(client, f"{base}/camera#t={whip_token['token']}") == (
+        400,
+        "wrong_kind",
+    )
+    assert await _open_camera_page(client, f"{base}/camera#t=cam_made-up") == (404, "invalid")
 
     # A switched-off camera's page says so.
     status, fresh = await client.call("POST", f"/api/cameras/{phone['id']}/tokens", json={})
     await client.call("PATCH", f"/api/cameras/{phone['id']}", json={"enabled": False})
-    async with client.http.get(fresh["camera_url"]) as page:
-        assert page.status == 403 and 'data-error="disabled"' in await page.text()
+    assert await _open_camera_page(client, fresh["camera_url"]) == (403, "disabled")
+
+
+async def _open_camera_page(client: Client, url: str) -> tuple[int, str]:
+    """What the link page's script does with a camera link (``/camera#t=<token>``): hand the
+    token to ``/camera/session``, then open the token-free page it names. The page's status
+    and HTML, or the refusal's status and error code."""
+    base, _, token = url.partition("#t=")
+    # A browser of its own: the page's cookie is for an IP address, which only an unsafe jar
+    # keeps.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.post(f"{base}/session", json={"token": token}) as response:
+            answer = await response.json()
+            if response.status != 200:
+                return response.status, str(answer["error"]["code"])
+        async with browser.get(f"{client.live.base_url}{answer['url']}") as page:
+            return page.status, await page.text()
 
 
 async def test_bad_input_gets_a_clear_error(client: Client) -> None:
@@ -248,16 +263,16 @@ async def test_rtsp_credentials_are_kept_but_never_shown_or_logged(
     site = await _site(client)
     camera = await _camera(
         client, site["id"], name="Gate", kind="rtsp",
-        rtsp_url=f"rtsp://viewer:{SECRET}@192.168.1.50:554/Streaming/101",
+        rtsp_url=f"rtsp://viewer:{SECRET}@127.0.0.1:554/Streaming/101",
     )  # fmt: skip
-    assert camera["rtsp_url"] == "rtsp://192.168.1.50:554/Streaming/101"
+    assert camera["rtsp_url"] == "rtsp://127.0.0.1:554/Streaming/101"
     assert camera["rtsp_credentials"] is True
     for path in (f"/api/cameras/{camera['id']}", f"/api/sites/{site['id']}"):
         _, body = await client.call("GET", path)
         assert SECRET not in str(body) and "viewer" not in str(body)
     sites = client.live.state.sites
     assert await sites.rtsp_source(camera["id"]) == (
-        f"rtsp://viewer:{SECRET}@192.168.1.50:554/Streaming/101"
+        f"rtsp://viewer:{SECRET}@127.0.0.1:554/Streaming/101"
     )
     row = await client.live.state.services.db.fetchone(
         "SELECT rtsp_url, rtsp_password FROM cameras WHERE id = ?", (camera["id"],)
@@ -266,21 +281,21 @@ async def test_rtsp_credentials_are_kept_but_never_shown_or_logged(
 
     # Changing the URL without credentials keeps the stored ones; new ones replace them.
     status, _ = await client.call(
-        "PATCH", f"/api/cameras/{camera['id']}", json={"rtsp_url": "rtsp://192.168.1.51/x"}
+        "PATCH", f"/api/cameras/{camera['id']}", json={"rtsp_url": "rtsp://127.0.0.1:8555/x"}
     )
     assert status == 200
-    assert await sites.rtsp_source(camera["id"]) == f"rtsp://viewer:{SECRET}@192.168.1.51/x"
+    assert await sites.rtsp_source(camera["id"]) == f"rtsp://viewer:{SECRET}@127.0.0.1:8555/x"
     status, _ = await client.call(
         "PATCH", f"/api/cameras/{camera['id']}", json={"rtsp_username": None, "rtsp_password": None}
     )
     assert status == 200
-    assert await sites.rtsp_source(camera["id"]) == "rtsp://192.168.1.51/x"
+    assert await sites.rtsp_source(camera["id"]) == "rtsp://127.0.0.1:8555/x"
     assert SECRET not in caplog.text
 
 
 async def test_expired_tokens_are_refused_with_their_reason(tmp_path: Path) -> None:
     now = [1_000_000.0]
-    settings = Settings(data_dir=tmp_path / "var", secret_key="k" * 32)
+    settings = Settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY)
     services = await open_services(settings, start_webhooks=False)
     try:
         sites = SiteService(SqliteSiteStore(services.db), b"k" * 32, clock=lambda: now[0])

@@ -1,5 +1,8 @@
 """Webhook delivery against a real local aiohttp receiver: signatures, retries with backoff,
-order per case, resuming from the outbox after a restart."""
+order per case, resuming from the outbox after a restart, and the outbound guard (internal
+targets refused when added and before any request; a name is resolved once and connected to
+at the address that was checked). The receiver listens on 127.0.0.1, which the stacks allow;
+nothing here connects anywhere else or asks DNS."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,9 @@ import pytest
 from aiohttp import web
 
 from server.cases import CaseKind, CaseService, NewCase, WebhookConfig, WebhookDispatcher
+from server.errors import InvalidRequest
 from server.metrics import Metrics
+from server.outbound import OutboundGuard
 from server.settings import Settings
 from server.storage.sqlite.cases import SqliteCaseStore
 from server.storage.sqlite.database import Database
@@ -26,6 +31,7 @@ from signaling.messages import Role
 from signaling.ports import Identity
 
 SECRET = "settings-secret-0123456789"
+LOOPBACK = OutboundGuard(("127.0.0.1",))
 AGENT = Identity(subject="u_agent", name="Alan", role=Role.AGENT)
 
 
@@ -119,7 +125,11 @@ class Stack:
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Callable[..., Any]:
     async def make(
-        settings: Settings, *, start: bool = True, fake: FakeTime | None = None
+        settings: Settings,
+        *,
+        start: bool = True,
+        fake: FakeTime | None = None,
+        guard: OutboundGuard = LOOPBACK,
     ) -> Stack:
         db = await Database.open(tmp_path / "hooks.db")
         fake = fake or FakeTime()
@@ -133,6 +143,7 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
             SqliteWebhookStore(db),
             config,
             metrics=metrics,
+            guard=guard,
             clock=fake.clock,
             sleep=fake.sleep,
             rng=lambda: 1.0,
@@ -313,3 +324,120 @@ async def test_unreachable_target_is_retried(
     row = await stack.db.fetchone("SELECT status, last_error FROM webhook_outbox")
     assert row is not None and row["status"] == "failed"
     assert "Connect" in row["last_error"]
+
+
+class StubDns:
+    """Answers for the names a test made up; counts the lookups (never asks real DNS)."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.lookups.append(host)
+        return self.answers[host]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://127.1/hook",
+        "http://2130706433/hook",
+        "http://localhost:8080/hook",
+        "http://api.localhost/hook",
+        "http://[::1]/hook",
+        "http://0.0.0.0:9000/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://10.0.0.7:6379/",
+        "https://172.16.3.4/",
+        "https://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://[fd00:ec2::254]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://224.0.0.1/",
+        "http://168.63.129.16/",
+    ],
+)
+async def test_internal_targets_are_refused_when_added(
+    tmp_path: Path, stacks: Callable[..., Any], url: str
+) -> None:
+    dns = StubDns({})
+    stack: Stack = await stacks(
+        Settings(data_dir=tmp_path), guard=OutboundGuard(resolver=dns), start=False
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        await stack.dispatcher.add_webhook(url)
+    assert caught.value.fields == ("url",)
+    assert "INSPECT_OUTBOUND_ALLOW" in caught.value.message
+    assert await stack.dispatcher.list_webhooks() == []
+    assert dns.lookups == []
+
+
+async def test_public_targets_are_added_without_a_lookup(
+    tmp_path: Path, stacks: Callable[..., Any]
+) -> None:
+    dns = StubDns({})
+    stack: Stack = await stacks(
+        Settings(data_dir=tmp_path), guard=OutboundGuard(resolver=dns), start=False
+    )
+    for url in ("https://hooks.shop.example.com/in", "https://93.184.215.14/in"):
+        hook, _ = await stack.dispatcher.add_webhook(url)
+        assert hook.url == url
+    # A name's answer at save time proves nothing later: it is resolved at each delivery.
+    assert dns.lookups == []
+
+
+async def test_a_literal_internal_target_is_refused_before_any_request(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    # INSPECT_WEBHOOK_URLS are not added through add_webhook: the delivery checks them.
+    settings = _settings(tmp_path, receiver, webhook_max_attempts=2)
+    stack: Stack = await stacks(settings, guard=OutboundGuard())
+    await stack.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await _pending_zero(stack)
+    row = await stack.db.fetchone("SELECT status, attempts, last_error FROM webhook_outbox")
+    assert row is not None and (row["status"], row["attempts"]) == ("failed", 2)
+    assert "refused" in row["last_error"] and "loopback" in row["last_error"]
+    assert receiver.hits == []
+
+
+async def test_a_name_resolving_to_an_internal_address_is_refused_before_connecting(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    # The name rebinds to the receiver's own loopback address: had the guard let it through,
+    # the receiver would have been hit.
+    port = receiver.url.split(":")[2].split("/")[0]
+    dns = StubDns({"hooks.shop.example.com": ["127.0.0.1"]})
+    settings = Settings(
+        data_dir=tmp_path,
+        webhook_urls=(f"http://hooks.shop.example.com:{port}/hook",),
+        webhook_max_attempts=1,
+    )
+    stack: Stack = await stacks(settings, guard=OutboundGuard(resolver=dns))
+    await stack.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await _pending_zero(stack)
+    row = await stack.db.fetchone("SELECT status, last_error FROM webhook_outbox")
+    assert row is not None and row["status"] == "failed"
+    assert "hooks.shop.example.com (127.0.0.1) is a loopback address" in row["last_error"]
+    assert receiver.hits == []
+    assert dns.lookups == ["hooks.shop.example.com"]
+
+
+async def test_a_name_is_resolved_once_and_connected_to_at_the_checked_address(
+    tmp_path: Path, receiver: Receiver, stacks: Callable[..., Any]
+) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    dns = StubDns({"hooks.shop.example.com": ["127.0.0.1"]})
+    settings = Settings(
+        data_dir=tmp_path, webhook_urls=(f"http://hooks.shop.example.com:{port}/hook",)
+    )
+    guard = OutboundGuard(("127.0.0.1",), resolver=dns)
+    stack: Stack = await stacks(settings, guard=guard)
+    await stack.cases.create(NewCase(CaseKind.RETURN, "Mia"), actor="u")
+    await receiver.wait(lambda: len(receiver.delivered()) == 1)
+    # The request names the URL's host; the connection went where the one lookup pointed.
+    assert receiver.hits[0].headers["Host"] == f"hooks.shop.example.com:{port}"
+    assert dns.lookups == ["hooks.shop.example.com"]

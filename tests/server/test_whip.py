@@ -36,7 +36,7 @@ from server.settings import Settings
 from server.sites import CameraKind, CameraPresence, NewCamera, SiteService
 from server.storage.sqlite import SqliteSiteStore
 from server.wiring.services import Services, open_services
-from tests.conftest import LiveService
+from tests.conftest import TEST_SECRET_KEY, LiveService
 from tests.fakes import client_offer, client_pc
 from tests.fakes.signal_client import Participant
 from tests.fakes.site_viewer import Watch
@@ -225,7 +225,7 @@ class Whip:
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    settings = Settings(data_dir=tmp_path / "var", secret_key="w" * 32)
+    settings = Settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY)
     opened = await open_services(settings, start_webhooks=False)
     yield opened
     await opened.aclose()

@@ -26,12 +26,20 @@ async def make_bus(
         url = request.getfixturevalue("redis_url")
         redis_buses = RedisBuses(url, request.getfixturevalue("redis_prefix"))
 
-    async def make(subscriber_buffer: int | None = None) -> Bus:
+    extra: list[MemoryBus] = []
+
+    async def make(subscriber_buffer: int | None = None, **retention: int) -> Bus:
+        """``retention``: ``chat_history`` / ``chat_history_bytes`` of the bus (memory: a
+        bus of its own)."""
         nonlocal memory_bus
         if redis_buses is not None:
             if subscriber_buffer is None:
-                return await redis_buses()
-            return await redis_buses(subscriber_buffer=subscriber_buffer)
+                return await redis_buses(**retention)
+            return await redis_buses(subscriber_buffer=subscriber_buffer, **retention)
+        if retention:
+            bus = MemoryBus(**retention)
+            extra.append(bus)
+            return bus
         if subscriber_buffer is not None:
             monkeypatch.setattr(memory, "SUBSCRIBER_BUFFER", subscriber_buffer)
         if memory_bus is None:
@@ -40,6 +48,8 @@ async def make_bus(
         return memory_bus
 
     yield make
+    for bus in extra:
+        await bus.aclose()
     if memory_bus is not None:
         await memory_bus.aclose()
     if redis_buses is not None:
@@ -182,3 +192,39 @@ async def test_chat_published_with_its_seq_arrives_in_seq_order(make_bus: MakeBu
         "r", "u:3", "3", "m3", 3.0, {}, publish_to="room:r"
     )
     assert not created and duplicate.text == "m3"  # a resend is not published again
+
+
+async def test_a_room_keeps_its_newest_chat_within_count_and_bytes(make_bus: MakeBus) -> None:
+    bus = await make_bus(chat_history=5, chat_history_bytes=1_000_000)
+    for i in range(8):
+        await bus.chat_append("r", f"u:{i}", str(i), f"m{i}", float(i), {})
+    assert [r.seq for r in await bus.chat_since("r", 0)] == [4, 5, 6, 7, 8]
+    assert bus.chat_dropped == 3
+    # A dropped message's dedupe key went with it; a retained one's is still known.
+    _, kept_known = await bus.chat_append("r", "u:7", "7", "m7", 0.0, {})
+    assert kept_known is False
+    again, created = await bus.chat_append("r", "u:0", "0", "m0", 0.0, {})
+    assert created and again.seq == 9
+
+    small = await make_bus(chat_history=1_000, chat_history_bytes=1_200)
+    for i in range(10):
+        await small.chat_append("b", f"u:{i}", str(i), "x" * 300, float(i), {})
+    kept = await small.chat_since("b", 0)
+    assert [r.seq for r in kept] == [8, 9, 10], "about 1,200 bytes, the newest kept"
+    huge, _ = await small.chat_append("b", "u:big", "big", "y" * 4_000, 11.0, {})
+    assert [r.seq for r in await small.chat_since("b", 0)] == [huge.seq], "never the newest"
+
+
+async def test_a_dropped_room_forgets_its_chat(make_bus: MakeBus) -> None:
+    bus = await make_bus()
+    for i in range(3):
+        await bus.chat_append("done", f"u:{i}", str(i), f"m{i}", float(i), {})
+    await bus.chat_append("other", "u:1", "1", "kept", 1.0, {})
+
+    await bus.drop_room("done")
+    await bus.drop_room("never-used")
+
+    assert await bus.chat_since("done", 0) == []
+    record, created = await bus.chat_append("done", "u:1", "1", "m1", 9.0, {})
+    assert created and record.seq == 1, "its dedupe keys and sequence went with it"
+    assert [r.text for r in await bus.chat_since("other", 0)] == ["kept"]

@@ -47,6 +47,7 @@ def test_joined_puts_the_participant_first_and_the_room_details_last() -> None:
         "case",
         "ice_servers",
         "chat",
+        "chat_more",
         "last_seq",
         "participants",
         "grading",

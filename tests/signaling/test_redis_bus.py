@@ -84,7 +84,7 @@ async def test_chat_from_two_nodes_has_one_gapless_order_readable_anywhere(
 
 
 async def test_chat_since_pages_through_long_logs(make_redis_bus: MakeRedisBus) -> None:
-    bus = await make_redis_bus()
+    bus = await make_redis_bus(chat_history=5000)
     for i in range(2500):
         await bus.chat_append("long", f"k{i}", f"c{i}", f"m{i}", 0.0, {})
     records = await bus.chat_since("long", 0)

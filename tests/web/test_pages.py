@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from evidence import LogisticsStage
-from web import STATIC_DIR, JoinView, StaffView, setup_pages
+from web import JOIN_COOKIE, STATIC_DIR, JoinView, StaffView, setup_pages
 
 STAFF = StaffView(user_id="u-1", username="alex", name="Alex <Agent>", role="agent")
 REVIEWER = StaffView(user_id="u-2", username="riley", name="Riley Reviewer", role="reviewer")
@@ -34,6 +34,8 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 class FakeBackend:
     """Staff are recognised by a ``session`` cookie (``ok`` is the agent, else the role's name);
     join tokens name their outcome."""
+
+    secure_cookies = False
 
     def staff(self, request: web.Request) -> StaffView | None:
         return {"ok": STAFF, "reviewer": REVIEWER, "admin": ADMIN}.get(
@@ -131,7 +133,11 @@ async def test_login_keeps_a_path_on_the_site(client: TestClient[Any, Any], targ
 async def test_agent_console_renders_for_staff(client: TestClient[Any, Any]) -> None:
     response = await _get(client, "/agent", staff=True)
     assert response.status == 200
-    assert "Content-Security-Policy" in response.headers
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["connect-src"] == "'self'", "scripts reach this service only (its /ws too)"
     html = await response.text()
     expected = {
         "queue-list",
@@ -231,9 +237,84 @@ async def test_case_page_renders_for_staff(client: TestClient[Any, Any]) -> None
     } <= _testids(html)
 
 
-async def test_join_page_for_a_valid_link(client: TestClient[Any, Any]) -> None:
+def _set_cookie(response: Any, name: str) -> dict[str, str]:
+    """The attributes of the ``Set-Cookie`` for ``name`` (lower-case keys, value under "")."""
+    for header in response.headers.getall("Set-Cookie", []):
+        key, _, rest = header.partition("=")
+        if key != name:
+            continue
+        value, *attributes = [part.strip() for part in rest.split(";")]
+        parsed = {"": value}
+        for attribute in attributes:
+            attr, _, attr_value = attribute.partition("=")
+            parsed[attr.lower()] = attr_value
+        return parsed
+    raise AssertionError(f"no Set-Cookie for {name}: {response.headers.getall('Set-Cookie', [])}")
+
+
+async def test_a_link_with_the_token_in_its_path_moves_it_into_a_cookie(
+    client: TestClient[Any, Any],
+) -> None:
     response = await _get(client, "/join/good")
     assert response.status == 200
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    cookie = _set_cookie(response, JOIN_COOKIE)
+    assert cookie[""] == "good"
+    assert cookie["path"] == "/join/c/case-42"
+    assert {"httponly", "samesite"} <= cookie.keys() and cookie["samesite"] == "Strict"
+    html = await response.text()
+    assert 'data-next="/join/c/case-42"' in html
+    assert '<script type="module" src="/static/js/link.js">' in html
+    assert "data-token" not in html and "start-camera" not in _testids(html)
+
+
+async def test_a_fragment_link_exchanges_its_token_for_the_cookie(
+    client: TestClient[Any, Any],
+) -> None:
+    page = await _get(client, "/join")
+    assert page.status == 200
+    html = await page.text()
+    assert 'data-link-kind="join"' in html and 'data-next=""' in html
+    assert "join-error" in _testids(html) and 'data-error="missing"' in html
+
+    response = await client.post("/join/session", json={"token": "good"})
+    assert response.status == 200
+    assert await response.json() == {"url": "/join/c/case-42"}
+    cookie = _set_cookie(response, JOIN_COOKIE)
+    assert cookie[""] == "good" and cookie["path"] == "/join/c/case-42"
+    assert cookie["samesite"] == "Strict" and "httponly" in cookie
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"token": "old"}, 410, "expired"),
+        ({"token": "forged"}, 404, "invalid"),
+        ({}, 404, "invalid"),
+    ],
+)
+async def test_a_refused_exchange_says_why_and_sets_nothing(
+    client: TestClient[Any, Any], body: dict[str, str], status: int, code: str
+) -> None:
+    response = await client.post("/join/session", json=body)
+    assert response.status == status
+    error = (await response.json())["error"]
+    assert error["code"] == code and error["message"] and error["help"]
+    assert "Set-Cookie" not in response.headers
+
+
+async def test_an_exchange_is_json_only(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/join/session", data="token=good")
+    assert response.status == 404
+    assert "Set-Cookie" not in response.headers
+
+
+async def test_join_page_for_a_valid_link(client: TestClient[Any, Any]) -> None:
+    response = await client.get(
+        "/join/c/case-42", allow_redirects=False, cookies={JOIN_COOKIE: "good"}
+    )
+    assert response.status == 200
+    assert response.headers["Referrer-Policy"] == "no-referrer"
     html = await response.text()
     assert '<meta name="viewport"' in html
     assert 'data-token="good"' in html
@@ -258,8 +339,28 @@ async def test_join_page_for_a_valid_link(client: TestClient[Any, Any]) -> None:
     assert "ORD-7" in html and "Maria" in html
 
 
+async def test_the_join_page_without_its_cookie_asks_for_the_link(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await _get(client, "/join/c/case-42")
+    assert response.status == 404
+    html = await response.text()
+    assert 'data-error="missing"' in html and "Open the link" in html
+    assert "start-camera" not in _testids(html)
+
+
+async def test_a_cookie_opens_only_its_own_case(client: TestClient[Any, Any]) -> None:
+    response = await client.get(
+        "/join/c/case-99", allow_redirects=False, cookies={JOIN_COOKIE: "good"}
+    )
+    assert response.status == 404
+    assert "start-camera" not in _testids(await response.text())
+    cleared = _set_cookie(response, JOIN_COOKIE)
+    assert cleared["max-age"] == "0" and cleared["path"] == "/join/c/case-99", cleared
+
+
 async def test_support_join_page_has_no_return_checklist(client: TestClient[Any, Any]) -> None:
-    html = await (await _get(client, "/join/support")).text()
+    html = await (await client.get("/join/c/case-43", cookies={JOIN_COOKIE: "support"})).text()
     assert "checklist-label" not in _testids(html)
     assert "start-camera" in _testids(html)
 
@@ -288,6 +389,7 @@ async def test_invalid_join_link(client: TestClient[Any, Any]) -> None:
         "chat.js",
         "agent.js",
         "join.js",
+        "link.js",
         "login.js",
         "case.js",
         "grading.js",

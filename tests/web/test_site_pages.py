@@ -4,6 +4,7 @@ errors, the walkthrough, the site list and the administration pages, by role."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from web import STATIC_DIR, CameraView, JoinView, SiteView, StaffView, setup_pages
+from web import CAMERA_COOKIE, STATIC_DIR, CameraView, JoinView, SiteView, StaffView, setup_pages
 
 STAFF = {
     "agent": StaffView("u-1", "alex", "Alex Agent", "agent"),
@@ -26,6 +27,8 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 class FakeBackend:
     """Staff by a ``session`` cookie naming the role; camera tokens name their outcome."""
 
+    secure_cookies = True
+
     def staff(self, request: web.Request) -> StaffView | None:
         return STAFF.get(request.cookies.get("session", ""))
 
@@ -34,7 +37,7 @@ class FakeBackend:
 
     async def camera_view(self, token: str) -> CameraView:
         if token == "cam_good":
-            return CameraView(True, None, "cam_1", "Dock <3>", "Madrid DC")
+            return CameraView(True, None, "cam_1", "Dock <3>", "Madrid DC", time.time() + 3600)
         return CameraView(False, token.removeprefix("cam_"))
 
     async def site_view(self, site_id: str) -> SiteView | None:
@@ -57,8 +60,32 @@ async def _get(client: TestClient[Any, Any], path: str, role: str | None = None)
     return await client.get(path, allow_redirects=False, cookies=cookies)
 
 
-async def test_the_camera_page_publishes_for_a_good_token(client: TestClient[Any, Any]) -> None:
+async def test_a_camera_link_moves_its_token_into_a_cookie(client: TestClient[Any, Any]) -> None:
     response = await _get(client, "/camera/cam_good")
+    assert response.status == 200
+    header = next(
+        value
+        for value in response.headers.getall("Set-Cookie")
+        if value.startswith(f"{CAMERA_COOKIE}=")
+    )
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")}
+    assert f"{CAMERA_COOKIE}=cam_good;" in header and "Path=/camera/c/cam_1" in header
+    assert {"httponly", "secure", "max-age"} <= attributes and "SameSite=Strict" in header
+    max_age = int(header.split("Max-Age=")[1].split(";")[0])
+    assert 3500 < max_age <= 3600, "the cookie lasts as long as the token"
+    html = await response.text()
+    assert 'data-next="/camera/c/cam_1"' in html and "data-token" not in html
+
+    exchanged = await client.post("/camera/session", json={"token": "cam_good"})
+    assert await exchanged.json() == {"url": "/camera/c/cam_1"}
+    refused = await client.post("/camera/session", json={"token": "cam_revoked"})
+    assert refused.status == 410 and (await refused.json())["error"]["code"] == "revoked"
+
+
+async def test_the_camera_page_publishes_for_a_good_token(client: TestClient[Any, Any]) -> None:
+    response = await client.get(
+        "/camera/c/cam_1", allow_redirects=False, cookies={CAMERA_COOKIE: "cam_good"}
+    )
     assert response.status == 200
     assert "Content-Security-Policy" in response.headers
     html = await response.text()
@@ -69,6 +96,15 @@ async def test_the_camera_page_publishes_for_a_good_token(client: TestClient[Any
     assert 'data-token="cam_good"' in html
     assert "Dock &lt;3&gt;" in html and "Dock <3>" not in html
     assert '<script type="module" src="/static/js/camera.js">' in html
+
+
+async def test_the_camera_page_without_its_cookie_asks_for_the_link(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await _get(client, "/camera/c/cam_1")
+    assert response.status == 404
+    html = await response.text()
+    assert 'data-error="missing"' in html and "camera.js" not in html
 
 
 @pytest.mark.parametrize(

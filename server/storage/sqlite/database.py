@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -29,6 +31,19 @@ CREATE TABLE IF NOT EXISTS users (
     created_at    REAL NOT NULL,
     disabled      INTEGER NOT NULL DEFAULT 0
 );
+-- A signed-in browser. The cookie carries a secret whose digest is kept here, so that signing
+-- out, signing out everywhere, a disabled account or a changed password or role ends it on
+-- every process at once: each request looks its session up by that digest.
+CREATE TABLE IF NOT EXISTS sessions (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash  TEXT NOT NULL UNIQUE,   -- SHA-256 hex of the cookie's secret
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    revoked_at  REAL                    -- set when signed out or ended by an account change
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, revoked_at);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS api_tokens (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -170,6 +185,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 4: sites, cameras, camera tokens and site evidence are new tables, which the schema
     # script above creates (CREATE TABLE IF NOT EXISTS) before migrations run: nothing to alter.
     4: (),
+    # 5: sessions are a new table (signed-in browsers kept server-side): nothing to alter.
+    # Cookies made by earlier versions name no session and are refused: users sign in again.
+    5: (),
 }
 
 
@@ -181,6 +199,23 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
         for statement in _MIGRATIONS.get(target, ()):
             conn.execute(statement)
         logger.info("database migrated to schema %d", target)
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Take group and other permissions off ``path`` (if it exists), saying so."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if current & 0o077:
+        try:
+            path.chmod(mode)
+        except PermissionError:
+            logger.warning(
+                "%s is open to other users (mode %o) and cannot be changed", path, current
+            )
+            return
+        logger.warning("%s was open to other users (mode %o); made it %o", path, current, mode)
 
 
 class Database:
@@ -206,10 +241,18 @@ class Database:
         return db
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds password hashes and webhook secrets: the folder is the owner's only
+        # (0700) and the database 0600 before SQLite first writes to it; SQLite gives its -wal
+        # and -shm files the database's mode. Looser modes left by an older start are tightened.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(self.path.parent, 0o700)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        _make_private(self.path, 0o600)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
+        for suffix in ("-wal", "-shm"):
+            _make_private(self.path.with_name(self.path.name + suffix), 0o600)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")

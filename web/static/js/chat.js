@@ -1,6 +1,7 @@
 // Chat panel: idempotent sends (client_id), rendering ordered and deduplicated by server `seq`,
 // and resume after a reconnect (`lastSeq` goes into `join.resume_from`; unconfirmed sends are
-// re-sent with the same client_id, so the server stores them once).
+// re-sent with the same client_id, so the server stores them once; a long history arrives as
+// `joined.chat` plus `chat_page` messages).
 import { formatTime, h } from './util.js';
 
 function newClientId() {
@@ -32,6 +33,11 @@ export class ChatPanel {
       this.#submit();
     });
     signal.on('chat', (message) => this.receive(message));
+    // Older chat than `joined` carried comes right after it, a page at a time, oldest first;
+    // each message lands in seq order wherever it belongs.
+    signal.on('chat_page', (message) => {
+      for (const chat of message.chat ?? []) this.receive(chat);
+    });
   }
 
   /** Allow or block typing (e.g. the agent outside a call). */

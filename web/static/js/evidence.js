@@ -1,6 +1,6 @@
 // Evidence items (clips and snapshots) as every page shows them: labels, sizes, hashes, times,
-// file URLs with the viewing reason, and the compact list used by the console and the case page.
-import { formatDateTime, formatDuration, h, label } from './util.js';
+// read tickets for their files, and the compact list used by the console and the case page.
+import { api, formatDateTime, formatDuration, h, label } from './util.js';
 
 let stageLabels = null;
 
@@ -118,11 +118,14 @@ export function itemGrade(item) {
   return grading?.final_grade ?? grading?.model?.grade ?? null;
 }
 
-/** A file URL with `reason=` added (the archive logs every read with its reason). */
-export function withReason(url, reason) {
-  const target = new URL(url, window.location.origin);
-  target.searchParams.set('reason', reason);
-  return target.origin === window.location.origin ? `${target.pathname}${target.search}` : target.href;
+/**
+ * Open one file of an archived item: the read is logged with `reason` (a POST, so no link on
+ * another site can write it), and the answer is the file's read ticket URL, which the player or
+ * the download then GETs (with ranges) for a few minutes, for this reader only.
+ */
+export async function readTicket(file, reason) {
+  const data = await api('POST', `${file.url}/read`, { reason });
+  return data.url;
 }
 
 /** One line per item: kind, time, length or size, SHA-256 prefix (console and case page). */

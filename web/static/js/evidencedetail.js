@@ -1,10 +1,12 @@
 // The archive's detail pane for one evidence item: the clip or photo, the grade timeline, the
 // record, the integrity check, the custody trail, and the actions (export a dispute bundle, legal
-// hold / release, delete). Every read carries the reviewer's reason; every action asks for one.
+// hold / release, delete). Every read carries the reviewer's reason and is a POST that the
+// archive logs; files are then fetched through the read ticket it answers. Every action asks for
+// a reason too.
 import { ApiError, api, byTestId, formatDateTime, h, label, show } from './util.js';
 import {
-  formatBytes, kindLabel, mainFile, normalizeIntegrity, normalizeItem, shaPrefix, stageLabel,
-  withReason,
+  formatBytes, kindLabel, mainFile, normalizeIntegrity, normalizeItem, readTicket, shaPrefix,
+  stageLabel,
 } from './evidence.js';
 import { GradeTimeline } from './gradetimeline.js';
 
@@ -146,12 +148,26 @@ async function downloadBundle(itemIds, reason) {
   }
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
-  const link = h('a', { href: url, download: downloadName(response, `evidence-${itemIds[0]}.zip`), hidden: true });
+  const name = downloadName(response, `evidence-${itemIds[0]}.zip`);
+  const link = h('a', { href: url, download: name, hidden: true });
   document.body.append(link);
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 30_000);
-  return blob.size;
+  return { size: blob.size, name };
+}
+
+/**
+ * How to check a bundle offline against this archive's own key: the bundle carries its verifier
+ * and a public key, so a forged bundle with a key of its own passes unless the key id is pinned.
+ */
+async function verifyCommand(bundleName) {
+  try {
+    const head = await api('GET', '/api/evidence/tree-head');
+    return `python3 verify.py ${bundleName} --expect-key-id ${head.key_id}`;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -200,7 +216,7 @@ export class EvidenceDetail {
     this.#closeForm();
     this.#message(null);
     try {
-      const data = await api('GET', `/api/evidence/${encodeURIComponent(itemId)}?${new URLSearchParams({ reason })}`);
+      const data = await api('POST', `/api/evidence/${encodeURIComponent(itemId)}/view`, { reason });
       this.#show(data, reason);
     } catch (err) {
       this.#el.error.textContent = err.status === 404 ? 'This item is no longer in the archive.' : err.message;
@@ -227,22 +243,36 @@ export class EvidenceDetail {
     el.custody.replaceChildren(...(custody ?? []).map(custodyRow));
     el.holdButton.textContent = item.legal_hold ? 'Release hold' : 'Legal hold';
     el.holdButton.dataset.held = String(Boolean(item.legal_hold));
+    // Any reviewer may put a hold; only an admin lifts one (so no one alone releases and deletes).
+    const mayRelease = document.body.dataset.role === 'admin';
+    el.holdButton.disabled = Boolean(item.legal_hold) && !mayRelease;
+    el.holdButton.title = el.holdButton.disabled ? 'Only an administrator can release a legal hold' : '';
   }
 
-  #showMedia(item, reason) {
+  async #showMedia(item, reason) {
     const { video, image } = this.#el;
     const file = mainFile(item);
-    const src = file ? withReason(file.url, reason) : null;
     video.pause();
     video.removeAttribute('src');
     image.removeAttribute('src');
-    show(video, item.kind === 'clip' && Boolean(src));
-    show(image, item.kind !== 'clip' && Boolean(src));
-    if (!src) return;
+    show(video, false);
+    show(image, false);
+    if (!file) return;
+    let src;
+    try {
+      src = await readTicket(file, reason);
+    } catch (err) {
+      this.#el.error.textContent = `The ${item.kind === 'clip' ? 'clip' : 'photo'} cannot be opened: ${err.message}`;
+      show(this.#el.error);
+      return;
+    }
+    if (this.#item?.id !== item.id) return; // another item was opened meanwhile
     if (item.kind === 'clip') {
+      show(video);
       video.src = src;
       video.load();
     } else {
+      show(image);
       image.src = src;
       image.alt = `Snapshot of case ${item.case_id}`;
     }
@@ -264,9 +294,28 @@ export class EvidenceDetail {
 
   #renderFiles(item, reason) {
     this.#el.files.replaceChildren(...(item.files ?? []).map((f) => h('li', { 'data-testid': 'evidence-file' },
-      h('a', { href: withReason(f.url, reason), download: f.name }, f.name),
+      h('a', {
+        href: f.url, download: f.name, 'data-testid': 'evidence-file-download',
+        onclick: (event) => {
+          event.preventDefault();
+          this.#download(f, reason);
+        },
+      }, f.name),
       h('span', { class: 'muted small' }, ` ${formatBytes(f.size)} · SHA-256 `),
       h('code', { class: 'sha-full' }, f.sha256))));
+  }
+
+  /** Log the download, then hand the file behind its read ticket to the browser. */
+  async #download(file, reason) {
+    try {
+      const url = await readTicket(file, reason);
+      const link = h('a', { href: url, download: file.name, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+    } catch (err) {
+      this.#message(refusalText(err, this.#item), err.code);
+    }
   }
 
   #renderIntegrity(integrity) {
@@ -357,9 +406,13 @@ export class EvidenceDetail {
     const path = `/api/evidence/${encodeURIComponent(item.id)}`;
     if (action === 'export') {
       const ids = this.#hooks.selection();
-      const size = await downloadBundle(ids, reason);
+      const bundle = await downloadBundle(ids, reason);
+      const command = await verifyCommand(bundle.name);
       await this.open(item.id); // the export is in the custody trail now
-      return `Dispute bundle downloaded (${ids.length} ${ids.length === 1 ? 'item' : 'items'}, ${formatBytes(size)}).`;
+      const done = `Dispute bundle downloaded (${ids.length} ${ids.length === 1 ? 'item' : 'items'}, ${formatBytes(bundle.size)}).`;
+      if (!command) return done;
+      return [done, h('br'), 'Check it with this archive\'s key: ',
+        h('code', { 'data-testid': 'verify-command' }, command)];
     }
     if (action === 'delete') {
       await api('DELETE', path, { reason });
@@ -382,9 +435,9 @@ export class EvidenceDetail {
     if (text) show(this.#el.actionResult, false);
   }
 
-  #success(text) {
+  #success(content) {
     const el = this.#el.actionResult;
-    el.textContent = text;
+    el.replaceChildren(...[content].flat().map((part) => (part instanceof Node ? part : document.createTextNode(part))));
     show(el);
   }
 }

@@ -226,6 +226,14 @@ export class GradingPanel {
     try {
       data = await api('GET', `/api/cases/${encodeURIComponent(caseId)}/assessment`);
     } catch (err) {
+      if (err.status === 403 && caseId === this.#caseId) {
+        // Not this user's call (an admin looking in): the server says why; asking again
+        // every few seconds would not change its answer.
+        this.stop();
+        this.#el.waiting.textContent = err.message;
+        this.#el.root.dataset.state = 'forbidden';
+        return;
+      }
       console.warn('assessment not available', err);
       return;
     }

@@ -1,0 +1,194 @@
+"""Revocation across processes: two real ``inspectd serve`` processes sharing one data
+directory (the review's H2 set-up). A token revoked, a session signed out and a user disabled
+through one process are refused by the other within a second: every use is checked against
+the shared database, and no process keeps an answer of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from server.app import free_port, open_state
+from server.settings import Settings
+from signaling import Role
+
+INSPECTD = [sys.executable, "-m", "server.cli"]
+PASSWORD = "agent-pass-123"
+ADMIN_PASSWORD = "admin-pass-123"
+
+
+@contextlib.asynccontextmanager
+async def _serve(data_dir: Path, log: Path) -> AsyncIterator[str]:
+    """An ``inspectd serve`` process on a free port; its base URL once it answers."""
+    port = free_port()
+    environ: Mapping[str, str] = {
+        **os.environ,
+        "INSPECT_DATA_DIR": str(data_dir),
+        "INSPECT_PORT": str(port),
+        "INSPECT_GRADING": "false",
+        "INSPECT_SHUTDOWN_TIMEOUT_S": "2",
+    }
+    with log.open("ab") as output:
+        child = await asyncio.create_subprocess_exec(
+            *INSPECTD, "serve", env=dict(environ), stdout=output, stderr=output
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with asyncio.timeout(30):
+                    while True:
+                        with contextlib.suppress(aiohttp.ClientError):
+                            async with session.get(f"{base}/healthz") as response:
+                                if response.status == 200:
+                                    break
+                        await asyncio.sleep(0.2)
+            except TimeoutError:
+                text = await asyncio.to_thread(log.read_text)
+                raise AssertionError(f"{base} did not start:\n{text[-3000:]}") from None
+        yield base
+    finally:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(20):
+                    await child.wait()
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+async def _staff_join(session: aiohttp.ClientSession, base: str) -> str:
+    """The type of the answer to a staff ``join`` on a socket of ``session``."""
+    async with session.ws_connect(f"{base.replace('http', 'ws')}/ws") as ws:
+        await ws.send_json({"type": "join"})
+        reply = await ws.receive_json(timeout=5)
+        return str(reply["type"])
+
+
+async def _refused_within(check: Callable[[], Awaitable[int]], seconds: float) -> float:
+    """Seconds until ``check`` answers 401 (fails past ``seconds``)."""
+    start = time.monotonic()
+    while True:
+        status = await check()
+        elapsed = time.monotonic() - start
+        if status == 401:
+            return elapsed
+        assert status == 200, status
+        assert elapsed < seconds, f"still admitted {elapsed:.2f}s after the revocation"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
+    """Process A, process B (one data directory) and an admin API token."""
+    data_dir = tmp_path / "var"
+    async with open_state(Settings(data_dir=data_dir)) as state:
+        await state.accounts.create_user("agent", PASSWORD, name="Alex Agent", role=Role.AGENT)
+        await state.accounts.create_user("boss", ADMIN_PASSWORD, name="Bo Boss", role=Role.ADMIN)
+        admin_token, _ = await state.accounts.create_api_token("tests", role=Role.ADMIN)
+    async with (
+        _serve(data_dir, tmp_path / "a.log") as node_a,
+        _serve(data_dir, tmp_path / "b.log") as node_b,
+    ):
+        yield node_a, node_b, admin_token
+
+
+async def test_a_token_revoked_on_one_process_is_refused_by_the_other(
+    nodes: tuple[str, str, str],
+) -> None:
+    node_a, node_b, admin_token = nodes
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession() as session:
+        body = {"name": "leaked", "role": "admin"}
+        async with session.post(f"{node_a}/api/tokens", json=body, headers=admin) as response:
+            assert response.status == 201
+            made = await response.json()
+        leaked = {"Authorization": f"Bearer {made['token']}"}
+
+        async def on_b() -> int:
+            async with session.get(f"{node_b}/api/me", headers=leaked) as response:
+                return response.status
+
+        assert await on_b() == 200  # B has seen and used the token
+        async with session.delete(f"{node_a}/api/tokens/{made['id']}", headers=admin) as r:
+            assert r.status == 204
+        await _refused_within(on_b, 1.0)
+        # The review's exploit: the revoked admin token creates an admin user on B.
+        backdoor = {
+            "username": "backdoor",
+            "password": "long enough now",
+            "name": "B",
+            "role": "admin",
+        }
+        async with session.post(f"{node_b}/api/users", json=backdoor, headers=leaked) as r:
+            assert r.status == 401
+
+        # A token made for an integration (the default) opens no socket on either process.
+        async with session.post(f"{node_a}/api/tokens", json={"name": "shop"}, headers=admin) as r:
+            shop = {"Authorization": f"Bearer {(await r.json())['token']}"}
+        for node in (node_a, node_b):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{node.replace('http', 'ws')}/ws", headers=shop)
+            assert refused.value.status == 403
+
+
+async def test_a_session_signed_out_on_one_process_is_refused_by_the_other(
+    nodes: tuple[str, str, str],
+) -> None:
+    node_a, node_b, _ = nodes
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser, aiohttp.ClientSession() as thief:
+        login = {"username": "agent", "password": PASSWORD}
+        async with browser.post(f"{node_a}/api/login", json=login) as response:
+            assert response.status == 200
+        value = jar.filter_cookies(URL(node_a))["inspect_session"].value
+        cookie = {"inspect_session": value}
+
+        async def on_b() -> int:
+            async with thief.get(f"{node_b}/api/me", cookies=cookie) as response:
+                return response.status
+
+        assert await on_b() == 200
+        async with browser.post(f"{node_a}/api/logout") as response:
+            assert response.status == 204
+        await _refused_within(on_b, 1.0)
+
+
+async def test_a_user_disabled_on_one_process_is_refused_by_the_other(
+    nodes: tuple[str, str, str],
+) -> None:
+    node_a, node_b, admin_token = nodes
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as agent, aiohttp.ClientSession() as ops:
+        login = {"username": "agent", "password": PASSWORD}
+        async with agent.post(f"{node_b}/api/login", json=login) as response:
+            assert response.status == 200
+            agent_id = (await response.json())["user"]["id"]
+
+        async def on_b() -> int:
+            async with agent.get(f"{node_b}/api/cases") as response:
+                return response.status
+
+        assert await on_b() == 200
+        assert await _staff_join(agent, node_b) == "joined"
+        change = {"disabled": True}
+        async with ops.patch(f"{node_a}/api/users/{agent_id}", json=change, headers=admin) as r:
+            assert r.status == 200
+        await _refused_within(on_b, 1.0)
+        async with agent.post(f"{node_b}/api/login", json=login) as response:
+            assert response.status == 401
+        # Nor can it open a socket again, on either process.
+        assert await _staff_join(agent, node_a) == "error"
+        assert await _staff_join(agent, node_b) == "error"
