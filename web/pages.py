@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -273,14 +273,12 @@ def setup_pages(
     app.router.add_get("/agent", _agent, name="agent")
     app.router.add_get("/agent/cases/{case_id}", _case, name="agent_case")
     app.router.add_get("/evidence", _evidence, name="evidence")
-    app.router.add_get("/join", _join_link, name="join_link")
-    app.router.add_post("/join/session", _join_session, name="join_session")
-    app.router.add_get("/join/c/{case_id}", _join, name="join")
-    app.router.add_get("/join/{token}", _join_legacy, name="join_legacy")
-    app.router.add_get("/camera", _camera_link, name="camera_link")
-    app.router.add_post("/camera/session", _camera_session, name="camera_session")
-    app.router.add_get("/camera/c/{camera_id}", _camera, name="camera")
-    app.router.add_get("/camera/{token}", _camera_legacy, name="camera_legacy")
+    for kind in (_JOIN, _CAMERA):
+        handlers, name = _link_handlers(kind), kind.name
+        app.router.add_get(f"/{name}", handlers["link"], name=f"{name}_link")
+        app.router.add_post(f"/{name}/session", handlers["session"], name=f"{name}_session")
+        app.router.add_get(f"/{name}/c/{{{kind.param}}}", handlers["page"], name=name)
+        app.router.add_get(f"/{name}/{{token}}", handlers["legacy"], name=f"{name}_legacy")
     app.router.add_get("/walkthrough", _sites, name="sites")
     app.router.add_get("/walkthrough/{site_id}", _walkthrough, name="walkthrough")
     app.router.add_get("/admin/sites", _admin_sites, name="admin_sites")
@@ -416,12 +414,35 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
 # webmail page): a navigation that a cross-site one redirects is cross-site too.
 
 
-def _join_path(case_id: str) -> str:
-    return f"/join/c/{quote(case_id, safe='')}"
+@dataclass(frozen=True, slots=True)
+class _LinkKind:
+    """A kind of link: a customer's join link or a phone camera's link. Both go the same way
+    (link page, token exchange, token-free page); only these differ."""
+
+    name: str  # "join" | "camera": the path's first segment, the link page's wording
+    cookie: str
+    #: The token-free page's path parameter: the case or the camera the token is for.
+    param: str
+    errors: Mapping[str, tuple[int, str, str]]
+    error_template: str
+
+    def path(self, target: str) -> str:
+        return f"/{self.name}/c/{quote(target, safe='')}"
 
 
-def _camera_path(camera_id: str) -> str:
-    return f"/camera/c/{quote(camera_id, safe='')}"
+_JOIN = _LinkKind("join", JOIN_COOKIE, "case_id", JOIN_ERRORS, "join_error.html")
+_CAMERA = _LinkKind("camera", CAMERA_COOKIE, "camera_id", CAMERA_ERRORS, "camera_error.html")
+
+
+async def _open_link(
+    request: web.Request, kind: _LinkKind, token: str
+) -> tuple[JoinView | CameraView, str | None, float | None]:
+    """What ``token`` opens: the view, its case or camera, and when the token ends."""
+    if kind is _JOIN:
+        join: JoinView = await _resolve(_backend(request).join_view(token))
+        return join, join.case_id, None
+    camera: CameraView = await _resolve(_backend(request).camera_view(token))
+    return camera, camera.camera_id, camera.expires_at
 
 
 def _set_link_cookie(
@@ -456,12 +477,12 @@ def _clear_link_cookie(
     )
 
 
-def _link_page(request: web.Request, kind: str, *, next_url: str = "") -> web.Response:
+def _link_page(request: web.Request, kind: _LinkKind, *, next_url: str = "") -> web.Response:
     """The page that takes a token out of the address (see above) and moves on."""
-    _, heading, text = (JOIN_ERRORS if kind == "join" else CAMERA_ERRORS)["missing"]
+    _, heading, text = kind.errors["missing"]
     context = {
-        "title": "Video inspection" if kind == "join" else "Camera",
-        "kind": kind,
+        "title": "Video inspection" if kind is _JOIN else "Camera",
+        "kind": kind.name,
         "next": next_url,
         "heading": heading,
         "text": text,
@@ -469,10 +490,9 @@ def _link_page(request: web.Request, kind: str, *, next_url: str = "") -> web.Re
     return _render("link.html", request, context)
 
 
-def _link_error(kind: str, error: str) -> web.Response:
+def _link_error(kind: _LinkKind, error: str) -> web.Response:
     """The JSON answer of a refused token exchange: the words the link page shows."""
-    table = JOIN_ERRORS if kind == "join" else CAMERA_ERRORS
-    status, heading, text = table.get(error, table["invalid"])
+    status, heading, text = kind.errors.get(error, kind.errors["invalid"])
     body = {"error": {"code": error, "message": heading, "help": text}}
     response = web.json_response(body, status=status)
     response.headers["Cache-Control"] = "no-store"
@@ -494,110 +514,62 @@ async def _posted_token(request: web.Request) -> str | None:
     return token if isinstance(token, str) and 0 < len(token) <= 4096 else None
 
 
-async def _join_link(request: web.Request) -> web.StreamResponse:
-    return _link_page(request, "join")
-
-
-async def _join_session(request: web.Request) -> web.StreamResponse:
-    token = await _posted_token(request)
-    if token is None:
-        return _link_error("join", "invalid")
-    view: JoinView = await _resolve(_backend(request).join_view(token))
-    if not view.ok or not view.case_id:
-        return _link_error("join", view.error or "invalid")
-    path = _join_path(view.case_id)
-    response = web.json_response({"url": path})
-    response.headers["Cache-Control"] = "no-store"
-    _set_link_cookie(request, response, JOIN_COOKIE, token, path)
-    return response
-
-
-def _join_error(request: web.Request, error: str) -> web.Response:
-    status, heading, text = JOIN_ERRORS.get(error, JOIN_ERRORS["invalid"])
+def _error_page(request: web.Request, kind: _LinkKind, error: str) -> web.Response:
+    status, heading, text = kind.errors.get(error, kind.errors["invalid"])
     context = {"title": heading, "error": error, "heading": heading, "text": text}
-    return _render("join_error.html", request, context, status=status)
+    return _render(kind.error_template, request, context, status=status)
 
 
-async def _join_legacy(request: web.Request) -> web.StreamResponse:
-    """A link with the token in the path (sent before links used the fragment)."""
-    token = request.match_info["token"]
-    view: JoinView = await _resolve(_backend(request).join_view(token))
-    if not view.ok or not view.case_id:
-        return _join_error(request, view.error or "invalid")
-    path = _join_path(view.case_id)
-    response = _link_page(request, "join", next_url=path)
-    _set_link_cookie(request, response, JOIN_COOKIE, token, path)
-    return response
+def _link_handlers(
+    kind: _LinkKind,
+) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """The four routes of a kind of link: its link page, the token exchange, the path-token
+    link of old, and the token-free page."""
 
+    async def link(request: web.Request) -> web.StreamResponse:
+        return _link_page(request, kind)
 
-async def _join(request: web.Request) -> web.StreamResponse:
-    """The customer's page; the join token comes from the page's cookie."""
-    case_id = request.match_info["case_id"]
-    token = request.cookies.get(JOIN_COOKIE)
-    if not token:
-        return _join_error(request, "missing")
-    view: JoinView = await _resolve(_backend(request).join_view(token))
-    if not view.ok or view.case_id != case_id:
-        response = _join_error(request, view.error or "invalid")
-        _clear_link_cookie(request, response, JOIN_COOKIE, _join_path(case_id))
+    async def session(request: web.Request) -> web.StreamResponse:
+        token = await _posted_token(request)
+        if token is None:
+            return _link_error(kind, "invalid")
+        view, target, expires_at = await _open_link(request, kind, token)
+        if not view.ok or not target:
+            return _link_error(kind, view.error or "invalid")
+        response = web.json_response({"url": kind.path(target)})
+        response.headers["Cache-Control"] = "no-store"
+        _set_link_cookie(request, response, kind.cookie, token, kind.path(target), expires_at)
         return response
-    return _render(
-        "join.html", request, {"title": "Video inspection", "view": view, "token": token}
-    )
 
-
-def _camera_error(request: web.Request, error: str) -> web.Response:
-    status, title, text = CAMERA_ERRORS.get(error, CAMERA_ERRORS["invalid"])
-    context = {"title": title, "error": error, "heading": title, "text": text}
-    return _render("camera_error.html", request, context, status=status)
-
-
-async def _camera_link(request: web.Request) -> web.StreamResponse:
-    return _link_page(request, "camera")
-
-
-async def _camera_session(request: web.Request) -> web.StreamResponse:
-    token = await _posted_token(request)
-    if token is None:
-        return _link_error("camera", "invalid")
-    view: CameraView = await _resolve(_backend(request).camera_view(token))
-    if not view.ok or not view.camera_id:
-        return _link_error("camera", view.error or "invalid")
-    path = _camera_path(view.camera_id)
-    response = web.json_response({"url": path})
-    response.headers["Cache-Control"] = "no-store"
-    _set_link_cookie(request, response, CAMERA_COOKIE, token, path, view.expires_at)
-    return response
-
-
-async def _camera_legacy(request: web.Request) -> web.StreamResponse:
-    """A camera link with the token in the path (issued before links used the fragment)."""
-    token = request.match_info["token"]
-    view: CameraView = await _resolve(_backend(request).camera_view(token))
-    if not view.ok or not view.camera_id:
-        return _camera_error(request, view.error or "invalid")
-    path = _camera_path(view.camera_id)
-    response = _link_page(request, "camera", next_url=path)
-    _set_link_cookie(request, response, CAMERA_COOKIE, token, path, view.expires_at)
-    return response
-
-
-async def _camera(request: web.Request) -> web.StreamResponse:
-    """The page a site's staff phone keeps open: it publishes the rear camera."""
-    camera_id = request.match_info["camera_id"]
-    token = request.cookies.get(CAMERA_COOKIE)
-    if not token:
-        return _camera_error(request, "missing")
-    view: CameraView = await _resolve(_backend(request).camera_view(token))
-    if not view.ok or view.camera_id != camera_id:
-        response = _camera_error(request, view.error or "invalid")
-        _clear_link_cookie(request, response, CAMERA_COOKIE, _camera_path(camera_id))
+    async def legacy(request: web.Request) -> web.StreamResponse:
+        """A link with the token in the path (sent before links used the fragment)."""
+        token = request.match_info["token"]
+        view, target, expires_at = await _open_link(request, kind, token)
+        if not view.ok or not target:
+            return _error_page(request, kind, view.error or "invalid")
+        response = _link_page(request, kind, next_url=kind.path(target))
+        _set_link_cookie(request, response, kind.cookie, token, kind.path(target), expires_at)
         return response
-    return _render(
-        "camera.html",
-        request,
-        {"title": view.camera_name or "Camera", "view": view, "token": token},
-    )
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        """The customer's page, or the page a site's staff phone keeps open (it publishes the
+        rear camera); the token comes from the page's cookie."""
+        target = request.match_info[kind.param]
+        token = request.cookies.get(kind.cookie)
+        if not token:
+            return _error_page(request, kind, "missing")
+        view, opened, _ = await _open_link(request, kind, token)
+        if not view.ok or opened != target:
+            response = _error_page(request, kind, view.error or "invalid")
+            _clear_link_cookie(request, response, kind.cookie, kind.path(target))
+            return response
+        if isinstance(view, CameraView):
+            context = {"title": view.camera_name or "Camera", "view": view, "token": token}
+            return _render("camera.html", request, context)
+        context = {"title": "Video inspection", "view": view, "token": token}
+        return _render("join.html", request, context)
+
+    return {"link": link, "session": session, "legacy": legacy, "page": page}
 
 
 async def _sites(request: web.Request) -> web.StreamResponse:
