@@ -1,7 +1,9 @@
 """Revocation across processes: two real ``inspectd serve`` processes sharing one data
-directory (the review's H2 set-up). A token revoked, a session signed out and a user disabled
-through one process are refused by the other within a second: every use is checked against
-the shared database, and no process keeps an answer of its own."""
+directory and one Redis (the review's H2 set-up). A token revoked, a session signed out and a
+user disabled through one process are refused by the other within a second: every use is
+checked against the shared database, and no process keeps an answer of its own. A socket open
+on the other process with that credential is closed within a second too: the revocation goes
+over the bus to every node."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -20,7 +23,10 @@ from yarl import URL
 
 from server.app import free_port, open_state
 from server.settings import Settings
-from signaling import Role
+from signaling import CloseCode, Role
+from tests.redis_server import redis_url  # noqa: F401 - the session's Redis
+
+pytestmark = pytest.mark.redis
 
 INSPECTD = [sys.executable, "-m", "server.cli"]
 PASSWORD = "agent-pass-123"
@@ -28,11 +34,13 @@ ADMIN_PASSWORD = "admin-pass-123"
 
 
 @contextlib.asynccontextmanager
-async def _serve(data_dir: Path, log: Path) -> AsyncIterator[str]:
+async def _serve(data_dir: Path, log: Path, redis: tuple[str, str]) -> AsyncIterator[str]:
     """An ``inspectd serve`` process on a free port; its base URL once it answers."""
     port = free_port()
     environ: Mapping[str, str] = {
         **os.environ,
+        "INSPECT_REDIS_URL": redis[0],
+        "INSPECT_REDIS_PREFIX": redis[1],
         "INSPECT_DATA_DIR": str(data_dir),
         "INSPECT_PORT": str(port),
         "INSPECT_GRADING": "false",
@@ -76,6 +84,34 @@ async def _staff_join(session: aiohttp.ClientSession, base: str) -> str:
         return str(reply["type"])
 
 
+@contextlib.asynccontextmanager
+async def _open_socket(
+    session: aiohttp.ClientSession, base: str, headers: Mapping[str, str] | None = None
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A staff socket of ``session`` (or of ``headers``' credential), joined."""
+    url = f"{base.replace('http', 'ws')}/ws"
+    async with session.ws_connect(url, headers=headers or {}) as ws:
+        await ws.send_json({"type": "join"})
+        assert (await ws.receive_json(timeout=5))["type"] == "joined"
+        yield ws
+
+
+async def _closed_within(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> None:
+    """The socket is told ``unauthorized`` and closed with 4401 within ``seconds``."""
+    told, code = None, None
+    async with asyncio.timeout(seconds):
+        while code is None:
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.TEXT and message.json()["type"] == "error":
+                told = message.json()["code"]
+            elif message.type is aiohttp.WSMsgType.CLOSE:
+                code = message.data  # the server's code (the close that follows may fail)
+            elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                code = ws.close_code
+    assert told == "unauthorized", told
+    assert code == CloseCode.UNAUTHORIZED, code
+
+
 async def _refused_within(check: Callable[[], Awaitable[int]], seconds: float) -> float:
     """Seconds until ``check`` answers 401 (fails past ``seconds``)."""
     start = time.monotonic()
@@ -90,16 +126,20 @@ async def _refused_within(check: Callable[[], Awaitable[int]], seconds: float) -
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
-    """Process A, process B (one data directory) and an admin API token."""
+async def nodes(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> AsyncIterator[tuple[str, str, str]]:
+    """Process A, process B (one data directory, one Redis) and an admin API token."""
     data_dir = tmp_path / "var"
+    redis = (redis_url, f"inspect-test:{uuid.uuid4().hex[:12]}:")
     async with open_state(Settings(data_dir=data_dir)) as state:
         await state.accounts.create_user("agent", PASSWORD, name="Alex Agent", role=Role.AGENT)
         await state.accounts.create_user("boss", ADMIN_PASSWORD, name="Bo Boss", role=Role.ADMIN)
         admin_token, _ = await state.accounts.create_api_token("tests", role=Role.ADMIN)
     async with (
-        _serve(data_dir, tmp_path / "a.log") as node_a,
-        _serve(data_dir, tmp_path / "b.log") as node_b,
+        _serve(data_dir, tmp_path / "a.log", redis) as node_a,
+        _serve(data_dir, tmp_path / "b.log", redis) as node_b,
     ):
         yield node_a, node_b, admin_token
 
@@ -121,9 +161,11 @@ async def test_a_token_revoked_on_one_process_is_refused_by_the_other(
                 return response.status
 
         assert await on_b() == 200  # B has seen and used the token
-        async with session.delete(f"{node_a}/api/tokens/{made['id']}", headers=admin) as r:
-            assert r.status == 204
-        await _refused_within(on_b, 1.0)
+        async with _open_socket(session, node_b, leaked) as ws:
+            async with session.delete(f"{node_a}/api/tokens/{made['id']}", headers=admin) as r:
+                assert r.status == 204
+            await _refused_within(on_b, 1.0)
+            await _closed_within(ws, 1.0)
         # The review's exploit: the revoked admin token creates an admin user on B.
         backdoor = {
             "username": "backdoor",
@@ -160,9 +202,12 @@ async def test_a_session_signed_out_on_one_process_is_refused_by_the_other(
                 return response.status
 
         assert await on_b() == 200
-        async with browser.post(f"{node_a}/api/logout") as response:
-            assert response.status == 204
-        await _refused_within(on_b, 1.0)
+        stolen = {"Cookie": f"inspect_session={value}"}
+        async with _open_socket(thief, node_b, stolen) as ws:
+            async with browser.post(f"{node_a}/api/logout") as response:
+                assert response.status == 204
+            await _refused_within(on_b, 1.0)
+            await _closed_within(ws, 1.0)
 
 
 async def test_a_user_disabled_on_one_process_is_refused_by_the_other(
@@ -182,11 +227,12 @@ async def test_a_user_disabled_on_one_process_is_refused_by_the_other(
                 return response.status
 
         assert await on_b() == 200
-        assert await _staff_join(agent, node_b) == "joined"
-        change = {"disabled": True}
-        async with ops.patch(f"{node_a}/api/users/{agent_id}", json=change, headers=admin) as r:
-            assert r.status == 200
-        await _refused_within(on_b, 1.0)
+        async with _open_socket(agent, node_b) as ws:
+            change = {"disabled": True}
+            async with ops.patch(f"{node_a}/api/users/{agent_id}", json=change, headers=admin) as r:
+                assert r.status == 200
+            await _refused_within(on_b, 1.0)
+            await _closed_within(ws, 1.0)
         async with agent.post(f"{node_b}/api/login", json=login) as response:
             assert response.status == 401
         # Nor can it open a socket again, on either process.
