@@ -211,3 +211,53 @@ async def test_a_node_publishing_an_ingested_camera_becomes_its_room_s_home(
 
         await eventually(moved, within=5)
         await nodes.b.state.media.remove_publisher("rtsp-cam-7")
+
+
+async def test_object_level_refusals_hold_on_the_node_that_does_not_host_the_call(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+    session: aiohttp.ClientSession,
+) -> None:
+    """The review's H1 and M1/M2 exploits, tried on the other node of the call: the room's
+    media and sockets are on node A, another agent works through node B."""
+    async with cluster(tmp_path, redis_url) as nodes:
+        await nodes.a.state.accounts.create_user(
+            "other", PASSWORD, name="Olga Other", role=Role.AGENT
+        )
+        case_id, token = await nodes.new_case(session)
+        customer = Participant(session, nodes.a.base_url, token=token)
+        agent = await agent_participant(nodes.a.base_url, "agent", PASSWORD)
+        other = await agent_participant(nodes.b.base_url, "other", PASSWORD)
+        second = Participant(session, nodes.b.base_url, token=token)
+        try:
+            frames = await start_call(customer, agent, case_id)
+            await frames.more(5)
+            base_b, staff = nodes.b.base_url, other.session
+            tries = {
+                "join-link": ("POST", f"/api/cases/{case_id}/join-link", {}),
+                "decision": ("POST", f"/api/cases/{case_id}/decision", {"decision": "refund"}),
+                "close": ("POST", f"/api/cases/{case_id}/close", {}),
+                "capture": ("POST", f"/api/cases/{case_id}/captures", {}),
+                "snapshot": ("POST", f"/api/cases/{case_id}/snapshots", {}),
+                "assessment": ("GET", f"/api/cases/{case_id}/assessment", None),
+            }
+            for name, (method, path, body) in tries.items():
+                # A join link is refused for anyone once the customer is in the call (409),
+                # before whose case it is matters; the rest: not this agent's case (403).
+                expected = 409 if name == "join-link" else 403
+                async with staff.request(method, f"{base_b}{path}", json=body) as response:
+                    assert response.status == expected, (name, await response.text())
+            # The other agent cannot join the call's room from node B...
+            await other.join()
+            await other.send({"type": "join", "case_id": case_id})
+            refused = await other.expect("error")
+            assert refused["code"] in ("forbidden", "already_joined"), refused
+            # ... and the customer's link opens no second socket there (presence is shared).
+            await second.connect()
+            await second.send({"type": "join", "token": token})
+            refused = await second.expect("error")
+            assert refused["code"] == "forbidden" and "already connected" in refused["message"]
+            # The call goes on.
+            assert len(await frames.more(5)) == 5
+        finally:
+            await close_all(customer, agent, other, second)
