@@ -36,6 +36,8 @@ TEST_DEBS += docker-compose caddy coturn
 TEST_DEBS += redis-server
 # tests/deploy run the secret check under busybox sh and awk, and shellcheck the scripts.
 TEST_DEBS += busybox shellcheck
+# The drawn product labels of the OCR tests use DejaVu Sans.
+TEST_DEBS += fonts-dejavu-core
 
 ## Chromium for the end-to-end tests and GStreamer for the RTSP tests (Debian packages; never a
 ## downloaded browser); installs only what is missing
