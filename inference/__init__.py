@@ -51,6 +51,7 @@ from .grading import (
     derive_grade,
     resale_channel,
 )
+from .labels import LabelFields, LabelMatch, LabelReader, TextLine, label_fields, match_label
 from .live import GradingService, LiveStream, compact
 from .preprocess import to_model_input
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
@@ -65,6 +66,12 @@ from .session import (
 )
 
 __all__ = [
+    "LabelFields",
+    "LabelMatch",
+    "LabelReader",
+    "TextLine",
+    "label_fields",
+    "match_label",
     "CODE_FORMATS",
     "CONTRACT_VERSION",
     "DEFAULT_DAMAGE_LABELS",

@@ -3,7 +3,9 @@
 For each sampled frame: quality gate (unusable frames are counted, not graded) -> sharpest
 frames kept as snapshot candidates -> codes read (every ``codes_every``-th frame) -> the dynamic
 batcher -> the session's live assessment -> ``on_update(snapshot)`` at most every
-``update_interval_ms`` (at once when a code that matches the case is first read).
+``update_interval_ms`` (at once when a code that matches the case is first read). Beside it,
+on a thread of its own, the text on labels (serials, IMEIs, model numbers) is read from one
+frame every ``labels_every_s`` when a :class:`~inference.labels.LabelReader` is given.
 
 :meth:`StreamAnalyzer.offer` never blocks and never queues: one frame is processed and at most
 one waits; a newer frame replaces the waiting one and the replacement is counted as a drop.
@@ -28,6 +30,7 @@ from .assessment import AssessmentConfig, SessionAssessment
 from .batcher import BatcherMetrics, FrameBatcher
 from .codes import ReadCode, match_codes, read_codes
 from .errors import BatcherClosed, FrameDropped, InferenceError
+from .labels import LabelReader, match_label
 from .quality import BestFrames, FrameQuality, SnapshotCandidate, assess_quality
 
 __all__ = ["AnalysisHub", "OnUpdate", "StreamAnalyzer"]
@@ -59,8 +62,16 @@ class StreamAnalyzer:
         config: AssessmentConfig | None = None,
         metrics: BatcherMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        labels: LabelReader | None = None,
+        label_executor: ThreadPoolExecutor | None = None,
+        labels_every_s: float = 3.0,
     ) -> None:
         self.stream_id = stream_id
+        self._labels = labels if label_executor is not None else None
+        self._label_executor = label_executor
+        self.labels_every_s = labels_every_s
+        self._label_task: asyncio.Task[None] | None = None
+        self._last_label = float("-inf")
         self._batcher = batcher
         self._executor = executor
         self.on_update = on_update
@@ -143,6 +154,8 @@ class StreamAnalyzer:
         self._idle.set()
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        label_task, self._label_task = self._label_task, None
+        await cancel_and_wait(label_task)
         return self.snapshot()
 
     # -- worker --------------------------------------------------------------------------------
@@ -199,6 +212,8 @@ class StreamAnalyzer:
         quality, codes = await loop.run_in_executor(
             self._executor, self._prepare, image, ts, index % self.codes_every == 0
         )
+        if quality.reason != "too_dark":
+            self._maybe_read_label(image, ts)
         if codes:
             matches = match_codes(codes, self.assessment.refs)
             new = self.assessment.add_codes(codes, matches, ts)
@@ -231,6 +246,40 @@ class StreamAnalyzer:
         self.assessment.add_prediction(prediction, quality, ts)
         self._count("analysed")
         self._dirty = True
+
+    def _maybe_read_label(self, image: np.ndarray[Any, Any], ts: float) -> None:
+        """Read the text on labels in this frame, beside the grading: at most one reading at a
+        time and one every ``labels_every_s`` (a reading costs about a second of a core)."""
+        if self._labels is None or self._label_task is not None or self._closed:
+            return
+        now = self._clock()
+        if now - self._last_label < self.labels_every_s:
+            return
+        self._last_label = now
+        self._label_task = asyncio.get_running_loop().create_task(
+            self._read_label(self._labels, image, ts), name=f"labels:{self.stream_id}"
+        )
+
+    async def _read_label(
+        self, reader: LabelReader, image: np.ndarray[Any, Any], ts: float
+    ) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            fields = await loop.run_in_executor(self._label_executor, reader.fields, image)
+            if fields:
+                matches = match_label(fields, self.assessment.refs)
+                new = self.assessment.add_labels(fields, matches, ts)
+                if matches:
+                    self._force = True  # the unit's own serial: show it now
+                if new or matches:
+                    self._dirty = True
+                    self._ready.set()  # the worker emits the update
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("reading labels failed", extra={"stream_id": self.stream_id})
+        finally:
+            self._label_task = None
 
     async def _maybe_emit(self) -> None:
         if not self._dirty or self.on_update is None:
@@ -270,8 +319,16 @@ class AnalysisHub:
         config: AssessmentConfig | None = None,
         metrics: BatcherMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        labels: LabelReader | None = None,
+        labels_every_s: float = 3.0,
     ) -> None:
         self.batcher = batcher
+        # Label reading has its own thread: a second-long OCR never holds up the frames.
+        self._label_executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-labels")
+            if labels is not None
+            else None
+        )
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
             max_workers=frame_threads, thread_name_prefix="inference-frames"
@@ -284,6 +341,9 @@ class AnalysisHub:
             "config": config,
             "metrics": metrics,
             "clock": clock,
+            "labels": labels,
+            "label_executor": self._label_executor,
+            "labels_every_s": labels_every_s,
         }
         self._analyzers: dict[str, StreamAnalyzer] = {}
         self._closed = False
@@ -353,3 +413,5 @@ class AnalysisHub:
             await analyzer.aclose()
         if self._own_executor:
             self._executor.shutdown(wait=False)
+        if self._label_executor is not None:
+            self._label_executor.shutdown(wait=False)

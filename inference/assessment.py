@@ -19,6 +19,7 @@ import numpy as np
 
 from .batcher import Prediction
 from .codes import CodeMatch, ReadCode
+from .labels import LabelFields, LabelMatch
 from .quality import FrameQuality
 
 __all__ = ["AssessmentConfig", "SessionAssessment"]
@@ -71,6 +72,7 @@ class SessionAssessment:
         self._damage_first: dict[str, float] = {}
         self._recent: deque[bool] = deque(maxlen=self.config.quality_window)
         self._codes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._labels: dict[tuple[str, str], dict[str, Any]] = {}
         self.model_version: str | None = None
         self.frames_analysed = 0
         self.frames_skipped = 0
@@ -126,18 +128,44 @@ class SessionAssessment:
         self, codes: Iterable[ReadCode], matches: Iterable[CodeMatch], ts: float | None = None
     ) -> list[dict[str, Any]]:
         """Record codes read in a frame; returns the entries that are new this time."""
-        ts = self._clock() if ts is None else ts
-        by_code: dict[tuple[str, str], list[CodeMatch]] = {}
+        refs: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for match in matches:
-            by_code.setdefault((match.code.format, match.code.text), []).append(match)
+            ref = {"ref": match.ref, "value": match.value, "exact": match.exact}
+            refs.setdefault((match.code.format, match.code.text), []).append(ref)
+        found = [(code.format, code.text) for code in codes]
+        return self._record(self._codes, "format", found, refs, ts)
+
+    def add_labels(
+        self, fields: LabelFields, matches: Iterable[LabelMatch], ts: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Record the serials, IMEIs and model numbers read off a label in a frame; returns the
+        entries that are new this time."""
+        refs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for match in matches:
+            ref = {"ref": match.ref, "value": match.value, "exact": True}
+            refs.setdefault((match.kind, match.value), []).append(ref)
+        found = [("serial", v) for v in fields.serials] + [("imei", v) for v in fields.imeis]
+        found += [("model", v) for v in fields.models]
+        return self._record(self._labels, "kind", found, refs, ts)
+
+    def _record(
+        self,
+        table: dict[tuple[str, str], dict[str, Any]],
+        kind_field: str,
+        found: Iterable[tuple[str, str]],
+        refs: Mapping[tuple[str, str], list[dict[str, Any]]],
+        ts: float | None,
+    ) -> list[dict[str, Any]]:
+        """Count each (kind, text) of ``found`` in ``table``, with the references it matches;
+        the entries that are new this time."""
+        ts = self._clock() if ts is None else ts
         new: list[dict[str, Any]] = []
-        for code in codes:
-            key = (code.format, code.text)
-            entry = self._codes.get(key)
+        for key in found:
+            entry = table.get(key)
             if entry is None:
-                entry = self._codes[key] = {
-                    "format": code.format,
-                    "text": code.text,
+                entry = table[key] = {
+                    kind_field: key[0],
+                    "text": key[1],
                     "first_seen": ts,
                     "last_seen": ts,
                     "count": 0,
@@ -146,8 +174,7 @@ class SessionAssessment:
                 new.append(entry)
             entry["count"] += 1
             entry["last_seen"] = ts
-            for match in by_code.get(key, []):
-                ref = {"ref": match.ref, "value": match.value, "exact": match.exact}
+            for ref in refs.get(key, []):
                 if ref not in entry["matches"]:
                     entry["matches"].append(ref)
         if new:
@@ -177,9 +204,10 @@ class SessionAssessment:
         return ("not_sure" if reasons else "sure"), reasons
 
     def linked_refs(self) -> dict[str, str]:
-        """References (order_id, tracking_number, unit_id...) confirmed by a code read."""
+        """References (order_id, tracking_number, unit_id...) confirmed by a code read or by
+        a value read off a label."""
         linked: dict[str, str] = {}
-        for entry in self._codes.values():
+        for entry in [*self._codes.values(), *self._labels.values()]:
             for match in entry["matches"]:
                 linked.setdefault(match["ref"], match["value"])
         return linked
@@ -215,6 +243,11 @@ class SessionAssessment:
             "codes": [
                 {**entry, "matches": [dict(m) for m in entry["matches"]]}
                 for entry in self._codes.values()
+            ],
+            # Serials, IMEIs and model numbers read off labels (inference/labels.py).
+            "labels": [
+                {**entry, "matches": [dict(m) for m in entry["matches"]]}
+                for entry in self._labels.values()
             ],
             "linked_refs": self.linked_refs(),
             "frames": {

@@ -84,6 +84,9 @@ class Settings:
     inference_provider: InferenceProvider = "auto"
     #: Threads onnxruntime may use for one batch; 0: half the cores, at least one.
     inference_threads: int = 0
+    #: Seconds between two readings of the text on labels (serials, IMEIs, model numbers) in
+    #: one graded stream; 0 turns label reading off. A reading takes about a second of a core.
+    label_reading_s: float = 3.0
     #: Decoded frames per second and per video track handed to the model.
     sample_fps: float = 2.0
     batch_max: int = 16
@@ -215,6 +218,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "model_path": _path,
     "inference_provider": _literal(get_args(InferenceProvider)),
     "inference_threads": int,
+    "label_reading_s": float,
     "sample_fps": float,
     "batch_max": int,
     "batch_delay_ms": float,
@@ -360,6 +364,7 @@ def _validate(settings: Settings) -> None:
         "choose either a self-signed certificate or INSPECT_TLS_CERT/INSPECT_TLS_KEY",
     )
     need(0 < settings.sample_fps <= 30, "sample_fps", "must be between 0 and 30")
+    need(settings.label_reading_s >= 0, "label_reading_s", "must be 0 (off) or more")
     need(settings.inference_threads >= 0, "inference_threads", "must be 0 (automatic) or more")
     need(1 <= settings.batch_max <= 256, "batch_max", "must be between 1 and 256")
     need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")

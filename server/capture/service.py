@@ -419,7 +419,7 @@ class CaptureService:
             grading["model"] = {
                 key: model.get(key)
                 for key in (
-                    "grade", "confidence", "status", "grade_probs", "damage", "codes",
+                    "grade", "confidence", "status", "grade_probs", "damage", "codes", "labels",
                     "model_version", "started_at", "updated_at", "frames",
                 )
             }  # fmt: skip

@@ -19,6 +19,7 @@ from inference import (
     DynamicBatcher,
     FrameBatcher,
     Grader,
+    LabelReader,
     RemoteBatcher,
     RemoteKeys,
 )
@@ -73,7 +74,7 @@ async def open_grading(settings: Settings, metrics: BatcherMetrics | None) -> Gr
         except BaseException:
             await client.aclose()
             raise
-        return GradingStack(None, remote, AnalysisHub(remote, metrics=metrics), redis=client)
+        return GradingStack(None, remote, _analysis_hub(settings, remote, metrics), redis=client)
     path = settings.model_path or DEFAULT_MODEL
     loop = asyncio.get_running_loop()
     grader = await loop.run_in_executor(
@@ -93,4 +94,17 @@ async def open_grading(settings: Settings, metrics: BatcherMetrics | None) -> Gr
         metrics=metrics,
     )
     batcher.start()
-    return GradingStack(grader, batcher, AnalysisHub(batcher, metrics=metrics))
+    return GradingStack(grader, batcher, _analysis_hub(settings, batcher, metrics))
+
+
+def _analysis_hub(
+    settings: Settings, batcher: FrameBatcher, metrics: BatcherMetrics | None
+) -> AnalysisHub:
+    """The per-stream pipelines; with label reading on, each also reads the text on labels
+    (on this node's CPUs, also when the model runs on remote workers)."""
+    if settings.label_reading_s <= 0:
+        return AnalysisHub(batcher, metrics=metrics)
+    reader = LabelReader(threads=_threads(settings))
+    return AnalysisHub(
+        batcher, metrics=metrics, labels=reader, labels_every_s=settings.label_reading_s
+    )

@@ -12,6 +12,8 @@ import zxingcpp
 from prometheus_client import CollectorRegistry
 
 from inference import AnalysisHub, BatcherMetrics, DynamicBatcher, Grader
+from inference.labels import LabelReader
+from tests.fakes.labels import draw_label
 from tests.inference.test_batcher import GatedModel
 
 
@@ -147,3 +149,30 @@ async def test_updates_are_throttled_and_callback_errors_survive(
     assert len(calls) == 1  # first update at once, the rest held back by the interval
     assert final is not None and final["frames"]["analysed"] == 3 and final["grade"] == "B"
     assert await hub.close("s") is None
+
+
+async def test_the_text_on_a_label_is_read_beside_the_grading_and_matched(
+    tiny_batcher: DynamicBatcher,
+) -> None:
+    label = draw_label(seed=11)
+    hub = AnalysisHub(
+        tiny_batcher, update_interval_ms=0, labels=LabelReader(threads=1), labels_every_s=60.0
+    )
+    updates = Updates()
+    analyzer = hub.open("case:1", refs={"unit_id": label.serial}, on_update=updates)
+    try:
+        analyzer.offer(label.image, ts=50.0)
+        # A second frame within labels_every_s is graded but not read again.
+        await updates.until(lambda s: s["frames"]["analysed"] >= 1)
+        analyzer.offer(label.image, ts=51.0)
+        async with asyncio.timeout(30):  # the models load on first use
+            snap = await updates.until(lambda s: bool(s["labels"]))
+    finally:
+        await hub.close("case:1")
+        await hub.aclose()
+    found = {(entry["kind"], entry["text"]) for entry in snap["labels"]}
+    assert {("serial", label.serial), ("imei", label.imei), ("model", label.model)} <= found
+    serial = next(entry for entry in snap["labels"] if entry["kind"] == "serial")
+    assert serial["matches"] == [{"ref": "unit_id", "value": label.serial, "exact": True}]
+    assert serial["count"] == 1 and serial["first_seen"] == 50.0
+    assert snap["linked_refs"] == {"unit_id": label.serial}

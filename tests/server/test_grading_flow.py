@@ -14,6 +14,7 @@ import pytest
 from server.settings import Settings
 from tests.conftest import LiveService
 from tests.fakes import ToneAudioTrack
+from tests.fakes.labels import draw_label
 from tests.fakes.scene import SceneVideoTrack
 from tests.fakes.signal_client import Participant
 
@@ -161,6 +162,42 @@ async def test_the_agent_can_override_the_derived_grade_with_a_reason(
             assert grading["override"]["reason"] == "wear is from the factory film"
             assert grading["resale_channel"]["price_range"] == [0.85, 0.95]
             assert grading["model"] is None, "no video was shown"
+        finally:
+            await customer.aclose()
+            await agent.aclose()
+
+
+async def test_the_serial_on_the_item_s_label_is_read_from_the_live_video_and_matched(
+    live_service: LiveService, staff: aiohttp.ClientSession
+) -> None:
+    label = draw_label(seed=3)
+    async with aiohttp.ClientSession() as session:
+        created = await live_service.create_case(session, order_id="ORD-9002", unit_id=label.serial)
+        case_id = str(created["case"]["id"])  # type: ignore[index]
+        customer = Participant(session, live_service.base_url, token=str(created["join_token"]))
+        agent = Participant(staff, live_service.base_url)
+        try:
+            await agent.join()
+            await customer.join()
+            await agent.send({"type": "accept", "case_id": case_id})
+            await agent.expect("joined", where=lambda m: m["case"] is not None)
+            # The customer holds the label to the camera: it arrives through VP8 like any frame.
+            await customer.publish(SceneVideoTrack(frames=[label.image]), ToneAudioTrack())
+            await agent.publish(ToneAudioTrack(660.0), receive_video=True)
+
+            def serial_read(message: dict[str, Any]) -> bool:
+                return any(
+                    entry["kind"] == "serial" and entry["matches"]
+                    for entry in message["assessment"]["labels"]
+                )
+
+            message = await agent.expect("analysis", wait_s=60, where=serial_read)
+            labels = message["assessment"]["labels"]
+            serial = next(entry for entry in labels if entry["kind"] == "serial")
+            assert serial["text"] == label.serial
+            assert serial["matches"] == [{"ref": "unit_id", "value": label.serial, "exact": True}]
+            assert message["assessment"]["linked_refs"]["unit_id"] == label.serial
+            assert ("imei", label.imei) in {(entry["kind"], entry["text"]) for entry in labels}
         finally:
             await customer.aclose()
             await agent.aclose()

@@ -100,6 +100,20 @@ export function codeRows(codes) {
     }, matchText(m)))));
 }
 
+const LABEL_KINDS = Object.freeze({ serial: 'S/N', imei: 'IMEI', model: 'Model' });
+
+/** Rows for the serials, IMEIs and model numbers read off labels, beside the codes. */
+export function labelRows(labels) {
+  return (labels ?? []).map((entry) => h('li', {
+    class: 'code-row label-row', 'data-testid': 'label-row', 'data-kind': entry.kind,
+  },
+  h('span', { class: 'code-format' }, LABEL_KINDS[entry.kind] ?? label(entry.kind)),
+  h('code', { class: 'code-text' }, entry.text),
+  (entry.matches ?? []).map((m) => h('span', {
+    class: 'code-match code-match-exact', 'data-testid': 'code-match', 'data-ref': m.ref,
+  }, matchText(m)))));
+}
+
 /** "12 frames analysed · 1 skipped (blurry)". */
 export function framesText(frames) {
   if (!frames) return '';
@@ -265,7 +279,7 @@ export class GradingPanel {
       : '';
     el.probs.replaceChildren(...GRADES.map((g) => this.#probRow(g, view.grade_probs?.[g] ?? 0, g === view.grade)));
     el.damage.replaceChildren(...damageChips(view.damage));
-    el.codes.replaceChildren(...codeRows(view.codes));
+    el.codes.replaceChildren(...codeRows(view.codes), ...labelRows(view.labels));
     el.frames.textContent = framesText(view.frames);
     el.frames.dataset.analysed = String(view.frames?.analysed ?? 0);
     el.version.textContent = view.model_version ?? '–';
