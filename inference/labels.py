@@ -176,7 +176,8 @@ class LabelReader:
 
         models = Path(rapidocr.__file__).parent / "models"
         params = {
-            "Global.log_level": "warning",
+            # "error": at "warning" it logs every picture without text (most video frames).
+            "Global.log_level": "error",
             "EngineConfig.onnxruntime.intra_op_num_threads": self._threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             # The wheel's own models, named: never a download.
