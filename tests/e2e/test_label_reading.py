@@ -86,7 +86,8 @@ async def test_the_agent_sees_the_serial_on_the_customer_s_label(
             await pw_expect(serial).to_contain_text("matches unit")
             imei = agent.locator(f'{tid("label-row")}[data-kind="imei"]')
             await pw_expect(imei).to_contain_text(label.imei, timeout=READ_WAIT_MS)
-            await serial.scroll_into_view_if_needed()
+            # The rows are redrawn with every update; the list itself stays.
+            await agent.locator(tid("code-list")).scroll_into_view_if_needed()
             await agent.screenshot(path=str(ARTIFACTS / "e2e-agent-label-read.png"))
         finally:
             await browser.close()
