@@ -143,7 +143,11 @@ def setup_http(
     edge.metrics.set_case_counts(edge.cases.counts_by_state)
     app.middlewares.append(error_middleware)
     app.middlewares.append(origin_middleware(allowed_origins(settings)))
-    app.middlewares.append(rate_limit_middleware(app[RATE_LIMITS_KEY], auth=edge.auth))
+    app.middlewares.append(
+        rate_limit_middleware(
+            app[RATE_LIMITS_KEY], auth=edge.auth, trusted_proxies=settings.trusted_proxies
+        )
+    )
     app.on_response_prepare.append(security_headers(settings))
 
     table = list(routes) if routes is not None else api_routes()

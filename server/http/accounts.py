@@ -11,9 +11,9 @@ from pydantic import StrictBool, StringConstraints, model_validator
 from server.accounts import Caller, CredentialKind
 from server.errors import DomainError, Forbidden, NotFound, Unauthorized
 from server.http._request import ADMIN, read_body, require
-from server.http.keys import ACCOUNTS_KEY, AUTH_KEY, RATE_LIMITS_KEY
+from server.http.keys import ACCOUNTS_KEY, AUTH_KEY, RATE_LIMITS_KEY, SETTINGS_KEY
 from server.http.openapi import ApiRoute
-from server.http.ratelimit import login_address
+from server.http.ratelimit import client_address
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, Name, ShortText, StaffRole
 
@@ -104,6 +104,11 @@ class TokenListResponse(Out):
     tokens: list[TokenOut]
 
 
+def _login_address(request: web.Request) -> str:
+    """The client address the sign-in throttle keys on (behind trusted proxies only)."""
+    return client_address(request, request.app[SETTINGS_KEY].trusted_proxies)
+
+
 async def _caller(request: web.Request) -> Caller:
     await require(request)
     caller = await request.app[AUTH_KEY].caller(request)
@@ -123,7 +128,7 @@ async def login(request: web.Request) -> JsonReply[UserResponse]:
     body = await read_body(request, LoginBody)
     accounts = request.app[ACCOUNTS_KEY]
     throttle = request.app[RATE_LIMITS_KEY].logins
-    async with throttle.attempt(login_address(request), body.username) as failed:
+    async with throttle.attempt(_login_address(request), body.username) as failed:
         try:
             user = await accounts.login(body.username, body.password)
         except DomainError:
@@ -175,7 +180,7 @@ async def change_own_password(request: web.Request) -> web.Response:
     body = await read_body(request, PasswordChangeBody)
     throttle = request.app[RATE_LIMITS_KEY].logins
     # A stolen cookie must not become a way to guess the password at leisure.
-    async with throttle.attempt(login_address(request), caller.username or "") as failed:
+    async with throttle.attempt(_login_address(request), caller.username or "") as failed:
         try:
             session = await request.app[ACCOUNTS_KEY].change_password(
                 caller.identity.subject, body.old_password, body.new_password

@@ -19,14 +19,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
 
 from aiohttp import web
 
 from server.errors import DomainErrorCode
 from server.http.auth import RequestAuth
 from server.http.errors import HttpError, error_response
-from server.settings import Settings
 from signaling import RateLimit, RateLimiter
 
 __all__ = [
@@ -236,33 +234,19 @@ class RateLimits:
         self.logins = LoginThrottle(failures_per_min=login_failures_per_min)
 
 
-def _trusted_proxies(app: web.Application) -> tuple[str, ...]:
-    settings = _app_object(app, Settings)
-    return tuple(getattr(settings, "trusted_proxies", ())) if settings is not None else ()
-
-
-def _app_object(app: web.Application, kind: type[Any]) -> Any:
-    """The one value of type ``kind`` the app holds. ``server.http.keys`` imports this module
-    (for the AppKey of :class:`RateLimits`), so the keys cannot be imported here."""
-    for key in app:
-        value = app[key]
-        if isinstance(value, kind):
-            return value
-    return None
-
-
 def _forbidden(message: str) -> web.Response:
     return error_response(403, DomainErrorCode.FORBIDDEN.value, message)
 
 
 def rate_limit_middleware(
-    limits: RateLimits, *, auth: RequestAuth | None = None
+    limits: RateLimits, *, auth: RequestAuth, trusted_proxies: Iterable[str] = ()
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Looks the caller up (one store lookup per request that carries credentials, kept on
     the request for the handler), holds integration tokens to :data:`INTEGRATION_ROUTES`, and
     answers 429 past the caller's request rate on ``/api`` (health and metrics are not
-    limited). ``auth``: the app's :class:`RequestAuth`, found in the app when not given."""
-    found: dict[str, Any] = {}
+    limited). A caller without a credential is keyed on its :func:`client_address` behind
+    ``trusted_proxies``."""
+    proxies = tuple(trusted_proxies)
 
     @web.middleware
     async def middleware(
@@ -270,11 +254,7 @@ def rate_limit_middleware(
     ) -> web.StreamResponse:
         if request.path.startswith("/static/"):
             return await handler(request)
-        if "auth" not in found:
-            found["auth"] = auth or _app_object(request.app, RequestAuth)
-            found["proxies"] = _trusted_proxies(request.app)
-        request_auth: RequestAuth | None = found["auth"]
-        caller = await request_auth.caller(request) if request_auth is not None else None
+        caller = await auth.caller(request)
         if caller is not None and caller.integration:
             route = request.match_info.route.resource
             if (request.method, route.canonical if route else "") not in INTEGRATION_ROUTES:
@@ -286,15 +266,10 @@ def rate_limit_middleware(
         if caller is not None:
             key = f"c:{caller.credential_id}"
         else:
-            key = f"a:{client_address(request, found['proxies'])}"
+            key = f"a:{client_address(request, proxies)}"
         bucket = limits.requests.bucket(key)
         if not bucket.take():
             return too_many(bucket.retry_after(), "too many requests: slow down")
         return await handler(request)
 
     return middleware
-
-
-def login_address(request: web.Request) -> str:
-    """The client address the sign-in throttle keys on."""
-    return client_address(request, _trusted_proxies(request.app))
