@@ -425,13 +425,20 @@ class _LinkKind:
     param: str
     errors: Mapping[str, tuple[int, str, str]]
     error_template: str
+    #: Whether the cookie outlives the browser session when the token sets no end (a phone on a
+    #: shelf is restarted now and then; a customer's link is for one call).
+    outlives_browser: bool
 
     def path(self, target: str) -> str:
         return f"/{self.name}/c/{quote(target, safe='')}"
 
 
-_JOIN = _LinkKind("join", JOIN_COOKIE, "case_id", JOIN_ERRORS, "join_error.html")
-_CAMERA = _LinkKind("camera", CAMERA_COOKIE, "camera_id", CAMERA_ERRORS, "camera_error.html")
+_JOIN = _LinkKind(
+    "join", JOIN_COOKIE, "case_id", JOIN_ERRORS, "join_error.html", outlives_browser=False
+)
+_CAMERA = _LinkKind(
+    "camera", CAMERA_COOKIE, "camera_id", CAMERA_ERRORS, "camera_error.html", outlives_browser=True
+)
 
 
 async def _open_link(
@@ -448,20 +455,21 @@ async def _open_link(
 def _set_link_cookie(
     request: web.Request,
     response: web.StreamResponse,
-    name: str,
+    kind: _LinkKind,
     token: str,
-    path: str,
+    target: str,
     expires_at: float | None = None,
 ) -> None:
+    """The token in its page's cookie, for as long as the token lasts (when it says)."""
     max_age: int | None = None
     if expires_at is not None:
         max_age = max(0, min(_MAX_COOKIE_AGE_S, int(expires_at - time.time())))
-    elif name == CAMERA_COOKIE:
-        max_age = _MAX_COOKIE_AGE_S  # a phone on a shelf outlives its browser session
+    elif kind.outlives_browser:
+        max_age = _MAX_COOKIE_AGE_S
     response.set_cookie(
-        name,
+        kind.cookie,
         token,
-        path=path,
+        path=kind.path(target),
         max_age=max_age,
         httponly=True,
         samesite="Strict",
@@ -470,10 +478,14 @@ def _set_link_cookie(
 
 
 def _clear_link_cookie(
-    request: web.Request, response: web.StreamResponse, name: str, path: str
+    request: web.Request, response: web.StreamResponse, kind: _LinkKind, target: str
 ) -> None:
     response.del_cookie(
-        name, path=path, httponly=True, samesite="Strict", secure=_backend(request).secure_cookies
+        kind.cookie,
+        path=kind.path(target),
+        httponly=True,
+        samesite="Strict",
+        secure=_backend(request).secure_cookies,
     )
 
 
@@ -538,7 +550,7 @@ def _link_handlers(
             return _link_error(kind, view.error or "invalid")
         response = web.json_response({"url": kind.path(target)})
         response.headers["Cache-Control"] = "no-store"
-        _set_link_cookie(request, response, kind.cookie, token, kind.path(target), expires_at)
+        _set_link_cookie(request, response, kind, token, target, expires_at)
         return response
 
     async def legacy(request: web.Request) -> web.StreamResponse:
@@ -548,7 +560,7 @@ def _link_handlers(
         if not view.ok or not target:
             return _error_page(request, kind, view.error or "invalid")
         response = _link_page(request, kind, next_url=kind.path(target))
-        _set_link_cookie(request, response, kind.cookie, token, kind.path(target), expires_at)
+        _set_link_cookie(request, response, kind, token, target, expires_at)
         return response
 
     async def page(request: web.Request) -> web.StreamResponse:
@@ -561,7 +573,7 @@ def _link_handlers(
         view, opened, _ = await _open_link(request, kind, token)
         if not view.ok or opened != target:
             response = _error_page(request, kind, view.error or "invalid")
-            _clear_link_cookie(request, response, kind.cookie, kind.path(target))
+            _clear_link_cookie(request, response, kind, target)
             return response
         if isinstance(view, CameraView):
             context = {"title": view.camera_name or "Camera", "view": view, "token": token}
