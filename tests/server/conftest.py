@@ -3,7 +3,7 @@ aiohttp test server, one client (own cookie jar) per signed-in user."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,13 +101,20 @@ class Api:
         return self.client(None)
 
 
-@pytest.fixture
-async def api(
+async def serve_api(
     services: Services,
     settings: Settings,
     aiohttp_server: Any,
     aiohttp_client: Any,
+    users: Iterable[tuple[str, Role]] = (
+        ("ada", Role.ADMIN),
+        ("alan", Role.AGENT),
+        ("rita", Role.REVIEWER),
+    ),
+    **edge: Any,
 ) -> Api:
+    """The REST edge alone (``edge``: the optional parts of :class:`Edge`, e.g. ``grading``),
+    with a fake call control and one account per ``(username, role)``."""
     app = web.Application()
     calls = FakeCallControl(services)
     setup_http(
@@ -121,18 +128,28 @@ async def api(
             webhooks=services.webhooks,
             metrics=services.metrics,
             calls=calls,
+            **edge,
         ),
     )
-    server = await aiohttp_server(app)
     result = Api(
-        server=server,
+        server=await aiohttp_server(app),
         services=services,
         settings=settings,
         calls=calls,
         make_client=aiohttp_client,
     )
-    for username, role in (("ada", Role.ADMIN), ("alan", Role.AGENT), ("rita", Role.REVIEWER)):
+    for username, role in users:
         result.users[username] = await services.accounts.create_user(
             username, PASSWORD, username.title(), role
         )
     return result
+
+
+@pytest.fixture
+async def api(
+    services: Services,
+    settings: Settings,
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+) -> Api:
+    return await serve_api(services, settings, aiohttp_server, aiohttp_client)

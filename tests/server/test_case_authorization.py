@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from evidence import EntryKind, EvidenceArchive, LogEntry
 from inference import SnapshotCandidate
@@ -28,14 +27,13 @@ from server.cases import (
     ReturnFacts,
     ReturnVerdict,
 )
-from server.http import Edge, setup_http
 from server.settings import Settings
 from server.wiring.services import Services
 from signaling.messages import Role
 from tests.conftest import AGENT_PASSWORD, LiveService
 from tests.fakes.signal_client import Participant
 
-from .conftest import PASSWORD, Api, FakeCallControl
+from .conftest import Api, serve_api
 
 FACTS = {
     "cosmetic": "light_wear",
@@ -88,40 +86,21 @@ async def api(
 ) -> Api:
     """The REST edge with a grading view that has frames and a real evidence archive; two
     agents (alan, grace), a reviewer (rita) and an admin (ada)."""
-    app = web.Application()
-    calls = FakeCallControl(services)
-    setup_http(
-        app,
-        Edge(
-            settings=settings,
-            db=services.db,
-            cases=services.cases,
-            accounts=services.accounts,
-            auth=services.auth,
-            webhooks=services.webhooks,
-            metrics=services.metrics,
-            calls=calls,
-            grading=grading,
-            evidence=archive,
-        ),
-    )
-    result = Api(
-        server=await aiohttp_server(app),
-        services=services,
-        settings=settings,
-        calls=calls,
-        make_client=aiohttp_client,
-    )
-    for username, role in (
+    users = (
         ("ada", Role.ADMIN),
         ("alan", Role.AGENT),
         ("grace", Role.AGENT),
         ("rita", Role.REVIEWER),
-    ):
-        result.users[username] = await services.accounts.create_user(
-            username, PASSWORD, username.title(), role
-        )
-    return result
+    )
+    return await serve_api(
+        services,
+        settings,
+        aiohttp_server,
+        aiohttp_client,
+        users,
+        grading=grading,
+        evidence=archive,
+    )
 
 
 async def _case(api: Api, *, state: str = "waiting", holder: str | None = None) -> str:
