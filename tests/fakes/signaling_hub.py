@@ -17,7 +17,7 @@ from signaling import Hub, HubConfig, Identity, MemoryBus
 from .signal_client import Participant
 from .signaling_ports import FakeAuth, FakeCases, FakeMedia, FakeSites
 
-__all__ = ["HubUnderTest", "ice_servers_for"]
+__all__ = ["HubUnderTest", "closed_with", "ice_servers_for", "in_call"]
 
 
 def ice_servers_for(identity: Identity) -> list[dict[str, Any]]:
@@ -120,3 +120,21 @@ class HubUnderTest:
         """A staff member in the lobby; their client and the ``joined`` message."""
         staff = self.client(headers=self.auth.staff(user_id, **identity))
         return staff, await staff.join()
+
+
+async def closed_with(participant: Participant) -> int:
+    """The close code of ``participant``'s socket, once the server closed it."""
+    message = await participant.expect("_closed")
+    return int(message["code"])
+
+
+async def in_call(hubt: HubUnderTest) -> tuple[str, Participant, Participant]:
+    """A case whose customer and agent are both in its room: (case id, customer, agent)."""
+    case_id = hubt.cases.create("Ada Customer").case_id
+    agent, _ = await hubt.staff("agent-1")
+    customer, _ = await hubt.customer(case_id)
+    await agent.send({"type": "accept", "case_id": case_id})
+    await agent.expect("accepted")
+    await agent.expect("joined")
+    await customer.expect("participant", where=lambda m: m["participant"]["role"] == "agent")
+    return case_id, customer, agent

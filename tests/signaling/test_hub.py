@@ -13,7 +13,7 @@ import pytest
 
 from signaling import CaseStatus, CloseCode, HubConfig, Role
 from tests.fakes.signal_client import Participant
-from tests.fakes.signaling_hub import HubUnderTest
+from tests.fakes.signaling_hub import HubUnderTest, closed_with, in_call
 from tests.waits import until
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
@@ -26,25 +26,8 @@ async def hubt() -> AsyncIterator[HubUnderTest]:
         yield under_test
 
 
-async def closed_with(participant: Participant) -> int:
-    message = await participant.expect("_closed")
-    return int(message["code"])
-
-
 def of_type(participant: Participant, kind: str) -> list[dict[str, Any]]:
     return [message for message in participant.seen if message["type"] == kind]
-
-
-async def in_call(hubt: HubUnderTest) -> tuple[str, Participant, Participant]:
-    """A case whose customer and agent are both in its room."""
-    case_id = hubt.cases.create("Ada Customer").case_id
-    agent, _ = await hubt.staff("agent-1")
-    customer, _ = await hubt.customer(case_id)
-    await agent.send({"type": "accept", "case_id": case_id})
-    await agent.expect("accepted")
-    await agent.expect("joined")
-    await customer.expect("participant", where=lambda m: m["participant"]["role"] == "agent")
-    return case_id, customer, agent
 
 
 # -- customers and the queue ---------------------------------------------------------------

@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 
 from signaling import CaseStatus, CloseCode, HubConfig, MemoryBus, Role, outbound
-from tests.fakes.signal_client import Participant
-from tests.fakes.signaling_hub import HubUnderTest
+from tests.fakes.signaling_hub import HubUnderTest, closed_with, in_call
 from tests.waits import until
 
 
@@ -22,21 +21,6 @@ from tests.waits import until
 async def hubt() -> AsyncIterator[HubUnderTest]:
     async with HubUnderTest(HubConfig(waiting_grace_s=0.2)) as under_test:
         yield under_test
-
-
-async def closed_with(participant: Participant) -> int:
-    return int((await participant.expect("_closed"))["code"])
-
-
-async def in_call(hubt: HubUnderTest) -> tuple[str, Participant, Participant]:
-    case_id = hubt.cases.create("Ada Customer").case_id
-    agent, _ = await hubt.staff("agent-1")
-    customer, _ = await hubt.customer(case_id)
-    await agent.send({"type": "accept", "case_id": case_id})
-    await agent.expect("accepted")
-    await agent.expect("joined")
-    await customer.expect("participant", where=lambda m: m["participant"]["role"] == "agent")
-    return case_id, customer, agent
 
 
 def upgrade_headers(**extra: str) -> dict[str, str]:
