@@ -1,10 +1,15 @@
 """What the multi-node tests share: scripted calls between participants on different nodes,
-frame numbers decoded at the agent, chat checked in both directions."""
+frame numbers decoded at the agent, chat checked in both directions; ``inspectd`` processes
+started and waited for."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,7 +17,16 @@ import aiohttp
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack, read_frame_number
 from tests.fakes.signal_client import Participant
 
-__all__ = ["Frames", "agent_participant", "chat_both_ways", "start_call", "unique"]
+__all__ = [
+    "INSPECTD",
+    "Frames",
+    "agent_participant",
+    "chat_both_ways",
+    "node_of",
+    "process",
+    "start_call",
+    "unique",
+]
 
 _counter = iter(range(1, 1_000_000))
 
@@ -100,3 +114,46 @@ async def chat_both_ways(
         seqs += [int(message["seq"]) for message in got]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     return seqs
+
+
+#: The service's command line, as the processes of a deployment run it.
+INSPECTD = [sys.executable, "-m", "server.cli"]
+
+
+@contextlib.asynccontextmanager
+async def process(
+    args: list[str], environ: Mapping[str, str], log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """An ``inspectd`` process logging to ``log``; stopped (SIGTERM, then SIGKILL) after."""
+    with log.open("ab") as output:
+        child = await asyncio.create_subprocess_exec(
+            *INSPECTD, *args, env=dict(environ), stdout=output, stderr=output
+        )
+    try:
+        yield child
+    finally:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(20):
+                    await child.wait()
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+async def node_of(base_url: str, log: Path, within: float = 30.0) -> str:
+    """Wait until ``base_url`` answers ``/healthz``; the node that answered."""
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection each time
+    async with aiohttp.ClientSession(connector=connector) as session:
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"{base_url}/healthz") as response:
+                            if response.status == 200:
+                                return str((await response.json())["node"])
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            text = await asyncio.to_thread(log.read_text)
+            raise AssertionError(f"{base_url} did not start:\n{text[-3000:]}") from None

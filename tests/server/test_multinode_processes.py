@@ -5,14 +5,12 @@ in the middle of a call (its clients rejoin the surviving node, which takes the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +24,18 @@ from signaling import Role
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack
 from tests.fakes.signal_client import Participant
 from tests.redis_server import redis_url  # noqa: F401 - the session's Redis
-from tests.server._multinode import Frames, agent_participant, chat_both_ways, start_call
+from tests.server._multinode import (
+    INSPECTD,
+    Frames,
+    agent_participant,
+    chat_both_ways,
+    node_of,
+    process,
+    start_call,
+)
 
 pytestmark = pytest.mark.redis
 
-INSPECTD = [sys.executable, "-m", "server.cli"]
 PASSWORD = "agent-pass-123"
 
 
@@ -82,45 +87,6 @@ async def deployment(
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def process(
-    args: list[str], environ: Mapping[str, str], log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """An ``inspectd`` process logging to ``log``; stopped (SIGTERM, then SIGKILL) after."""
-    with log.open("ab") as output:
-        child = await asyncio.create_subprocess_exec(
-            *INSPECTD, *args, env=dict(environ), stdout=output, stderr=output
-        )
-    try:
-        yield child
-    finally:
-        if child.returncode is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await child.wait()
-            except TimeoutError:
-                child.kill()
-                await child.wait()
-
-
-async def node_of(base_url: str, log: Path, within: float = 30.0) -> str:
-    """Wait until ``base_url`` answers ``/healthz``; the node that answered."""
-    connector = aiohttp.TCPConnector(force_close=True)  # a new connection each time
-    async with aiohttp.ClientSession(connector=connector) as session:
-        try:
-            async with asyncio.timeout(within):
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.get(f"{base_url}/healthz") as response:
-                            if response.status == 200:
-                                return str((await response.json())["node"])
-                    await asyncio.sleep(0.2)
-        except TimeoutError:
-            text = await asyncio.to_thread(log.read_text)
-            raise AssertionError(f"{base_url} did not start:\n{text[-3000:]}") from None
 
 
 async def new_case(base_url: str, token: str) -> tuple[str, str]:

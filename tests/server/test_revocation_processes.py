@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,10 +23,10 @@ from server.app import free_port, open_state
 from server.settings import Settings
 from signaling import CloseCode, Role
 from tests.redis_server import redis_url  # noqa: F401 - the session's Redis
+from tests.server._multinode import node_of, process
 
 pytestmark = pytest.mark.redis
 
-INSPECTD = [sys.executable, "-m", "server.cli"]
 PASSWORD = "agent-pass-123"
 ADMIN_PASSWORD = "admin-pass-123"
 
@@ -46,34 +44,10 @@ async def _serve(data_dir: Path, log: Path, redis: tuple[str, str]) -> AsyncIter
         "INSPECT_GRADING": "false",
         "INSPECT_SHUTDOWN_TIMEOUT_S": "2",
     }
-    with log.open("ab") as output:
-        child = await asyncio.create_subprocess_exec(
-            *INSPECTD, "serve", env=dict(environ), stdout=output, stderr=output
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            try:
-                async with asyncio.timeout(30):
-                    while True:
-                        with contextlib.suppress(aiohttp.ClientError):
-                            async with session.get(f"{base}/healthz") as response:
-                                if response.status == 200:
-                                    break
-                        await asyncio.sleep(0.2)
-            except TimeoutError:
-                text = await asyncio.to_thread(log.read_text)
-                raise AssertionError(f"{base} did not start:\n{text[-3000:]}") from None
+    async with process(["serve"], environ, log):
+        await node_of(base, log)
         yield base
-    finally:
-        if child.returncode is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await child.wait()
-            except TimeoutError:
-                child.kill()
-                await child.wait()
 
 
 async def _staff_join(session: aiohttp.ClientSession, base: str) -> str:
