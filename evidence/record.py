@@ -52,6 +52,10 @@ class LogisticsStage(StrEnum):
 class ItemKind(StrEnum):
     CLIP = "clip"
     SNAPSHOT = "snapshot"
+    #: A still the customer's phone took (or picked from its gallery) and sent.
+    PHOTO = "photo"
+    #: A frozen frame with what the agent (and the customer) drew on it.
+    MARKUP = "markup"
 
 
 def format_time(value: datetime) -> str:
@@ -115,6 +119,10 @@ class EvidenceRecord:
     privacy_notice_version: str | None = None
     note: str = ""
     retention_class: str = "standard"
+    #: What a still shows beyond the references: where it came from (camera or gallery, asked
+    #: for or not), its size, the consented location, which file is the stamped copy of which
+    #: (with both hashes), the strokes of a marked-up frame. Absent on clips.
+    details: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -136,6 +144,9 @@ class EvidenceRecord:
         if self.grading is not None:
             _check_json(self.grading, "grading")
             set_(self, "grading", dict(self.grading))
+        if self.details is not None:
+            _check_json(self.details, "details")
+            set_(self, "details", dict(self.details))
 
     @property
     def grade(self) -> str | None:
@@ -147,7 +158,7 @@ class EvidenceRecord:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "case_id": self.case_id,
             "order_id": self.order_id,
             "tracking_number": self.tracking_number,
@@ -164,6 +175,10 @@ class EvidenceRecord:
             "note": self.note,
             "retention_class": self.retention_class,
         }
+        # Only when present: the records written before details existed keep their bytes.
+        if self.details is not None:
+            body["details"] = dict(self.details)
+        return body
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvidenceRecord:
@@ -184,6 +199,7 @@ class EvidenceRecord:
                 privacy_notice_version=data.get("privacy_notice_version"),
                 note=data.get("note") or "",
                 retention_class=data.get("retention_class") or "standard",
+                details=data.get("details"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidRecord):

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -397,6 +398,49 @@ class AnalysisHub:
             return False
         analyzer.offer(image, ts)
         return True
+
+    async def assess_still(
+        self, image: np.ndarray[Any, Any], *, refs: Mapping[str, str | None], still_id: str
+    ) -> dict[str, Any]:
+        """Grade one still image (a photo the customer sent) on its own: quality, codes, the
+        text on labels and one prediction, as a snapshot of the same shape as a stream's (its
+        ``frames`` counts say whether the model graded it). Runs on the hub's executors."""
+        if self._closed:
+            raise BatcherClosed("analysis hub is closed")
+        info = self.batcher.info
+        assessment = SessionAssessment(
+            info.grade_labels,
+            info.damage_labels,
+            stream_id=still_id,
+            refs=refs,
+            config=self._options["config"],
+        )
+        loop = asyncio.get_running_loop()
+        quality = await loop.run_in_executor(self._executor, assess_quality, image)
+        codes = await loop.run_in_executor(self._executor, read_codes, image)
+        if codes:
+            assessment.add_codes(codes, match_codes(codes, assessment.refs))
+        reader: LabelReader | None = self._options["labels"]
+        if reader is not None and self._label_executor is not None:
+            fields = await loop.run_in_executor(self._label_executor, reader.fields, image)
+            if fields:
+                assessment.add_labels(fields, match_label(fields, assessment.refs))
+        # A photo is graded whatever its quality: it was taken on purpose, and its quality is
+        # kept beside the grade for whoever reads the record.
+        try:
+            prediction = await self.batcher.submit(still_id, image)
+        except (FrameDropped, BatcherClosed):
+            assessment.add_dropped()
+            assessment.last_quality = quality
+        except InferenceError as exc:
+            assessment.add_failed()
+            assessment.last_quality = quality
+            logger.warning("grading a still failed: %s", exc, extra={"stream_id": still_id})
+        else:
+            # Counted as usable so that its grade shows; its real quality stays in the view.
+            assessment.add_prediction(prediction, replace(quality, usable=True, reason=None))
+            assessment.last_quality = quality
+        return assessment.snapshot()
 
     async def close(self, stream_id: str) -> dict[str, Any] | None:
         """Stop analysing ``stream_id``; returns its final snapshot (None if it was not open)."""

@@ -148,6 +148,14 @@ class GradingService:
             return live.snapshot_candidates()
         return list(kept.candidates) if kept is not None else []
 
+    async def assess_still(
+        self, room_id: str, image: np.ndarray[Any, Any], still_id: str
+    ) -> dict[str, Any]:
+        """The model's view of one still image of ``room_id`` (a photo), matched against the
+        room's references like its video."""
+        refs = await self._lookup_refs(room_id)
+        return compact(await self._analyzers.assess_still(image, refs=refs, still_id=still_id))
+
     # -- internals ------------------------------------------------------------------------------
 
     def _remember(self, case_id: str, stream_id: str, snapshot: dict[str, Any]) -> None:

@@ -23,7 +23,13 @@ from evidence import EvidenceArchive, EvidenceItem, LogisticsStage
 from inference import BatcherMetrics, GradingService, read_codes
 from media import Backoff, MediaCollector, MediaEngine
 from server.accounts import AccountService, Revocation
-from server.capture import CaptureTarget
+from server.capture import (
+    CaptureTarget,
+    InspectionConfig,
+    InspectionService,
+    NoStillGrading,
+    UploadStore,
+)
 from server.cases import CaseService
 from server.cluster import RoomRouter
 from server.http import Edge, NoGrading, setup_http
@@ -164,6 +170,19 @@ async def _build(
         await captures.recover(services.cases)
 
     app.cleanup_ctx.append(lifetime("captures", start=recover_captures, stop=captures.aclose))
+    inspection = InspectionService(
+        captures,
+        archive,
+        services.cases,
+        grading or NoStillGrading(),
+        publish=hub.publish_to_room,
+        publish_staff=hub.publish_to_staff,
+        config=InspectionConfig(photo_location=settings.photo_location),
+    )
+    uploads = UploadStore(
+        settings.data_dir / "uploads", max_bytes=int(settings.photo_max_mb * 1024 * 1024)
+    )
+    app.cleanup_ctx.append(lifetime("uploads", start=uploads.sweep))
     stations = StationService(
         services.sites,
         captures,
@@ -244,6 +263,8 @@ async def _build(
             grading=grading,
             evidence=archive,
             captures=captures,
+            inspection=inspection,
+            uploads=uploads,
             sites=services.sites,
             presence=presence,
             camera_sessions=CameraSessions(hub, whip, site_rooms, rtsp),
@@ -253,7 +274,13 @@ async def _build(
     whip.setup(app)
     setup_pages(
         app,
-        Pages(services.accounts, services.auth, services.cases, services.sites),
+        Pages(
+            services.accounts,
+            services.auth,
+            services.cases,
+            services.sites,
+            photo_location=settings.photo_location,
+        ),
         logistics_stages=[stage.value for stage in LogisticsStage],
     )
     app.router.add_get("/ws", hub.handle, name="ws")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["Settings", "SettingsError", "load_settings", "secret_weakness"]
 
@@ -96,6 +97,14 @@ class Settings:
     recording: bool = True
     #: Seconds of video kept before "start recording" (from the last keyframe that far back).
     preroll_s: float = 10.0
+    #: Largest photo a customer's phone may send, in megabytes.
+    photo_max_mb: float = 25.0
+    #: Ask customers to share their location with the photos they send (kept in the record and
+    #: shown on the stamped copy). Off: location is never asked, and the EXIF GPS of a photo
+    #: from the gallery is stripped.
+    photo_location: bool = False
+    #: The merchant's time zone (IANA name), printed beside UTC on stamped copies.
+    stamp_timezone: str = "UTC"
     #: Pull RTSP cameras on this node (one pull per enabled RTSP camera). With several nodes,
     #: leave it on for one node only, or every node pulls every camera.
     rtsp_pull: bool = True
@@ -225,6 +234,9 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "batch_queue": int,
     "recording": _bool,
     "preroll_s": float,
+    "photo_max_mb": float,
+    "photo_location": _bool,
+    "stamp_timezone": str,
     "rtsp_pull": _bool,
     "rtsp_retry_max_s": float,
     "station_preroll_s": float,
@@ -370,6 +382,8 @@ def _validate(settings: Settings) -> None:
     need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")
     need(settings.batch_queue >= settings.batch_max, "batch_queue", "must be at least batch_max")
     need(1 <= settings.preroll_s <= 120, "preroll_s", "must be between 1 and 120 seconds")
+    need(0.1 <= settings.photo_max_mb <= 200, "photo_max_mb", "must be between 0.1 and 200")
+    need(_zone_known(settings.stamp_timezone), "stamp_timezone", "must be an IANA time zone")
     need(1 <= settings.rtsp_retry_max_s <= 600, "rtsp_retry_max_s", "must be 1-600 seconds")
     need(
         0 <= settings.station_preroll_s <= settings.preroll_s,
@@ -463,3 +477,11 @@ def load_settings(
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def _zone_known(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

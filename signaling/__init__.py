@@ -24,6 +24,7 @@ from .errors import CloseCode, ProtocolError, SignalingError, SignalingErrorCode
 from .hub import Hub
 from .ids import RoomId, RoomKind, SubjectId, SubjectKind, camera_room, site_room
 from .messages import (
+    MAX_STROKES,
     AcceptMessage,
     CandidateMessage,
     ChatMessage,
@@ -33,6 +34,7 @@ from .messages import (
     OfferMessage,
     PingMessage,
     Role,
+    Stroke,
     UnwatchMessage,
     parse_client_message,
 )
@@ -54,6 +56,7 @@ from .ratelimit import RateLimit, RateLimiter, TokenBucket
 
 __all__ = [
     "origin_of",
+    "MAX_STROKES",
     "AcceptMessage",
     "Authenticator",
     "Bus",
@@ -94,6 +97,7 @@ __all__ = [
     "SiteDirectory",
     "SiteSummary",
     "SubjectId",
+    "Stroke",
     "SubjectKind",
     "Subscription",
     "TokenBucket",

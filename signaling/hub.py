@@ -27,6 +27,7 @@ from aioutil import OwnedTasks, cancel_and_wait
 from . import outbound
 from ._audience import REVOKED, deliver, for_staff, for_staff_and_camera, room_topic
 from ._connection import Connection, Connections
+from ._inspection import Inspection
 from ._joins import Joins
 from ._negotiation import Negotiation
 from ._origin import origin_allowed
@@ -39,14 +40,20 @@ from .errors import CloseCode, SignalingError, SignalingErrorCode
 from .ids import RoomId
 from .messages import (
     AcceptMessage,
+    CameraControlMessage,
+    CameraStateMessage,
     CandidateMessage,
     ChatMessage,
     ClientMessage,
     JoinMessage,
     LeaveMessage,
+    MarkupMessage,
     OfferMessage,
+    PhotoRequestMessage,
     PingMessage,
+    PointMessage,
     UnwatchMessage,
+    VideoModeMessage,
     parse_client_message,
 )
 from .outbound import ServerMessageType
@@ -161,6 +168,7 @@ class Hub:
         self._negotiation = Negotiation(
             media=media, sites=sites, watching=self._watching, connections=self._connections
         )
+        self._inspection = Inspection(bus=bus, cases=cases, tasks=self._tasks)
         self._closing = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -291,6 +299,8 @@ class Hub:
         conn.close_soon(CloseCode.POLICY_VIOLATION, "join deadline")
 
     def _on_event(self, conn: Connection, topic: str, event: Mapping[str, Any]) -> None:
+        if conn.room is not None and topic == room_topic(conn.room):
+            self._inspection.observe(conn.room, event)
         deliver(conn, topic, event)
         # A closed case's room is finished, on whichever node the socket is: take it out.
         if event.get("type") == ServerMessageType.CASE and conn.room is not None:
@@ -340,6 +350,7 @@ class Hub:
     async def _dispatch(self, conn: Connection, message: ClientMessage) -> None:
         if isinstance(message, JoinMessage):
             await self._joins.join(conn, message)
+            self._inspection.replay(conn)
             return
         if conn.identity is None:
             raise SignalingError(
@@ -362,10 +373,23 @@ class Hub:
                 summary = await self.accept_case(message.case_id, conn.identity)
                 conn.send(outbound.accepted(summary))
                 await self._rooms.enter_case(conn, summary, resume_from=0)
+                self._inspection.replay(conn)
             case LeaveMessage():
                 await self._rooms.leave(conn)
             case UnwatchMessage():
                 await self._negotiation.unwatch(conn, message.camera_id)
+            case MarkupMessage():
+                await self._inspection.markup(conn, message)
+            case PointMessage():
+                await self._inspection.point(conn, message)
+            case PhotoRequestMessage():
+                await self._inspection.photo_request(conn, message)
+            case CameraControlMessage():
+                await self._inspection.camera_control(conn, message)
+            case CameraStateMessage():
+                await self._inspection.camera_state(conn, message)
+            case VideoModeMessage():
+                await self._inspection.video_mode(conn, message)
 
     async def _disconnect(self, conn: Connection) -> None:
         conn.closing = True
@@ -405,6 +429,7 @@ class Hub:
                     await self._rooms.leave(conn)
                 except Exception:
                     logger.exception("socket %s: leaving room %s failed", conn.participant_id, room)
+        self._inspection.forget(room)
         await self.bus.drop_room(room)
 
     async def renegotiation_needed(
@@ -431,6 +456,11 @@ class Hub:
         else:
             tagged = for_staff(event)
         await self.bus.publish(room_topic(RoomId.site(site_id)), tagged)
+
+    async def publish_to_room(self, case_id: str, event: Mapping[str, Any]) -> None:
+        """Send ``event`` to everyone in a case's room, the customer included (a frozen frame,
+        back to live video)."""
+        await self.bus.publish(room_topic(RoomId.parse(case_id)), event)
 
     async def publish_to_staff(self, case_id: str, event: Mapping[str, Any]) -> None:
         """Send ``event`` to the staff in a case's room (e.g. the model's live assessment,

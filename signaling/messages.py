@@ -15,6 +15,18 @@ Client to server (validated here; anything else is answered with an ``error``):
 ``leave``      leave the call (the socket stays open for staff, e.g. back to the queue)
 ``ping``       keep-alive; answered with ``pong``
 
+The inspection tools of a case's call (``docs/protocol.md``, "Inspection"):
+
+``markup``          staff: ``add`` a :class:`Stroke` to the frozen frame ``frame_id``, ``undo``
+                    one (``stroke_id``) or ``clear`` them all
+``point``           a tap at ``x``, ``y`` (0..1 of the picture): on the frozen frame
+                    ``frame_id``, or (no ``frame_id``) on the live video
+``photo_request``   staff: ask the customer's phone for a full-resolution photo
+``camera_control``  staff: ``facing``, ``torch``, ``zoom`` or ``focus`` of the customer's camera
+``camera_state``    customer: what the camera can do and has, and the result of a control
+``video_mode``      staff: ``audio`` (audio plus photos: the phone stops sending video) or back
+                    to ``video``
+
 Server to client (each built by its function in :mod:`signaling.outbound`):
 
 ``joined``, ``chat_page`` (older chat after ``joined``), ``answer``, ``renegotiate`` (the
@@ -30,21 +42,29 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import ProtocolError, SignalingErrorCode
 
 __all__ = [
+    "MAX_STROKES",
     "AcceptMessage",
+    "CameraControlMessage",
+    "CameraStateMessage",
     "CandidateMessage",
     "ChatMessage",
     "ClientMessage",
     "JoinMessage",
     "LeaveMessage",
+    "MarkupMessage",
     "OfferMessage",
+    "PhotoRequestMessage",
     "PingMessage",
+    "PointMessage",
     "Role",
+    "Stroke",
     "UnwatchMessage",
+    "VideoModeMessage",
     "parse_client_message",
 ]
 
@@ -119,6 +139,107 @@ class PingMessage(_Message):
     nonce: Annotated[str, Field(max_length=64)] | None = None
 
 
+# -- the inspection tools ------------------------------------------------------------------------
+
+#: Strokes one frozen frame may carry.
+MAX_STROKES = 500
+#: A position on the picture, as a share of its width or height (0 = left / top edge).
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+#: How many points each tool takes (least, most).
+#: Points each tool takes (least, most), and how its errors say so.
+_POINTS: dict[str, tuple[int, int, str]] = {
+    "arrow": (2, 2, "an arrow takes exactly 2 points: its tail, then its head"),
+    "circle": (2, 2, "a circle takes exactly 2 points: opposite corners of its box"),
+    "freehand": (2, 2000, "a freehand line takes 2 to 2000 points"),
+    "text": (1, 1, "a text takes exactly 1 point: the top-left corner of the text"),
+    "marker": (1, 1, "a marker takes exactly 1 point: its centre"),
+}
+
+
+class Stroke(_Message):
+    """One mark on a frozen frame. Its points are normalised to the frame (x and y in 0..1 from
+    the top-left corner), so it lands on the same spot on every screen and orientation."""
+
+    id: _ID
+    tool: Literal["arrow", "circle", "freehand", "text", "marker"]
+    color: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
+    points: list[tuple[Unit, Unit]]
+    text: Annotated[str, Field(max_length=200)] | None = None
+    number: Annotated[int, Field(ge=1, le=99)] | None = None
+    by: Literal["agent", "customer"] = "agent"
+
+    @model_validator(mode="after")
+    def _shape(self) -> Stroke:
+        least, most, says = _POINTS[self.tool]
+        if not least <= len(self.points) <= most:
+            raise ValueError(f"{says} (this one has {len(self.points)})")
+        if self.tool == "text" and not (self.text and self.text.strip()):
+            raise ValueError("a text needs its text: type something to place")
+        if self.tool == "marker" and self.number is None:
+            raise ValueError("a marker needs its number (1 to 99)")
+        return self
+
+
+class MarkupMessage(_Message):
+    type: Literal["markup"]
+    frame_id: _ID
+    op: Literal["add", "undo", "clear"]
+    stroke: Stroke | None = None
+    #: ``undo``: the stroke taken back (the newest when absent).
+    stroke_id: _ID | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> MarkupMessage:
+        if self.op == "add" and self.stroke is None:
+            raise ValueError("'add' needs the stroke")
+        if self.op != "add" and self.stroke is not None:
+            raise ValueError(f"'{self.op}' takes no stroke")
+        return self
+
+
+class PointMessage(_Message):
+    type: Literal["point"]
+    x: Unit
+    y: Unit
+    #: The frozen frame the tap was on; absent for a tap on the live video.
+    frame_id: _ID | None = None
+
+
+class PhotoRequestMessage(_Message):
+    type: Literal["photo_request"]
+    request_id: _ID
+    #: What to photograph, shown to the customer ("the label on the back").
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
+class CameraControlMessage(_Message):
+    type: Literal["camera_control"]
+    control: Literal["facing", "torch", "zoom", "focus"]
+    #: facing: "user" | "environment"; torch: bool; zoom: the zoom factor; focus: "continuous"
+    #: | "manual" | "single-shot" or a focus distance.
+    value: bool | float | Annotated[str, Field(max_length=32)]
+
+
+class CameraStateMessage(_Message):
+    type: Literal["camera_state"]
+    #: Which controls the phone's camera has (``getCapabilities()`` of the live track), in the
+    #: page's own words: {"torch": true, "zoom": {"min": 1, "max": 8, "step": 0.1}, ...}.
+    capabilities: dict[str, Any]
+    settings: dict[str, Any] = {}
+    #: The outcome of the control the agent asked for, if this answers one.
+    result: dict[str, Any] | None = None
+
+
+class VideoModeMessage(_Message):
+    type: Literal["video_mode"]
+    mode: Literal["video", "audio"]
+    #: Who chose: the agent, or the console's automatic switch on a falling bitrate.
+    reason: Literal["agent", "auto"] = "agent"
+    #: What the console measured when it switched (received kbit/s and frames per second).
+    bitrate_kbps: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    fps: Annotated[float, Field(ge=0, le=240)] | None = None
+
+
 ClientMessage = Annotated[
     JoinMessage
     | OfferMessage
@@ -127,12 +248,23 @@ ClientMessage = Annotated[
     | AcceptMessage
     | LeaveMessage
     | UnwatchMessage
-    | PingMessage,
+    | PingMessage
+    | MarkupMessage
+    | PointMessage
+    | PhotoRequestMessage
+    | CameraControlMessage
+    | CameraStateMessage
+    | VideoModeMessage,
     Field(discriminator="type"),
 ]
 
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-_TYPES = frozenset({"join", "offer", "candidate", "chat", "accept", "leave", "unwatch", "ping"})
+_TYPES = frozenset(
+    {
+        "join", "offer", "candidate", "chat", "accept", "leave", "unwatch", "ping",
+        "markup", "point", "photo_request", "camera_control", "camera_state", "video_mode",
+    }
+)  # fmt: skip
 
 
 def parse_client_message(raw: str | bytes, *, max_bytes: int) -> ClientMessage:

@@ -28,6 +28,8 @@ __all__ = [
     "chat",
     "chat_page",
     "error",
+    "frozen",
+    "inspection",
     "joined",
     "participant_info",
     "participant_joined",
@@ -37,6 +39,7 @@ __all__ = [
     "renegotiate",
     "site",
     "site_details",
+    "unfrozen",
 ]
 
 Message = dict[str, Any]
@@ -56,6 +59,16 @@ class ServerMessageType(StrEnum):
     CASE = "case"
     PONG = "pong"
     ERROR = "error"
+    # The inspection tools of a case's call (docs/protocol.md, "Inspection").
+    FROZEN = "frozen"
+    UNFROZEN = "unfrozen"
+    MARKUP = "markup"
+    POINT = "point"
+    PHOTO_REQUEST = "photo_request"
+    PHOTO = "photo"
+    CAMERA_CONTROL = "camera_control"
+    CAMERA_STATE = "camera_state"
+    VIDEO_MODE = "video_mode"
 
 
 def error(code: SignalingErrorCode, message: str, ref: str | None = None) -> Message:
@@ -219,3 +232,33 @@ def site(summary: SiteSummary | None) -> Message:
 def camera_status(camera_id: str, status: Mapping[str, Any]) -> Message:
     """A camera of a site connected, left, or changed what it sends."""
     return {"type": ServerMessageType.CAMERA.value, "camera_id": camera_id, "status": status}
+
+
+# -- the inspection tools -------------------------------------------------------------------------
+
+
+def frozen(
+    frame_id: str, *, width: int, height: int, item_id: str, by: Mapping[str, Any]
+) -> Message:
+    """The agent froze the customer's picture: both pages show the frame ``frame_id`` (the
+    server's full-resolution copy, filed as evidence item ``item_id``) until ``unfrozen``."""
+    return {
+        "type": ServerMessageType.FROZEN.value,
+        "frame_id": frame_id,
+        "width": width,
+        "height": height,
+        "item_id": item_id,
+        "by": dict(by),
+    }
+
+
+def unfrozen(frame_id: str, *, item_id: str | None) -> Message:
+    """Back to live video; ``item_id``: the marked-up frame filed as evidence, if it had marks."""
+    return {"type": ServerMessageType.UNFROZEN.value, "frame_id": frame_id, "item_id": item_id}
+
+
+def inspection(kind: ServerMessageType, by: Mapping[str, Any], **fields: Any) -> Message:
+    """A tool used in the call (``markup``, ``point``, ``photo_request``, ``camera_control``,
+    ``camera_state``, ``video_mode``, ``photo``), sent on to the room with who used it
+    (``by``: participant id, role and name) and the message's own fields."""
+    return {"type": kind.value, **fields, "by": dict(by)}

@@ -170,6 +170,13 @@ class CaseDirectory(Protocol):
         """Keep a chat message in the case's timeline (idempotent on ``seq``)."""
         ...
 
+    async def record_action(
+        self, case_id: str, action: str, *, actor: str, data: Mapping[str, Any]
+    ) -> None:
+        """Keep a tool used in the call (``inspection.markup``, ``inspection.point``...) in the
+        case's timeline."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SiteSummary:

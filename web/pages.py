@@ -133,6 +133,8 @@ class JoinView:
     customer_name: str | None = None
     order_id: str | None = None
     sku: str | None = None
+    #: The merchant asks customers whether to share their location with their photos.
+    photo_location: bool = False
 
 
 @dataclass(frozen=True, slots=True)

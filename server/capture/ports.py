@@ -63,3 +63,5 @@ class CaptureConfig:
     preroll_s: float
     privacy_notice_version: str
     retention_class: str
+    #: The merchant's time zone, printed beside UTC on the stamped copies of stills.
+    stamp_timezone: str = "UTC"

@@ -9,13 +9,14 @@ filed under the case the operator names, or under ``site:<site id>``)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import av
 
 from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
 from media import CaptureHandle, RecordedFile
+from server.capture.drawing import Stamp, stamped_copy
 from server.capture.ports import CaptureConfig, FrameSource, RoomRecorder
 from server.cases import Case, CaseKind, CaseService
 from server.errors import Conflict, NotFound
@@ -333,22 +335,91 @@ class CaptureService:
             jpeg = await self._media.snapshot(target.room_id, target.publishers)
             if jpeg is None:
                 raise Conflict("no video frame has arrived yet: nothing to photograph")
+        return await self.file_still(
+            target,
+            case,
+            jpeg,
+            name="snapshot.jpg",
+            kind=ItemKind.SNAPSHOT,
+            operator=operator,
+            taken_at=taken_at,
+            stage=stage,
+            note=note,
+            stamp_label="snapshot",
+        )
+
+    async def newest_frame(self, target: CaptureTarget) -> bytes:
+        """A JPEG of the newest frame the server received from ``target``'s room, at the size
+        it was sent (not a screenshot of anyone's page)."""
+        jpeg = await self._media.snapshot(target.room_id, target.publishers)
+        if jpeg is None:
+            raise Conflict("no video frame has arrived yet: nothing to show")
+        return jpeg
+
+    async def file_still(
+        self,
+        target: CaptureTarget,
+        case: Case | None,
+        image: bytes,
+        *,
+        name: str,
+        kind: ItemKind,
+        operator: Identity,
+        taken_at: float,
+        stage: str | None,
+        note: str,
+        stamp_label: str,
+        details: Mapping[str, Any] | None = None,
+        extra_files: Sequence[tuple[str, bytes]] = (),
+        grading: Mapping[str, Any] | None = None,
+        location: tuple[float, float] | None = None,
+    ) -> EvidenceItem:
+        """File one still (a snapshot, a photo, a frozen or marked-up frame) with a stamped copy
+        beside it: the same picture with the time (UTC and the merchant's), the case, order,
+        tracking number and unit printed on it. Both files' SHA-256 are in the record, which
+        says which is the copy of which; ``extra_files`` (the strokes, a drawing) go with them.
+        ``grading``: the model's view of this still, instead of the call's."""
+        stem, _, _ = name.rpartition(".")
+        stamp = Stamp(
+            taken_at=_dt(taken_at),
+            local_tz=self._config.stamp_timezone,
+            case_id=target.case_id,
+            order_id=target.order_id,
+            tracking_number=target.tracking_number,
+            unit_id=target.unit_id,
+            location=location,
+            label=stamp_label,
+        )
+        stamped = await asyncio.to_thread(stamped_copy, image, stamp)
+        stamped_name = f"{stem}-stamped.jpg"
+        files = [(name, image), (stamped_name, stamped), *extra_files]
+        body = dict(details or {})
+        body["stamp"] = {
+            "original": {"file": name, "sha256": hashlib.sha256(image).hexdigest()},
+            "stamped": {"file": stamped_name, "sha256": hashlib.sha256(stamped).hexdigest()},
+            "lines": stamp.lines(),
+        }
         directory = self._spool / secrets.token_hex(6)
-        path = directory / "snapshot.jpg"
 
-        def write() -> None:
+        def write() -> list[tuple[str, Path]]:
             directory.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(jpeg)
+            written = []
+            for file_name, data in files:
+                path = directory / file_name
+                path.write_bytes(data)
+                written.append((file_name, path))
+            return written
 
-        await asyncio.to_thread(write)
         record = self._record(
-            target, case, "snapshot", operator.name, taken_at, taken_at,
+            target, case, kind.value, operator.name, taken_at, taken_at,
             self._stage(target, stage), note,
         )  # fmt: skip
+        if grading is not None:
+            record = replace(record, grading=dict(grading))
+        record = replace(record, details=body)
         try:
-            item = await self._archive.add_item(
-                [("snapshot.jpg", path)], record, actor=operator.audit_actor
-            )
+            named = await asyncio.to_thread(write)
+            item = await self._archive.add_item(named, record, actor=operator.audit_actor)
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
         await self._filed(target, item, operator.name)

@@ -77,6 +77,16 @@ class CaseEventType(StrEnum):
     ACCESS_OVERRIDE = "case.access_override"
     CHAT = "chat.message"
     MODEL_VIEW = "grading.model_view"
+    # The inspection tools of the call (the hub and the inspection routes write these).
+    FREEZE = "inspection.freeze"
+    UNFREEZE = "inspection.unfreeze"
+    MARKUP = "inspection.markup"
+    POINT = "inspection.point"
+    PHOTO_REQUEST = "inspection.photo_request"
+    PHOTO_RECEIVED = "inspection.photo_received"
+    CAMERA_CONTROL = "inspection.camera_control"
+    CAMERA_RESULT = "inspection.camera_result"
+    VIDEO_MODE = "inspection.video_mode"
 
 
 WEBHOOK_EVENTS = frozenset(

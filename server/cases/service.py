@@ -367,6 +367,19 @@ class CaseService:
         # Not a change of the case's state: nobody listening for those needs to hear of it.
         await self._store.mutate(case_id, update)
 
+    async def record_action(
+        self, case_id: str, action: str, *, actor: str, data: Mapping[str, Any]
+    ) -> None:
+        """Keep a tool used in the call (freeze, markup, a photo asked for or received, the
+        torch...) in the timeline. ``action`` is one of the ``inspection.*`` event types."""
+        kind = CaseEventType(action)
+        if not kind.value.startswith("inspection."):
+            raise ValueError(f"{action!r} is not an inspection action")
+        # A client's values may not all be JSON (they came through a socket): keep them as text.
+        payload = json.loads(json.dumps(dict(data), default=str))
+        event = CaseEvent(at=self._clock(), type=kind.value, actor=actor, data=payload)
+        await self._store.append_once(case_id, event, dedup_key=None)
+
     async def record_chat(self, case_id: str, message: Mapping[str, Any]) -> None:
         """Keep a chat message in the timeline; a repeat of the same ``seq`` is ignored."""
         seq = message.get("seq")

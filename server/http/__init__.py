@@ -11,9 +11,9 @@ from aiohttp import web
 
 from evidence import EvidenceArchive
 from server.accounts import AccountService
-from server.capture import CaptureService
+from server.capture import CaptureService, InspectionService, UploadStore
 from server.cases import CaseService, WebhookDispatcher
-from server.http import accounts, cases, evidence, grading, ops, sites, webhooks
+from server.http import accounts, cases, evidence, grading, inspection, ops, sites, webhooks
 from server.http.auth import RequestAuth
 from server.http.capture import CAMERA_CAPTURES, CASE_CAPTURES, capture_routes
 from server.http.errors import HttpError, error_middleware
@@ -28,12 +28,14 @@ from server.http.keys import (
     DB_KEY,
     EVIDENCE_KEY,
     GRADING_VIEW_KEY,
+    INSPECTION_KEY,
     METRICS_KEY,
     NODE_KEY,
     PRESENCE_KEY,
     RATE_LIMITS_KEY,
     SETTINGS_KEY,
     SITES_KEY,
+    UPLOADS_KEY,
     WEBHOOKS_KEY,
 )
 from server.http.openapi import ApiRoute, bind, openapi_document
@@ -79,6 +81,7 @@ def api_routes() -> list[ApiRoute]:
         *webhooks.routes(),
         *grading.routes(),
         *capture_routes(CASE_CAPTURES),
+        *inspection.routes(),
         *evidence.routes(),
         *sites.routes(),
         *capture_routes(CAMERA_CAPTURES),
@@ -102,6 +105,8 @@ class Edge:
     grading: GradingView | None = None
     evidence: EvidenceArchive | None = None
     captures: CaptureService | None = None
+    inspection: InspectionService | None = None
+    uploads: UploadStore | None = None
     sites: SiteService | None = None
     presence: CameraPresence | None = None
     camera_sessions: CameraSessions | None = None
@@ -132,6 +137,10 @@ def setup_http(
         app[EVIDENCE_KEY] = edge.evidence
     if edge.captures is not None:
         app[CAPTURES_KEY] = edge.captures
+    if edge.inspection is not None:
+        app[INSPECTION_KEY] = edge.inspection
+    if edge.uploads is not None:
+        app[UPLOADS_KEY] = edge.uploads
     if edge.sites is not None:
         app[SITES_KEY] = edge.sites
     if edge.presence is not None:

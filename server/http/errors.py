@@ -8,6 +8,7 @@ evidence raise their own. This module is the one place that knows which status e
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -102,10 +103,17 @@ def status_of(exc: DomainError) -> int:
     return DOMAIN_STATUS[exc.code]
 
 
+#: The customer page's own API (frozen frames, photo uploads) under its path-scoped cookie.
+_CUSTOMER_API = re.compile(r"^/join/c/[^/]+/(frozen|uploads)(/|$)")
+
+
 def _is_api(request: web.Request) -> bool:
     path = request.path
     return (
-        path == "/api" or path.startswith(("/api/", "/whip/")) or path in ("/healthz", "/metrics")
+        path == "/api"
+        or path.startswith(("/api/", "/whip/"))
+        or path in ("/healthz", "/metrics")
+        or _CUSTOMER_API.match(path) is not None
     )
 
 

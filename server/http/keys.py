@@ -6,7 +6,7 @@ from aiohttp import web
 
 from evidence import EvidenceArchive
 from server.accounts import AccountService
-from server.capture import CaptureService
+from server.capture import CaptureService, InspectionService, UploadStore
 from server.cases import CaseService, WebhookDispatcher
 from server.http.auth import RequestAuth
 from server.http.ports import CallControl, CameraSessions, GradingView
@@ -26,12 +26,14 @@ __all__ = [
     "DB_KEY",
     "EVIDENCE_KEY",
     "GRADING_VIEW_KEY",
+    "INSPECTION_KEY",
     "METRICS_KEY",
     "NODE_KEY",
     "PRESENCE_KEY",
     "RATE_LIMITS_KEY",
     "SETTINGS_KEY",
     "SITES_KEY",
+    "UPLOADS_KEY",
     "WEBHOOKS_KEY",
 ]
 
@@ -47,6 +49,10 @@ CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
 GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")
 EVIDENCE_KEY = web.AppKey("inspect_evidence", EvidenceArchive)
 CAPTURES_KEY = web.AppKey("inspect_captures", CaptureService)
+#: Freeze and markup, and the customer's photos (``server.capture.inspection``).
+INSPECTION_KEY = web.AppKey("inspect_inspection", InspectionService)
+#: Where the customers' photos are spooled while they arrive in pieces.
+UPLOADS_KEY = web.AppKey("inspect_uploads", UploadStore)
 SITES_KEY = web.AppKey("inspect_sites", SiteService)
 PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)
 CAMERA_SESSIONS_KEY: web.AppKey[CameraSessions] = web.AppKey("inspect_camera_sessions")

@@ -50,6 +50,7 @@ def capture_config(settings: Settings, spool_dir: str | None = None) -> CaptureC
         preroll_s=settings.preroll_s,
         privacy_notice_version=settings.privacy_notice_version,
         retention_class=settings.evidence_retention_class,
+        stamp_timezone=settings.stamp_timezone,
     )
 
 

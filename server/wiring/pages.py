@@ -18,8 +18,15 @@ class Pages:
     """Adapts the auth, case and site services to what the pages render (``web.PageBackend``)."""
 
     def __init__(
-        self, accounts: AccountService, auth: RequestAuth, cases: CaseService, sites: SiteService
+        self,
+        accounts: AccountService,
+        auth: RequestAuth,
+        cases: CaseService,
+        sites: SiteService,
+        *,
+        photo_location: bool = False,
     ) -> None:
+        self._photo_location = photo_location
         self._accounts = accounts
         self._auth = auth
         self._cases = cases
@@ -75,4 +82,5 @@ class Pages:
             customer_name=case.customer_name,
             order_id=case.order_id,
             sku=case.sku,
+            photo_location=self._photo_location,
         )

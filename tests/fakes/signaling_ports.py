@@ -122,6 +122,8 @@ class FakeCases:
         self._cases: dict[str, CaseSummary] = {}
         #: Chat messages kept per case, by seq (as the timeline keeps them: once each).
         self.chat: dict[str, dict[int, Mapping[str, Any]]] = {}
+        #: Tools used in calls, per case: (action, actor, data), in the order they came.
+        self.actions: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
         self._ids = itertools.count(1)
 
     def create(self, customer_name: str = "Ada Customer", **fields: Any) -> CaseSummary:
@@ -168,6 +170,11 @@ class FakeCases:
 
     async def record_chat(self, case_id: str, message: Mapping[str, Any]) -> None:
         self.chat.setdefault(case_id, {}).setdefault(int(message["seq"]), dict(message))
+
+    async def record_action(
+        self, case_id: str, action: str, *, actor: str, data: Mapping[str, Any]
+    ) -> None:
+        self.actions.setdefault(case_id, []).append((action, actor, dict(data)))
 
 
 @dataclass

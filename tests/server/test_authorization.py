@@ -96,6 +96,16 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cameras/{id}/captures"): CALL_TAKERS,
     ("POST", "/api/cameras/{id}/captures/{capture}/stop"): CALL_TAKERS,
     ("POST", "/api/cameras/{id}/captures/last"): CALL_TAKERS,
+    # The inspection tools: the agent's side, and the customer's (the join link's cookie, or
+    # its token as a bearer).
+    ("POST", "/api/cases/{id}/frozen"): CALL_TAKERS,
+    ("GET", "/api/cases/{id}/frozen/{frame}"): CALL_TAKERS,
+    ("POST", "/api/cases/{id}/frozen/{frame}/release"): CALL_TAKERS,
+    ("GET", "/api/cases/{id}/stills/{item}"): CALL_TAKERS,
+    ("GET", "/join/c/{case_id}/frozen/{frame}"): frozenset({CUSTOMER}),
+    ("POST", "/join/c/{case_id}/uploads"): frozenset({CUSTOMER}),
+    ("HEAD", "/join/c/{case_id}/uploads/{upload}"): frozenset({CUSTOMER}),
+    ("PATCH", "/join/c/{case_id}/uploads/{upload}"): frozenset({CUSTOMER}),
 }
 
 #: /ws message type -> who may send it once joined (customers in their case, cameras on their
@@ -112,6 +122,14 @@ WS_ALLOWED: dict[str, frozenset[str]] = {
     "leave": JOINED,
     "ping": JOINED,
     "join": JOINED,  # a second join: already_joined
+    # The agent's inspection tools: a customer is refused; others outside a case's call get
+    # not_in_call. A tap (point) and the camera's report are the customer's too.
+    "markup": JOINED - {CUSTOMER},
+    "photo_request": JOINED - {CUSTOMER},
+    "camera_control": JOINED - {CUSTOMER},
+    "video_mode": JOINED - {CUSTOMER},
+    "point": JOINED,
+    "camera_state": JOINED,
 }
 WS_PROBES: dict[str, dict[str, object]] = {
     "accept": {"type": "accept", "case_id": "nothing-here"},
@@ -122,6 +140,12 @@ WS_PROBES: dict[str, dict[str, object]] = {
     "leave": {"type": "leave"},
     "ping": {"type": "ping"},
     "join": {"type": "join"},
+    "markup": {"type": "markup", "frame_id": "f0", "op": "clear"},
+    "photo_request": {"type": "photo_request", "request_id": "r1"},
+    "camera_control": {"type": "camera_control", "control": "torch", "value": True},
+    "video_mode": {"type": "video_mode", "mode": "audio"},
+    "point": {"type": "point", "x": 0.5, "y": 0.5},
+    "camera_state": {"type": "camera_state", "capabilities": {}},
 }
 
 
@@ -185,6 +209,8 @@ def _concrete(path: str) -> str:
         .replace("{item}", "nothing-here")
         .replace("{name}", "video-1.webm")
         .replace("{token}", "t0")
+        .replace("{case_id}", "nothing-here")
+        .replace("{upload}", "u0")
     )
 
 

@@ -5,6 +5,7 @@ import { CapturePanel, CaptureTarget } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
 import { GradingPanel, channelText, percent } from './grading.js';
+import { InspectionPanel } from './inspect.js';
 import { SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import {
@@ -59,6 +60,7 @@ const state = {
   grading: null, // GradingPanel
   gradeForm: null, // GradeForm
   capture: null, // CapturePanel
+  inspect: null, // InspectionPanel
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
@@ -205,6 +207,7 @@ function enterCall(message) {
     resetDecisionForms(summary);
   }
   state.grading.start(id, message.grading !== false);
+  state.inspect.attach({ signal: state.signal, caseId: id });
   state.capture.setPreroll(message.preroll_s);
   // A returned item is filed as received back unless the agent picks another stage.
   state.capture.follow(CaptureTarget.case(id), { defaultStage: summary.kind === 'return' ? 'return_receipt' : '' });
@@ -229,6 +232,7 @@ function startPeer(iceServers) {
   const peer = new CallPeer({ signal: state.signal, iceServers, localStream: state.mic, recvVideo: true });
   state.peer = peer;
   state.peerState = 'new';
+  state.inspect.setPeer(peer);
   peer.on('track', ({ track, streams }) => onTrack(track, streams));
   peer.on('state', (pcState) => {
     if (peer !== state.peer) return;
@@ -272,6 +276,7 @@ function exitCall() {
   state.chat.setEnabled(false);
   state.chat.reset();
   state.grading.reset();
+  state.inspect.reset();
   renderQueue();
   renderCallState();
 }
@@ -532,6 +537,7 @@ function main() {
   wireCreateCase();
   state.grading = new GradingPanel();
   state.capture = new CapturePanel();
+  state.inspect = new InspectionPanel({ onFiled: () => state.capture.refresh() });
   state.grading.setFrameAction((frame, button) => state.capture.saveFrame(frame, button));
   state.gradeForm = new GradeForm(ui.decisionForm);
   state.grading.onChange((view) => state.gradeForm.showModel(view));

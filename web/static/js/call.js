@@ -72,6 +72,11 @@ export class CallPeer extends Emitter {
     return this.#pc.connectionState;
   }
 
+  /** The peer connection's statistics (what the link carries now). */
+  getStats() {
+    return this.#pc.getStats();
+  }
+
   /** Send the first offer. */
   start() {
     return this.#negotiate();

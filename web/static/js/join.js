@@ -1,6 +1,7 @@
 // Customer page (phone browser): camera and microphone to the server, the agent's voice back,
 // a checklist of what to show, and chat. Survives network drops: the socket reconnects, joins
 // again with `resume_from`, and a fresh peer connection is offered.
+import { CustomerTools } from './assist.js';
 import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
 import { ChatPanel } from './chat.js';
 import { SignalingErrorCode } from './protocol.js';
@@ -44,6 +45,8 @@ const call = {
   agent: null, // {participant_id, name}
   peerState: 'new',
   ended: false,
+  tools: null, // CustomerTools
+  switchCamera: (facing) => switchCamera(facing),
 };
 
 // -- connection state ------------------------------------------------------------------------
@@ -113,8 +116,9 @@ function attachLocalPreview() {
   tryPlay(ui.localVideo);
 }
 
-async function switchCamera() {
-  const next = call.facing === 'environment' ? 'user' : 'environment';
+async function switchCamera(to = null) {
+  const next = to ?? (call.facing === 'environment' ? 'user' : 'environment');
+  if (next === call.facing && call.stream?.getVideoTracks()[0]?.readyState === 'live') return;
   const old = call.stream.getVideoTracks()[0];
   ui.switchCamera.disabled = true;
   try {
@@ -129,8 +133,10 @@ async function switchCamera() {
     await call.peer?.replaceTrack('video', track);
     attachLocalPreview();
     ui.switchCamera.dataset.facing = next;
+    call.tools?.reportCamera();
   } catch (err) {
     console.warn('camera switch failed', err);
+    if (to) throw err;
   } finally {
     ui.switchCamera.disabled = false;
   }
@@ -180,6 +186,8 @@ function connect() {
     button: byTestId('chat-send'),
   });
   call.chat.setEnabled(true);
+  call.tools = new CustomerTools(call, caseId);
+  call.tools.attach(signal);
   signal.on('state', (state) => {
     if (state !== SocketState.OPEN) call.joined = false;
     renderState();
@@ -222,6 +230,7 @@ function startPeer(iceServers) {
   });
   peer.on('error', (err) => console.warn('negotiation failed', err));
   peer.start();
+  call.tools.peerStarted();
 }
 
 function onParticipant(message) {
@@ -282,8 +291,10 @@ function wireChecklist() {
 
 function main() {
   ui.start.addEventListener('click', startCamera);
+  // Enabled once the page's script runs: a tap before it would be lost.
+  ui.start.disabled = false;
   ui.retry.addEventListener('click', startCamera);
-  ui.switchCamera.addEventListener('click', switchCamera);
+  ui.switchCamera.addEventListener('click', () => switchCamera());
   ui.toggleMic.addEventListener('click', toggleMic);
   ui.unmute.addEventListener('click', unmute);
   wireChecklist();
