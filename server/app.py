@@ -182,7 +182,7 @@ async def _build(
     uploads = UploadStore(
         settings.data_dir / "uploads", max_bytes=int(settings.photo_max_mb * 1024 * 1024)
     )
-    app.cleanup_ctx.append(lifetime("uploads", start=uploads.sweep))
+    app.cleanup_ctx.append(_upload_sweep(uploads, 600.0))
     stations = StationService(
         services.sites,
         captures,
@@ -358,6 +358,31 @@ def _retention(archive: EvidenceArchive, interval_s: float) -> CleanupCtx:
         finally:
             await cancel_and_wait(task)
             await archive.aclose()
+
+    return ctx
+
+
+def _upload_sweep(uploads: UploadStore, interval_s: float) -> CleanupCtx:
+    """Photo uploads a phone began and never finished go once they expire."""
+
+    async def sweep() -> None:
+        while True:
+            try:
+                removed = await uploads.sweep()
+                if removed:
+                    logger.info("%d unfinished photo uploads expired", removed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("sweeping the photo uploads failed")
+            await asyncio.sleep(interval_s)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sweep(), name="uploads-sweep")
+        try:
+            yield
+        finally:
+            await cancel_and_wait(task)
 
     return ctx
 

@@ -145,7 +145,6 @@ class PingMessage(_Message):
 MAX_STROKES = 500
 #: A position on the picture, as a share of its width or height (0 = left / top edge).
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-#: How many points each tool takes (least, most).
 #: Points each tool takes (least, most), and how its errors say so.
 _POINTS: dict[str, tuple[int, int, str]] = {
     "arrow": (2, 2, "an arrow takes exactly 2 points: its tail, then its head"),

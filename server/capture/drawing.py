@@ -245,7 +245,7 @@ def _open_upright(data: bytes) -> Image.Image:
 
 
 class StrokeLike(Protocol):
-    """What drawing a stroke reads: :class:`Stroke` and the signalling's stroke alike."""
+    """What drawing a stroke reads (:class:`signaling.Stroke` fits it)."""
 
     @property
     def tool(self) -> str: ...

@@ -18,6 +18,7 @@ from server.errors import DomainError, DomainErrorCode, InvalidRequest
 GPS = ExifTags.IFD.GPSInfo
 MAKE = 0x010F
 ORIENTATION = 0x0112
+TAKEN = 0x9003  # DateTimeOriginal, in the Exif sub-IFD
 BERLIN = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 18.0), 5: b"\x00", 6: 34.5}
 SYDNEY = {1: "S", 2: (33.0, 52.0, 4.8), 3: "W", 4: (151.0, 12.0, 30.0), 5: b"\x01", 6: 3.0}
 
@@ -37,6 +38,7 @@ def exif_with(
     exif = Image.Exif()
     exif.endian = endian
     exif[MAKE] = "TestCam"
+    exif.get_ifd(ExifTags.IFD.Exif)[TAKEN] = "2026:12:03 15:04:05"
     if orientation is not None:
         exif[ORIENTATION] = orientation
     if gps is not None:
@@ -143,6 +145,7 @@ def test_a_jpeg_loses_its_gps_and_nothing_else(endian: str) -> None:
     assert exif.get_ifd(GPS) == {}
     assert exif[MAKE] == "TestCam"
     assert exif[ORIENTATION] == 6
+    assert exif.get_ifd(ExifTags.IFD.Exif)[TAKEN] == "2026:12:03 15:04:05"
     assert read_still(still.data, keep_location=True).location is None
     # Every segment but the EXIF one as it was (from the quantisation tables on), the pixels
     # decode the same, and the EXIF segment kept its length.
