@@ -2,7 +2,8 @@
 // and back. A pure judge of the received bitrate and frame rate, sampled once a second, so its
 // rule can be tested on its own.
 //
-// Video that stays under `lowKbps` or `lowFps` for `holdS` seconds -> audio. In audio mode the
+// Video whose frame rate stays under `lowFps` (or under twice that with the bitrate under
+// `lowKbps`) for `holdS` seconds -> audio. In audio mode the
 // phone sends no video, so nothing can be measured: after `retryS` the judge tries video again,
 // and each time the video fails again right after such a try it waits twice as long (up to
 // `maxRetryS`). An agent's own choice of audio is left alone (no automatic return).
@@ -40,7 +41,9 @@ export class LinkJudge {
     if (this.videoSince === null) this.videoSince = t;
     // A video that just (re)started ramps up: give it a moment before judging.
     if (t - this.videoSince < this.graceS) return null;
-    const low = kbps < this.lowKbps || fps < this.lowFps;
+    // A still scene (a label held up) is sent at a few kbit/s and full frame rate: a low bitrate
+    // alone is no sign of trouble, a falling frame rate is.
+    const low = fps < this.lowFps || (kbps < this.lowKbps && fps < 2 * this.lowFps);
     if (!low) {
       this.lowSince = null;
       // Video held for a while: the next failure starts from the shortest wait again.
