@@ -53,6 +53,9 @@ async def test_location_is_kept_and_stamped_only_with_consent(call: Call) -> Non
     item = await call.live.state.archive.peek(str(refused["item_id"]))
     details = item.record.details or {}
     assert details["location"] is None and details["location_stripped"] is True
+    # Picked from the gallery and sent unasked: the record says both.
+    assert details["source"] == "gallery" and details["requested"] is None
+    assert "from the gallery, sent unasked" in item.record.note
     assert not any(line.startswith("Location") for line in details["stamp"]["lines"])
     stored = await call.live.state.archive.stored_path(item.item_id, "photo.jpg")
     assert read_still(stored.read_bytes(), keep_location=True).location is None, "GPS stripped"
