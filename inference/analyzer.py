@@ -28,7 +28,7 @@ import numpy as np
 from aioutil import cancel_and_wait
 
 from .assessment import AssessmentConfig, SessionAssessment
-from .batcher import BatcherMetrics, FrameBatcher
+from .batcher import BatcherMetrics, FrameBatcher, Prediction
 from .codes import ReadCode, match_codes, read_codes
 from .errors import BatcherClosed, FrameDropped, InferenceError
 from .labels import LabelReader, match_label
@@ -428,7 +428,7 @@ class AnalysisHub:
         # A photo is graded whatever its quality: it was taken on purpose, and its quality is
         # kept beside the grade for whoever reads the record.
         try:
-            prediction = await self.batcher.submit(still_id, image)
+            prediction = await self._submit_still(still_id, image)
         except (FrameDropped, BatcherClosed):
             assessment.add_dropped()
             assessment.last_quality = quality
@@ -441,6 +441,18 @@ class AnalysisHub:
             assessment.add_prediction(prediction, replace(quality, usable=True, reason=None))
             assessment.last_quality = quality
         return assessment.snapshot()
+
+    async def _submit_still(self, still_id: str, image: np.ndarray[Any, Any]) -> Prediction:
+        """A photo is one frame asked for on purpose: pushed out of a full queue by the live
+        video's frames, it is queued again (three tries) rather than left ungraded."""
+        for attempt in range(3):
+            try:
+                return await self.batcher.submit(still_id, image)
+            except FrameDropped:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def close(self, stream_id: str) -> dict[str, Any] | None:
         """Stop analysing ``stream_id``; returns its final snapshot (None if it was not open)."""

@@ -232,6 +232,23 @@ TABLE: list[Row] = [
     *cells("GET", f"{CASE}/frames/{{frame}}", Target.NONE,
            {**dict.fromkeys((*AGENTS, *ADMINS), E404), P.REVIEWER: E403}),
     *by_role("POST", "/api/grading/derive", STAFF, body=FACTS),
+    # -- the inspection tools: the holder's; the customer's own routes take a join token -------
+    # No media here: a freeze gets through to "no frame has arrived" (409 conflict), the rest
+    # to "no such frame / still" (404).
+    *holder_only("POST", f"{CASE}/frozen", PASS),
+    *holder_only("GET", f"{CASE}/frozen/{{frame}}", PASS),
+    *holder_only("POST", f"{CASE}/frozen/{{frame}}/release", PASS, {}),
+    *holder_only("GET", f"{CASE}/stills/{{item}}", PASS),
+    # The customer's token names another case than these ids: through to 404. Staff
+    # credentials are no join token: 401.
+    *cells("GET", "/join/c/{case_id}/frozen/{frame}", Target.NONE, {P.CUSTOMER: PASS},
+           others=E401),
+    *cells("POST", "/join/c/{case_id}/uploads", Target.NONE, {P.CUSTOMER: PASS}, others=E401,
+           body={"size": 10, "content_type": "image/jpeg"}),
+    *cells("HEAD", "/join/c/{case_id}/uploads/{upload}", Target.NONE, {P.CUSTOMER: PASS},
+           others=E401),
+    *cells("PATCH", "/join/c/{case_id}/uploads/{upload}", Target.NONE, {P.CUSTOMER: PASS},
+           others=E401),
     # -- the evidence archive --------------------------------------------------------------------
     *by_role("GET", "/api/evidence", (P.REVIEWER, *ADMINS)),
     *public("GET", "/api/evidence/tree-head"),
@@ -380,6 +397,8 @@ def _concrete(path: str, object_id: str) -> str:
         .replace("{item}", "0" * 32)
         .replace("{name}", "video-1.webm")
         .replace("{token}", "t0")
+        .replace("{case_id}", object_id)
+        .replace("{upload}", "u0")
     )
 
 
@@ -400,7 +419,8 @@ async def _call(
     async with session.request(row.method, url, json=body, headers=headers) as response:
         text = await response.text()
         error = None
-        if response.content_type == "application/json" and response.status >= 400:
+        # A HEAD answer has no body to name its error: its status says it.
+        if text and response.content_type == "application/json" and response.status >= 400:
             error = (await response.json()).get("error", {}).get("code")
         return response.status, error, text
 

@@ -130,7 +130,7 @@ export class MarkupLayer {
   setDraft(stroke) { this.#draft = stroke; this.redraw(); }
 
   /** A pulsing ring at a tapped spot, gone after `ms`. */
-  pulse([x, y], color = '#ffcc00', ms = 4000) {
+  pulse([x, y], color = '#ffcc00', ms = 3500) {
     this.#pulses.push({ x, y, color, until: performance.now() + ms });
     this.#animate();
   }
