@@ -445,14 +445,12 @@ class AnalysisHub:
     async def _submit_still(self, still_id: str, image: np.ndarray[Any, Any]) -> Prediction:
         """A photo is one frame asked for on purpose: pushed out of a full queue by the live
         video's frames, it is queued again (three tries) rather than left ungraded."""
-        for attempt in range(3):
+        for attempt in range(2):
             try:
                 return await self.batcher.submit(still_id, image)
             except FrameDropped:
-                if attempt == 2:
-                    raise
                 await asyncio.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await self.batcher.submit(still_id, image)
 
     async def close(self, stream_id: str) -> dict[str, Any] | None:
         """Stop analysing ``stream_id``; returns its final snapshot (None if it was not open)."""

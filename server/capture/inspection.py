@@ -216,7 +216,7 @@ class InspectionService:
         PNG, exact), its stamped copy, the unmarked frame and the strokes as JSON."""
         if frame_id in self._released:
             raise NotFound(f"frame {frame_id!r} is not frozen any more: freeze the picture again")
-        await self._frozen_item(case, frame_id)
+        frozen = await self._frozen_item(case, frame_id)
         ids = [stroke.id for stroke in strokes]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("strokes: each stroke needs its own id", fields=("strokes",))
@@ -225,7 +225,7 @@ class InspectionService:
         if strokes:
             jpeg = await self.frame_image(case, frame_id)
             drawn = await asyncio.to_thread(render_markup, jpeg, strokes)
-            width, height = await asyncio.to_thread(_size, jpeg)
+            size = frozen.record.details or {}
             strokes_json = json.dumps(
                 {"frame_id": frame_id, "strokes": [s.model_dump() for s in strokes]}, indent=1
             ).encode()
@@ -242,8 +242,8 @@ class InspectionService:
                 stamp_label="marked-up frame",
                 details={
                     "derived_from": frame_id,
-                    "width": width,
-                    "height": height,
+                    "width": size.get("width"),
+                    "height": size.get("height"),
                     "strokes": summary,
                 },
                 extra_files=[("frame.jpg", jpeg), ("strokes.json", strokes_json)],

@@ -414,9 +414,11 @@ class CaptureService:
             target, case, kind.value, operator.name, taken_at, taken_at,
             self._stage(target, stage), note,
         )  # fmt: skip
-        if grading is not None:
-            record = replace(record, grading=dict(grading))
-        record = replace(record, details=body)
+        record = replace(
+            record,
+            grading=dict(grading) if grading is not None else record.grading,
+            details=body,
+        )
         try:
             named = await asyncio.to_thread(write)
             item = await self._archive.add_item(named, record, actor=operator.audit_actor)

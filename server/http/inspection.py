@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -248,12 +247,6 @@ async def upload_status(request: web.Request) -> web.Response:
     )
 
 
-async def _pieces(request: web.Request) -> AsyncIterator[bytes]:
-    # Whatever has arrived, at once: a piece cut off halfway keeps every byte it brought.
-    async for chunk in request.content.iter_any():
-        yield chunk
-
-
 async def send_piece(request: web.Request) -> JsonReply[PieceResponse]:
     identity, case = await _customer(request)
     raw = request.headers.get(OFFSET_HEADER, "")
@@ -268,7 +261,10 @@ async def send_piece(request: web.Request) -> JsonReply[PieceResponse]:
     owner = _owner(identity, case)
     upload_id = request.match_info["upload"]
     request.app[INSPECTION_KEY].require_call(case)
-    upload = await store.append(upload_id, owner, offset=int(raw), chunks=_pieces(request))
+    # Whatever has arrived, at once: a piece cut off halfway keeps every byte it brought.
+    upload = await store.append(
+        upload_id, owner, offset=int(raw), chunks=request.content.iter_any()
+    )
     photo = None
     if upload.complete:
         photo = await _file_photo(request, identity, case, upload)
