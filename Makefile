@@ -38,6 +38,9 @@ TEST_DEBS += redis-server
 TEST_DEBS += busybox shellcheck
 # The drawn product labels of the OCR tests use DejaVu Sans.
 TEST_DEBS += fonts-dejavu-core
+# Captions tests speak with espeak-ng; the Japanese, Chinese and Korean page screenshots need a
+# CJK font (WenQuanYi Zen Hei covers kana, hanzi and hangul).
+TEST_DEBS += espeak-ng fonts-wqy-zenhei
 
 ## Chromium for the end-to-end tests and GStreamer for the RTSP tests (Debian packages; never a
 ## downloaded browser); installs only what is missing

@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,7 +127,10 @@ unaltered and were recorded in the merchant's append-only evidence log.
 
   items/<item>/...                  the media files exactly as stored
   items/<item>/record.json          the log record of the item: order, tracking number, times,
-                                    grades, and the SHA-256 of every media file
+                                    grades, and the SHA-256 of every media file; for a clip of
+                                    a call, also what was said while it ran (details.transcript:
+                                    speaker, language, words, English translation, times), so
+                                    the transcript is covered by the same proof as the media
   items/<item>/inclusion_proof.json RFC 9162 audit path from the record to the signed root
   tree_head.json                    the signed tree head (log size {sth.tree_size})
   public_key.pem                    the merchant's Ed25519 public key
@@ -149,6 +152,43 @@ SHA-256(0x01 || left || right) and compare with root_hash in tree_head.json; ver
 signature (base64) over the UTF-8 JSON, keys sorted, no spaces, of key_id, root_hash,
 timestamp, tree_size and version from tree_head.json.
 """
+
+
+def _offset(value: Any) -> str:
+    """Seconds from the clip's start as ``m:ss.s`` (``-0:01.5`` for words begun before it)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    sign = "-" if seconds < 0 else ""
+    minutes, rest = divmod(abs(seconds), 60)
+    return f"{sign}{int(minutes)}:{rest:04.1f}"
+
+
+def _transcript(details: Mapping[str, Any] | None) -> str:
+    """The "What was said" table of a record's ``details.transcript``; empty without one."""
+    lines = (details or {}).get("transcript")
+    if not isinstance(lines, list) or not lines:
+        return ""
+    e = html.escape
+    rows = []
+    for line in lines:
+        if not isinstance(line, Mapping):
+            continue
+        name, role = str(line.get("name") or ""), str(line.get("role") or "")
+        speaker = f"{name} ({role})" if name and role else name or role or "—"
+        rows.append(
+            f"<tr><td>{e(_offset(line.get('offset_s')))}</td><td>{e(speaker)}</td>"
+            f"<td>{e(str(line.get('language') or '—'))}</td>"
+            f"<td>{e(str(line.get('text') or ''))}</td>"
+            f"<td>{e(str(line.get('translation') or '—'))}</td></tr>"
+        )
+    return (
+        "<h3>What was said</h3><p>Live captions of the call while the clip ran (times from the "
+        "clip's start), as kept in the item's record.</p><table><tr><th>Time</th>"
+        "<th>Speaker</th><th>Language</th><th>Original words</th><th>English translation</th>"
+        f"</tr>{''.join(rows)}</table>"
+    )
 
 
 def _summary(
@@ -195,7 +235,7 @@ def _summary(
         sections.append(
             f"<section><h2>Item {e(item.item_id)}</h2><table>{rows}</table>"
             f"<h3>Files</h3><table><tr><th>Name</th><th>Bytes</th><th>SHA-256</th></tr>"
-            f"{files}</table><h3>Grading</h3>{grading}"
+            f"{files}</table><h3>Grading</h3>{grading}{_transcript(r.details)}"
             f"<h3>Custody trail</h3><table><tr><th>Time</th><th>Event</th><th>Who</th>"
             f"<th>Why</th></tr>{trail}</table></section>"
         )

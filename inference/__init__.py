@@ -21,6 +21,7 @@ from __future__ import annotations
 from .analyzer import AnalysisHub, OnUpdate, StreamAnalyzer
 from .assessment import AssessmentConfig, SessionAssessment
 from .batcher import BatcherMetrics, BatchModel, DynamicBatcher, FrameBatcher, Prediction
+from .captions import Caption, CaptionPipeline, CaptionSink, CaptionStats, Segmenter, Speaker
 from .codes import CODE_FORMATS, CodeMatch, ReadCode, match_codes, normalise_code, read_codes
 from .contract import (
     CONTRACT_VERSION,
@@ -64,8 +65,30 @@ from .session import (
     plan_session,
     select_providers,
 )
+from .speech import (
+    PACKAGED_MODELS,
+    Recognition,
+    SpeechDevice,
+    SpeechModel,
+    SpeechModelError,
+    SpeechModelLocation,
+    locate_model,
+)
 
 __all__ = [
+    "PACKAGED_MODELS",
+    "Caption",
+    "CaptionPipeline",
+    "CaptionSink",
+    "CaptionStats",
+    "Recognition",
+    "Segmenter",
+    "Speaker",
+    "SpeechDevice",
+    "SpeechModel",
+    "SpeechModelError",
+    "SpeechModelLocation",
+    "locate_model",
     "LabelFields",
     "LabelMatch",
     "LabelReader",

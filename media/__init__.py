@@ -6,6 +6,7 @@ Other packages import only the names below.
 from __future__ import annotations
 
 from ._aiortc import IceCredentials
+from .audio import SPEECH_RATE, AudioSampler, AudioSink
 from .config import MediaConfig
 from .engine import MediaEngine, MediaListener
 from .errors import (
@@ -45,6 +46,9 @@ from .transcode import Transcode
 
 __all__ = [
     "MAX_SDP_BYTES",
+    "SPEECH_RATE",
+    "AudioSampler",
+    "AudioSink",
     "Backoff",
     "BadCandidate",
     "BadSdp",

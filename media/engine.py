@@ -19,6 +19,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aioutil import OwnedTasks
 
 from . import _aiortc
+from .audio import AudioSampler, AudioSink
 from .config import MediaConfig
 from .errors import (
     BadCandidate,
@@ -68,10 +69,15 @@ class MediaEngine:
     """
 
     def __init__(
-        self, config: MediaConfig | None = None, *, frame_sink: FrameSink | None = None
+        self,
+        config: MediaConfig | None = None,
+        *,
+        frame_sink: FrameSink | None = None,
+        audio_sink: AudioSink | None = None,
     ) -> None:
         self._config = config or MediaConfig()
         self._frame_sink = frame_sink
+        self._audio_sink = audio_sink
         self._listener: MediaListener | None = None
         self._peers: dict[str, ServerPeer] = {}
         self._forwarder = Forwarder(on_source_ended=self._source_ended)
@@ -80,12 +86,19 @@ class MediaEngine:
         self._recordings = Recordings(self._config)
         #: The sampler the engine attached to each sampled video source.
         self._samplers: dict[TrackSource, FrameSampler] = {}
+        #: The audio sampler attached to each audio source whose speech is transcribed.
+        self._listeners: dict[TrackSource, AudioSampler] = {}
         #: Participants publishing through add_publisher, and their room.
         self._ingested: dict[str, str] = {}
 
     @property
     def config(self) -> MediaConfig:
         return self._config
+
+    def set_audio_sink(self, sink: AudioSink | None) -> None:
+        """Where decoded speech goes (captions); audio published from now on is offered to it,
+        and :meth:`resample` offers the tracks already live."""
+        self._audio_sink = sink
 
     def set_listener(self, listener: MediaListener) -> None:
         """Who to ask for renegotiation when a participant lacks receiving transceivers."""
@@ -301,6 +314,7 @@ class MediaEngine:
         self._recordings.participant_left(participant_id)
         await self._forwarder.leave(participant_id)
         self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
+        self._listeners = {src: smp for src, smp in self._listeners.items() if src.live}
         self._route(room_id)
 
     async def close_peer(self, participant_id: str) -> None:
@@ -315,6 +329,7 @@ class MediaEngine:
         self._recordings.participant_left(participant_id)
         await self._forwarder.leave(participant_id)
         self._samplers = {src: smp for src, smp in self._samplers.items() if src.live}
+        self._listeners = {src: smp for src, smp in self._listeners.items() if src.live}
         self._route(peer.room_id)
         # Never cancel RTCPeerConnection.close(): a close that aiortc started itself (remote
         # DTLS close) awaits a bare future, and cancelling that future makes aiortc's own close
@@ -403,6 +418,7 @@ class MediaEngine:
 
     def _source_ended(self, source: TrackSource) -> None:
         self._samplers.pop(source, None)
+        self._listeners.pop(source, None)
         self._recordings.source_ended(source)
         if not self._closed:
             self._route(source.room_id)
@@ -447,8 +463,11 @@ class MediaEngine:
     def _sample_if_wanted(self, source: TrackSource) -> None:
         """Attach a sampler to a live video source the frame sink wants, or take the engine's
         sampler off one it no longer wants (the sink is told the stream ended)."""
+        if source.kind == "audio":
+            self._listen_if_wanted(source)
+            return
         sink = self._frame_sink
-        if source.kind != "video" or sink is None or not source.live:
+        if sink is None or not source.live:
             return
         stream = StreamKey(source.room_id, source.publisher_id, source.track_id)
         wanted = sink.wants(stream)
@@ -462,10 +481,28 @@ class MediaEngine:
             source.remove_frame_tap(sampler)
             sampler.close()
 
+    def _listen_if_wanted(self, source: TrackSource) -> None:
+        """Decode a live audio source while the audio sink wants its speech; stop decoding it
+        (the sink is told the stream ended) when it no longer does."""
+        sink = self._audio_sink
+        if sink is None or not source.live:
+            return
+        stream = StreamKey(source.room_id, source.publisher_id, source.track_id)
+        wanted = sink.wants_audio(stream)
+        sampler = self._listeners.get(source)
+        if wanted and sampler is None:
+            sampler = AudioSampler(stream, sink)
+            self._listeners[source] = sampler
+            source.add_frame_tap(sampler)
+        elif not wanted and sampler is not None:
+            del self._listeners[source]
+            source.remove_frame_tap(sampler)
+            sampler.close()
+
     def resample(self, room_id: str) -> None:
-        """Ask the frame sink again whether it wants each live video track of the room (what
-        it wants changed: a camera became a station, or stopped being one). Tracks no longer
-        wanted stop being decoded; newly wanted ones start at their next keyframe."""
+        """Ask the sinks again whether they want each live track of the room (what they want
+        changed: a camera became a station, captions were switched off). Tracks no longer
+        wanted stop being decoded; newly wanted video starts at its next keyframe."""
         for source in self._forwarder.sources(room_id):
             self._sample_if_wanted(source)
 

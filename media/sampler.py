@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StreamKey:
-    """One published video track."""
+    """One published track (video for the sampler, audio for speech)."""
 
     room_id: str
     publisher_id: str

@@ -37,6 +37,7 @@ from server.http.whip import WhipEndpoint
 from server.ice import IceServers
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService, StationConfig, StationService
+from server.wiring.captions import CallCaptions, locate_speech_models
 from server.wiring.cluster import open_captures, open_nodes
 from server.wiring.grading import GradingStack, open_grading
 from server.wiring.lifetime import CleanupCtx, lifetime
@@ -80,6 +81,8 @@ class AppState:
     #: This process among the nodes; ``router`` only with Redis.
     node_id: str
     router: RoomRouter | None
+    #: Live captions of this node's calls; ``None`` with ``INSPECT_CAPTIONS`` off.
+    captions: CallCaptions | None = None
 
 
 STATE_KEY = web.AppKey("inspect_state", AppState)
@@ -100,6 +103,9 @@ async def _build(
     settings: Settings, worker: int, opened: contextlib.AsyncExitStack
 ) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
+    # A speech model that is missing or not a CTranslate2 Whisper model stops the start here,
+    # before anything else opens; it is loaded on first use.
+    speech = locate_speech_models(settings) if settings.captions else None
     # -- storage: the database-backed services and the evidence archive -----------------------
     services = await open_services(settings, start_webhooks=False)
     opened.push_async_callback(services.aclose)
@@ -163,7 +169,14 @@ async def _build(
             )
 
     captures = open_captures(
-        settings, media, nodes, archive, grading or NoGrading(), link_site_evidence, worker
+        settings,
+        media,
+        nodes,
+        archive,
+        grading or NoGrading(),
+        link_site_evidence,
+        worker,
+        transcripts=services.cases,
     )
 
     async def recover_captures() -> None:
@@ -241,6 +254,20 @@ async def _build(
         )
 
     presence.add_listener(camera_changed)
+
+    # -- captions: the case rooms' speech, transcribed on this node (the room's media home) ----
+    captions: CallCaptions | None = None
+    if speech is not None:
+        captions = CallCaptions(
+            settings,
+            speech,
+            services.cases,
+            presence=lambda room_id: hub.bus.presence_list(RoomId.parse(room_id)),
+            publish=hub.publish_to_room,
+        )
+        captions.bind(media)
+        media.set_audio_sink(captions)
+        app.cleanup_ctx.append(lifetime("captions", start=captions.start, stop=captions.aclose))
     app.cleanup_ctx.append(lifetime("hub", stop=hub.aclose))
 
     # -- metrics ------------------------------------------------------------------------------
@@ -264,6 +291,7 @@ async def _build(
             evidence=archive,
             captures=captures,
             inspection=inspection,
+            captions=captions,
             uploads=uploads,
             sites=services.sites,
             presence=presence,
@@ -280,6 +308,7 @@ async def _build(
             services.cases,
             services.sites,
             photo_location=settings.photo_location,
+            captions=settings.captions,
         ),
         logistics_stages=[stage.value for stage in LogisticsStage],
     )
@@ -299,6 +328,7 @@ async def _build(
         stations=stations,
         node_id=nodes.node_id,
         router=nodes.router,
+        captions=captions,
     )
     return app
 

@@ -21,6 +21,7 @@ __all__ = ["Settings", "SettingsError", "load_settings", "secret_weakness"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 InferenceProvider = Literal["auto", "cpu", "cuda", "tensorrt"]
+AsrDevice = Literal["auto", "cpu", "cuda"]
 
 
 class SettingsError(ValueError):
@@ -105,6 +106,22 @@ class Settings:
     photo_location: bool = False
     #: The merchant's time zone (IANA name), printed beside UTC on stamped copies.
     stamp_timezone: str = "UTC"
+    #: Live captions: transcribe each speaker's audio on the server (the customer's speech also
+    #: translated into English for the agent); a case can switch them off. Off: no audio is
+    #: decoded for speech and no speech model is loaded.
+    captions: bool = True
+    #: The speech model for customers: ``base`` (multilingual Whisper base, shipped), ``tiny.en``
+    #: (English only, shipped) or the directory of a CTranslate2 Whisper model.
+    asr_model: str = "base"
+    #: The model for speech known to be English (staff speaking ``staff_language`` ``en``);
+    #: empty: ``asr_model`` for everyone.
+    asr_english_model: str = "tiny.en"
+    #: Where speech models run: the GPU when CTranslate2 sees one (``auto``), or as given.
+    asr_device: AsrDevice = "auto"
+    #: CPU threads per speech model; 0: half the cores.
+    asr_threads: int = 0
+    #: The language staff speak in calls (an ISO 639-1 code Whisper knows).
+    staff_language: str = "en"
     #: Pull RTSP cameras on this node (one pull per enabled RTSP camera). With several nodes,
     #: leave it on for one node only, or every node pulls every camera.
     rtsp_pull: bool = True
@@ -237,6 +254,12 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "photo_max_mb": float,
     "photo_location": _bool,
     "stamp_timezone": str,
+    "captions": _bool,
+    "asr_model": str,
+    "asr_english_model": str,
+    "asr_device": _literal(get_args(AsrDevice)),
+    "asr_threads": int,
+    "staff_language": lambda text: text.strip().lower(),
     "rtsp_pull": _bool,
     "rtsp_retry_max_s": float,
     "station_preroll_s": float,
@@ -382,6 +405,13 @@ def _validate(settings: Settings) -> None:
     need(settings.batch_delay_ms >= 0, "batch_delay_ms", "must not be negative")
     need(settings.batch_queue >= settings.batch_max, "batch_queue", "must be at least batch_max")
     need(1 <= settings.preroll_s <= 120, "preroll_s", "must be between 1 and 120 seconds")
+    need(bool(settings.asr_model.strip()), "asr_model", "must name a speech model")
+    need(settings.asr_threads >= 0, "asr_threads", "must be 0 (automatic) or more")
+    need(
+        re.fullmatch(r"[a-z]{2,3}", settings.staff_language) is not None,
+        "staff_language",
+        "must be a language code such as en or de",
+    )
     need(0.1 <= settings.photo_max_mb <= 200, "photo_max_mb", "must be between 0.1 and 200")
     need(_zone_known(settings.stamp_timezone), "stamp_timezone", "must be an IANA time zone")
     need(1 <= settings.rtsp_retry_max_s <= 600, "rtsp_retry_max_s", "must be 1-600 seconds")

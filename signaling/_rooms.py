@@ -150,7 +150,8 @@ class Rooms:
             message.client_id,
             message.text,
             self._clock(),
-            conn.participant(),
+            # The language the message is written in travels with its sender's details.
+            {**conn.participant(), "lang": message.lang} if message.lang else conn.participant(),
             # Published by the bus with the seq it takes: the room sees seq order across nodes.
             publish_to=room_topic(room),
         )

@@ -118,6 +118,8 @@ class ChatMessage(_Message):
     type: Literal["chat"]
     client_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
     text: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_CHARS)]
+    #: The language the message is written in (BCP 47, e.g. ``de``, ``zh-Hant``), shown with it.
+    lang: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")] | None = None
 
 
 class AcceptMessage(_Message):

@@ -24,6 +24,8 @@ __all__ = [
     "call_details",
     "camera_page_details",
     "camera_status",
+    "caption",
+    "captions",
     "case",
     "chat",
     "chat_page",
@@ -69,6 +71,8 @@ class ServerMessageType(StrEnum):
     CAMERA_CONTROL = "camera_control"
     CAMERA_STATE = "camera_state"
     VIDEO_MODE = "video_mode"
+    CAPTION = "caption"
+    CAPTIONS = "captions"
 
 
 def error(code: SignalingErrorCode, message: str, ref: str | None = None) -> Message:
@@ -262,3 +266,23 @@ def inspection(kind: ServerMessageType, by: Mapping[str, Any], **fields: Any) ->
     ``camera_state``, ``video_mode``, ``photo``), sent on to the room with who used it
     (``by``: participant id, role and name) and the message's own fields."""
     return {"type": kind.value, **fields, "by": dict(by)}
+
+
+def caption(segment: Mapping[str, Any]) -> Message:
+    """One captioned segment of someone's speech, for the whole room: who spoke, the language,
+    the words, their English translation (``None`` for English speech) and the milliseconds
+    from the end of the speech to the caption."""
+    fields = ("segment_id", "participant_id", "role", "name", "language", "text", "translation",
+              "started_at", "ended_at", "latency_ms")  # fmt: skip
+    message: Message = {"type": ServerMessageType.CAPTION.value}
+    message.update({key: segment.get(key) for key in fields})
+    return message
+
+
+def captions(enabled: bool, *, by: Mapping[str, Any] | None = None) -> Message:
+    """Captions were switched on or off for the case (both pages show it)."""
+    return {
+        "type": ServerMessageType.CAPTIONS.value,
+        "enabled": enabled,
+        "by": dict(by) if by is not None else None,
+    }

@@ -22,11 +22,23 @@ from urllib.parse import quote, urlsplit
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup, escape
+
+from web.locales import (
+    DEFAULT_LOCALE,
+    catalogue_subset,
+    catalogues,
+    direction,
+    language_names,
+    negotiate,
+    supported_locale,
+)
 
 __all__ = [
     "BACKEND_KEY",
     "CAMERA_COOKIE",
     "JOIN_COOKIE",
+    "LANG_COOKIE",
     "STATIC_DIR",
     "TEMPLATES_DIR",
     "CameraView",
@@ -135,6 +147,11 @@ class JoinView:
     sku: str | None = None
     #: The merchant asks customers whether to share their location with their photos.
     photo_location: bool = False
+    #: The case's ``customer_locale``: the page's language unless the customer picked another.
+    locale: str | None = None
+    #: Speech in the call is transcribed (captions on by setting and for the case): the page
+    #: tells the customer so.
+    captions: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,61 +174,24 @@ class SiteView:
     name: str
 
 
-#: What a join page says for each link problem: (status, title, explanation).
-JOIN_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
-    "invalid": (
-        404,
-        "This link is not valid",
-        "Check that you opened the whole link from the seller's message, or ask the seller to "
-        "send it again.",
-    ),
-    "expired": (
-        410,
-        "This link has expired — ask the seller for a new one",
-        "Links to a video inspection are valid for a limited time. The seller can send you a "
-        "fresh link in a moment.",
-    ),
-    "missing": (
-        404,
-        "Open the link from the seller's message again",
-        "This page opens from the link the seller sent you. Tap that link again, in this browser.",
-    ),
+#: Each link problem's HTTP status; its words are ``error.join_<problem>_title`` and ``_text``
+#: in the catalogues.
+JOIN_ERRORS: Final[dict[str, int]] = {"invalid": 404, "expired": 410, "missing": 404}
+
+#: Each camera token problem's HTTP status; its words are ``error.camera_<problem>_title`` and
+#: ``_text``.
+CAMERA_ERRORS: Final[dict[str, int]] = {
+    "missing": 404,
+    "invalid": 404,
+    "expired": 410,
+    "revoked": 410,
+    "disabled": 403,
+    "wrong_kind": 400,
 }
 
-#: What a camera page says for each token problem: (status, title, explanation).
-CAMERA_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
-    "missing": (
-        404,
-        "Open the camera link again",
-        "This page opens from the camera's link. Open that link again on this phone, or ask an "
-        "administrator for it.",
-    ),
-    "invalid": (
-        404,
-        "This camera link is not valid",
-        "Check that the whole link was opened, or ask an administrator for the camera's link.",
-    ),
-    "expired": (
-        410,
-        "This camera link has expired",
-        "Camera links can be issued for a limited time. Ask an administrator for a new one.",
-    ),
-    "revoked": (
-        410,
-        "This camera link was revoked",
-        "An administrator withdrew this link. Ask for a new one if this phone should publish.",
-    ),
-    "disabled": (
-        403,
-        "This camera is switched off",
-        "An administrator switched this camera off. It can publish again once switched on.",
-    ),
-    "wrong_kind": (
-        400,
-        "This link is not for a phone camera",
-        "The token belongs to a WHIP encoder or an IP camera: give it to the encoder instead.",
-    ),
-}
+#: The cookie that keeps the language a customer picked in the switcher (``?lang=``).
+LANG_COOKIE: Final = "inspect_lang"
+_LANG_COOKIE_AGE_S: Final = 365 * 24 * 3600
 
 #: Stations a fixed camera can watch (value, label).
 STATION_STAGES: Final = (
@@ -270,6 +250,8 @@ def setup_pages(
         undefined=jinja2.StrictUndefined,
     )
     env.globals["logistics_stages"] = _stage_options(logistics_stages)
+    # Read and checked now: a broken catalogue stops the start, naming the file and the key.
+    catalogues()
     app.router.add_get("/", _index, name="index")
     app.router.add_get("/login", _login, name="login")
     app.router.add_get("/agent", _agent, name="agent")
@@ -325,10 +307,58 @@ def _is_control(char: str) -> bool:
     return char < " " or "\x7f" <= char <= "\x9f"
 
 
+def page_locale(request: web.Request, preferred: str | None = None) -> str:
+    """The language of a customer's or camera's page: the one picked in the switcher (``?lang=``,
+    then its cookie), else ``preferred`` (the case's), else the browser's ``Accept-Language``,
+    else English."""
+    picked = supported_locale(request.query.get("lang")) or supported_locale(
+        request.cookies.get(LANG_COOKIE)
+    )
+    return picked or negotiate(request.headers.get("Accept-Language"), preferred)
+
+
+def _words(locale: str) -> dict[str, Any]:
+    """What a template needs to speak ``locale``: ``t(key, **values)`` (escaped, ready to place),
+    the language and direction for ``<html>``, the switcher's list and the catalogue block the
+    page's script reads."""
+    books = catalogues()
+
+    def t(key: str, **values: Any) -> Markup:
+        return Markup(books.render(locale, key, values, quote=lambda text: str(escape(text))))
+
+    return {
+        "locale": locale,
+        "dir": direction(locale),
+        "t": t,
+        "languages": language_names(),
+        "i18n": catalogue_subset(locale, ("",)),
+    }
+
+
 def _render(
-    template: str, request: web.Request, context: dict[str, Any], *, status: int = 200
+    template: str,
+    request: web.Request,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    locale: str = DEFAULT_LOCALE,
 ) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    """``template`` in ``locale`` (staff pages are in English; customer and camera pages pass
+    :func:`page_locale`), with the pages' security headers."""
+    response = aiohttp_jinja2.render_template(
+        template, request, {**_words(locale), **context}, status=status
+    )
+    picked = supported_locale(request.query.get("lang"))
+    if picked is not None and picked == locale:
+        # The switcher's choice outlives this page: the next link opens in it too.
+        response.set_cookie(
+            LANG_COOKIE,
+            picked,
+            path="/",
+            max_age=_LANG_COOKIE_AGE_S,
+            samesite="Lax",
+            secure=_backend(request).secure_cookies,
+        )
     response.headers["Content-Security-Policy"] = _CSP
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -425,7 +455,8 @@ class _LinkKind:
     cookie: str
     #: The token-free page's path parameter: the case or the camera the token is for.
     param: str
-    errors: Mapping[str, tuple[int, str, str]]
+    #: Each problem's HTTP status (its words are in the catalogues).
+    errors: Mapping[str, int]
     error_template: str
     #: Whether the cookie outlives the browser session when the token sets no end (a phone on a
     #: shelf is restarted now and then; a customer's link is for one call).
@@ -491,22 +522,35 @@ def _clear_link_cookie(
     )
 
 
+def _problem(kind: _LinkKind, error: str, locale: str) -> tuple[int, str, str, str]:
+    """A link problem's (status, code, heading, explanation) in ``locale``; an unknown problem
+    reads as an invalid link."""
+    code = error if error in kind.errors else "invalid"
+    books = catalogues()
+    heading = books.render(locale, f"error.{kind.name}_{code}_title", {})
+    text = books.render(locale, f"error.{kind.name}_{code}_text", {})
+    return kind.errors[code], code, heading, text
+
+
 def _link_page(request: web.Request, kind: _LinkKind, *, next_url: str = "") -> web.Response:
     """The page that takes a token out of the address (see above) and moves on."""
-    _, heading, text = kind.errors["missing"]
+    locale = page_locale(request)
+    _, _, heading, text = _problem(kind, "missing", locale)
+    title_key = "page.join_title" if kind is _JOIN else "page.camera_title"
     context = {
-        "title": "Video inspection" if kind is _JOIN else "Camera",
+        "title": catalogues().render(locale, title_key, {}),
         "kind": kind.name,
         "next": next_url,
         "heading": heading,
         "text": text,
     }
-    return _render("link.html", request, context)
+    return _render("link.html", request, context, locale=locale)
 
 
-def _link_error(kind: _LinkKind, error: str) -> web.Response:
-    """The JSON answer of a refused token exchange: the words the link page shows."""
-    status, heading, text = kind.errors.get(error, kind.errors["invalid"])
+def _link_error(request: web.Request, kind: _LinkKind, error: str) -> web.Response:
+    """The JSON answer of a refused token exchange: the words the link page shows, in the
+    language the page was shown in."""
+    status, _, heading, text = _problem(kind, error, page_locale(request))
     body = {"error": {"code": error, "message": heading, "help": text}}
     response = web.json_response(body, status=status)
     response.headers["Cache-Control"] = "no-store"
@@ -528,10 +572,13 @@ async def _posted_token(request: web.Request) -> str | None:
     return token if isinstance(token, str) and 0 < len(token) <= 4096 else None
 
 
-def _error_page(request: web.Request, kind: _LinkKind, error: str) -> web.Response:
-    status, heading, text = kind.errors.get(error, kind.errors["invalid"])
+def _error_page(
+    request: web.Request, kind: _LinkKind, error: str, preferred: str | None = None
+) -> web.Response:
+    locale = page_locale(request, preferred)
+    status, _, heading, text = _problem(kind, error, locale)
     context = {"title": heading, "error": error, "heading": heading, "text": text}
-    return _render(kind.error_template, request, context, status=status)
+    return _render(kind.error_template, request, context, status=status, locale=locale)
 
 
 def _link_handlers(
@@ -546,10 +593,10 @@ def _link_handlers(
     async def session(request: web.Request) -> web.StreamResponse:
         token = await _posted_token(request)
         if token is None:
-            return _link_error(kind, "invalid")
+            return _link_error(request, kind, "invalid")
         view, target, expires_at = await _open_link(request, kind, token)
         if not view.ok or not target:
-            return _link_error(kind, view.error or "invalid")
+            return _link_error(request, kind, view.error or "invalid")
         response = web.json_response({"url": kind.path(target)})
         response.headers["Cache-Control"] = "no-store"
         _set_link_cookie(request, response, kind, token, target, expires_at)
@@ -578,10 +625,17 @@ def _link_handlers(
             _clear_link_cookie(request, response, kind, target)
             return response
         if isinstance(view, CameraView):
-            context = {"title": view.camera_name or "Camera", "view": view, "token": token}
-            return _render("camera.html", request, context)
-        context = {"title": "Video inspection", "view": view, "token": token}
-        return _render("join.html", request, context)
+            locale = page_locale(request)
+            title = view.camera_name or catalogues().render(locale, "page.camera_title", {})
+            context = {"title": title, "view": view, "token": token}
+            return _render("camera.html", request, context, locale=locale)
+        locale = page_locale(request, view.locale)
+        context = {
+            "title": catalogues().render(locale, "page.join_title", {}),
+            "view": view,
+            "token": token,
+        }
+        return _render("join.html", request, context, locale=locale)
 
     return {"link": link, "session": session, "legacy": legacy, "page": page}
 

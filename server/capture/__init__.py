@@ -11,7 +11,7 @@ from .inspection import (
     PhotoMeta,
     StillGrader,
 )
-from .ports import CaptureConfig, FrameSource, RoomRecorder
+from .ports import CaptureConfig, FrameSource, RoomRecorder, TranscriptSource
 from .service import CaptureInfo, CaptureService, CaptureTarget, FiledHook
 from .uploads import OffsetMismatch, StorageFull, Upload, UploadStore
 
@@ -31,6 +31,7 @@ __all__ = [
     "RoomRecorder",
     "StillGrader",
     "StorageFull",
+    "TranscriptSource",
     "Upload",
     "UploadStore",
 ]

@@ -1,17 +1,17 @@
 """What evidence capture needs of the rest of the service: a recorder of media rooms (the
 media engine, or with several nodes its stand-in that runs each call on the room's home node),
-the frames grading kept, and a few settings."""
+the frames grading kept, what was said in a call, and a few settings."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from media import CaptureHandle, RecordedFile
 
-__all__ = ["CaptureConfig", "FrameSource", "RoomRecorder"]
+__all__ = ["CaptureConfig", "FrameSource", "RoomRecorder", "TranscriptSource"]
 
 
 class RoomRecorder(Protocol):
@@ -51,6 +51,18 @@ class FrameSource(Protocol):
     def latest(self, case_id: str) -> dict[str, Any] | None: ...
 
     def frames(self, case_id: str) -> list[Any]: ...
+
+
+class TranscriptSource(Protocol):
+    """The captioned speech of a case's call (``server.cases.CaseService`` fits it)."""
+
+    async def transcript(
+        self, case_id: str, *, since: float | None, until: float | None
+    ) -> Sequence[Mapping[str, Any]]:
+        """The segments that overlap ``since``..``until`` (wall-clock seconds), oldest first;
+        each has ``role``, ``name``, ``language``, ``text``, ``translation`` (English, or None),
+        ``started_at`` and ``ended_at`` (epoch seconds)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ the agent produced while they were recorded.
 
 What is recorded and what the record says are one :class:`CaptureTarget`: a case's call (its
 media room is the case id) or one camera of a site (its media room ``camera:<id>``; the item is
-filed under the case the operator names, or under ``site:<site id>``)."""
+filed under the case the operator names, or under ``site:<site id>``).
+
+A clip of a case's call carries what was said while it ran: the captions that overlap it are in
+its record (``details["transcript"]``), so the clip's hash and log entry cover them too."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import secrets
 import shutil
 import time
@@ -26,7 +30,7 @@ import av
 from evidence import EvidenceArchive, EvidenceItem, EvidenceRecord, ItemKind, LogisticsStage, Use
 from media import CaptureHandle, RecordedFile
 from server.capture.drawing import Stamp, stamped_copy
-from server.capture.ports import CaptureConfig, FrameSource, RoomRecorder
+from server.capture.ports import CaptureConfig, FrameSource, RoomRecorder, TranscriptSource
 from server.cases import Case, CaseKind, CaseService
 from server.errors import Conflict, NotFound
 from signaling import Identity
@@ -170,6 +174,33 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _spoken(segment: Mapping[str, Any], clip_start: float) -> dict[str, Any] | None:
+    """One caption as a clip's record keeps it: who spoke (role and name, not the participant
+    id), in which language, the words and their English translation, and when: UTC, and
+    seconds from the clip's start (negative for words begun before the clip). None for a
+    segment with no words or no time."""
+    text = str(segment.get("text") or "").strip()
+    try:
+        started = float(segment["started_at"])
+        ended = max(started, float(segment.get("ended_at") or started))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not text or not math.isfinite(ended):
+        return None
+    translation = segment.get("translation")
+    return {
+        "role": str(segment.get("role") or ""),
+        "name": str(segment.get("name") or ""),
+        "language": str(segment.get("language") or ""),
+        "text": text,
+        "translation": str(translation) if translation else None,
+        "started_at": _dt(started).isoformat(),
+        "ended_at": _dt(ended).isoformat(),
+        "offset_s": round(started - clip_start, 3),
+        "end_offset_s": round(ended - clip_start, 3),
+    }
+
+
 class CaptureService:
     """Starts and stops recordings and files the results in the evidence archive."""
 
@@ -181,12 +212,16 @@ class CaptureService:
         grading: FrameSource,
         *,
         on_filed: FiledHook | None = None,
+        transcripts: TranscriptSource | None = None,
     ) -> None:
+        """``transcripts``: the captions of cases' calls, put in their clips' records (without
+        it, clips carry no transcript)."""
         self._config = config
         self._media = media
         self._archive = archive
         self._grading = grading
         self._on_filed = on_filed
+        self._transcripts = transcripts
         self._spool = config.spool_dir
         self._active: dict[str, _Active] = {}
 
@@ -456,6 +491,7 @@ class CaptureService:
             record = self._record(
                 target, case, "clip", info.operator, started, ended, info.stage, info.note
             )
+            record = await self._with_transcript(record, target, case, started, ended)
             named = _named([(f.path, f.codecs[:1] in _VIDEO_FIRST) for f in usable])
             item = await self._archive.add_item(named, record, actor=actor)
         finally:
@@ -465,6 +501,31 @@ class CaptureService:
         )
         await self._filed(target, item, info.operator)
         return item
+
+    async def _with_transcript(
+        self,
+        record: EvidenceRecord,
+        target: CaptureTarget,
+        case: Case | None,
+        started: float,
+        ended: float,
+    ) -> EvidenceRecord:
+        """``record`` with the captions of the case's call that overlap ``started``..``ended``
+        in its details; as it is without speech, or for a camera's clip (its sound is not the
+        call's)."""
+        if self._transcripts is None or case is None or target.room_id != case.id:
+            return record
+        try:
+            segments = await self._transcripts.transcript(case.id, since=started, until=ended)
+        except Exception:
+            # The clip matters more than its words: file it anyway (the timeline keeps them).
+            logger.exception("clip of case %s filed without its transcript", case.id)
+            return record
+        said = [line for line in (_spoken(s, started) for s in segments) if line is not None]
+        if not said:
+            return record
+        said.sort(key=lambda line: float(line["offset_s"]))
+        return replace(record, details={**(record.details or {}), "transcript": said})
 
     def _stage(self, target: CaptureTarget, stage: str | None) -> str | None:
         if stage:
@@ -549,6 +610,9 @@ class CaptureService:
                     target, case, "clip", str(data["operator"]), float(data["started_at"]), stat,
                     data.get("stage"), note.strip(),
                 )  # fmt: skip
+                record = await self._with_transcript(
+                    record, target, case, float(data["started_at"]), stat
+                )
                 named = _named(await asyncio.to_thread(_probe_video, media))
                 item = await self._archive.add_item(named, record, actor="recovery")
                 items.append(item)

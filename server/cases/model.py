@@ -87,6 +87,10 @@ class CaseEventType(StrEnum):
     CAMERA_CONTROL = "inspection.camera_control"
     CAMERA_RESULT = "inspection.camera_result"
     VIDEO_MODE = "inspection.video_mode"
+    #: One captioned segment of speech (speaker, language, original and English translation).
+    TRANSCRIPT = "transcript.segment"
+    #: Captions (speech transcription) switched on or off for the case, and by whom.
+    CAPTIONS = "captions.changed"
 
 
 WEBHOOK_EVENTS = frozenset(
@@ -113,6 +117,11 @@ class NewCase:
     carrier: str | None = None
     shipped_at: float | None = None
     delivered_at: float | None = None
+    #: The customer's language (a supported catalogue code, ``web.locales``): their pages,
+    #: invitation and the agent's canned phrases use it; None lets the browser choose.
+    customer_locale: str | None = None
+    #: The customer's IANA time zone ("Europe/Berlin"): the agent console shows their local time.
+    customer_time_zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,8 @@ class Case:
     decided_at: float | None
     closed_at: float | None
     updated_at: float
+    customer_locale: str | None = None
+    customer_time_zone: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The case as the API and webhooks show it (times ISO 8601 UTC)."""
@@ -204,6 +215,8 @@ class Case:
             "state": self.state.value,
             "customer_name": self.customer_name,
             "customer_contact": self.customer_contact,
+            "customer_locale": self.customer_locale,
+            "customer_time_zone": self.customer_time_zone,
             "order_id": self.order_id,
             "sku": self.sku,
             "reason": self.reason,

@@ -380,6 +380,54 @@ class CaseService:
         event = CaseEvent(at=self._clock(), type=kind.value, actor=actor, data=payload)
         await self._store.append_once(case_id, event, dedup_key=None)
 
+    async def record_transcript(self, case_id: str, segment: Mapping[str, Any]) -> None:
+        """Keep one captioned segment in the timeline (its ``segment_id`` is stored once)."""
+        payload = json.loads(json.dumps(dict(segment), default=str))
+        started = payload.get("started_at")
+        at = float(started) if isinstance(started, int | float) else self._clock()
+        actor = str(payload.get("subject") or payload.get("role") or "unknown")
+        event = CaseEvent(at=at, type=CaseEventType.TRANSCRIPT.value, actor=actor, data=payload)
+        await self._store.append_once(case_id, event, dedup_key=f"t:{payload.get('segment_id')}")
+
+    async def transcript(
+        self, case_id: str, *, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The case's captioned segments, oldest first; with ``since``/``until``, those that
+        overlap that stretch of time (wall-clock seconds)."""
+        segments: list[dict[str, Any]] = []
+        for event in await self._store.events(case_id):
+            if event.type != CaseEventType.TRANSCRIPT.value:
+                continue
+            data = dict(event.data)
+            started = float(data.get("started_at") or event.at)
+            ended = float(data.get("ended_at") or started)
+            if since is not None and ended < since:
+                continue
+            if until is not None and started > until:
+                continue
+            segments.append(data)
+        return segments
+
+    async def captions_enabled(self, case_id: str) -> bool:
+        """Whether the case's speech is transcribed: on unless someone switched it off (the
+        latest ``captions.changed`` entry of the timeline decides)."""
+        enabled = True
+        for event in await self._store.events(case_id):
+            if event.type == CaseEventType.CAPTIONS.value:
+                enabled = bool(event.data.get("enabled"))
+        return enabled
+
+    async def set_captions(self, case_id: str, enabled: bool, *, actor: str) -> None:
+        """Switch the case's captions on or off; the change is in the timeline."""
+        await self.require(case_id)
+        event = CaseEvent(
+            at=self._clock(),
+            type=CaseEventType.CAPTIONS.value,
+            actor=actor,
+            data={"enabled": enabled},
+        )
+        await self._store.append_once(case_id, event, dedup_key=None)
+
     async def record_chat(self, case_id: str, message: Mapping[str, Any]) -> None:
         """Keep a chat message in the timeline; a repeat of the same ``seq`` is ignored."""
         seq = message.get("seq")
@@ -419,6 +467,8 @@ def _new_case(case_id: str, new: NewCase, at: float) -> Case:
         carrier=new.carrier,
         shipped_at=new.shipped_at,
         delivered_at=new.delivered_at,
+        customer_locale=new.customer_locale,
+        customer_time_zone=new.customer_time_zone,
         agent_id=None,
         decision=None,
         refund_amount=None,

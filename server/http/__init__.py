@@ -13,7 +13,17 @@ from evidence import EvidenceArchive
 from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
 from server.cases import CaseService, WebhookDispatcher
-from server.http import accounts, cases, evidence, grading, inspection, ops, sites, webhooks
+from server.http import (
+    accounts,
+    captions,
+    cases,
+    evidence,
+    grading,
+    inspection,
+    ops,
+    sites,
+    webhooks,
+)
 from server.http.auth import RequestAuth
 from server.http.capture import CAMERA_CAPTURES, CASE_CAPTURES, capture_routes
 from server.http.errors import HttpError, error_middleware
@@ -23,6 +33,7 @@ from server.http.keys import (
     AUTH_KEY,
     CALL_CONTROL_KEY,
     CAMERA_SESSIONS_KEY,
+    CAPTIONS_KEY,
     CAPTURES_KEY,
     CASES_KEY,
     DB_KEY,
@@ -43,8 +54,10 @@ from server.http.origin import allowed_origins, origin_middleware
 from server.http.ports import (
     CallControl,
     CameraSessions,
+    CaptionSwitch,
     DirectCallControl,
     GradingView,
+    NoCaptions,
     NoGrading,
 )
 from server.http.ratelimit import RateLimits, rate_limit_middleware
@@ -59,6 +72,7 @@ __all__ = [
     "ApiRoute",
     "CallControl",
     "CameraSessions",
+    "CaptionSwitch",
     "DirectCallControl",
     "Edge",
     "GradingView",
@@ -82,6 +96,7 @@ def api_routes() -> list[ApiRoute]:
         *grading.routes(),
         *capture_routes(CASE_CAPTURES),
         *inspection.routes(),
+        *captions.routes(),
         *evidence.routes(),
         *sites.routes(),
         *capture_routes(CAMERA_CAPTURES),
@@ -110,6 +125,7 @@ class Edge:
     sites: SiteService | None = None
     presence: CameraPresence | None = None
     camera_sessions: CameraSessions | None = None
+    captions: CaptionSwitch | None = None
     node_id: str | None = None
 
 
@@ -147,6 +163,7 @@ def setup_http(
         app[PRESENCE_KEY] = edge.presence
     if edge.camera_sessions is not None:
         app[CAMERA_SESSIONS_KEY] = edge.camera_sessions
+    app[CAPTIONS_KEY] = edge.captions if edge.captions is not None else NoCaptions()
     if edge.node_id is not None:
         app[NODE_KEY] = edge.node_id
     edge.metrics.set_case_counts(edge.cases.counts_by_state)

@@ -3,9 +3,11 @@ fresh join links, accept, decide, close."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from pydantic import (
@@ -48,6 +50,7 @@ from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, LongText, Name, ReturnFactsBody, ShortText
 from server.timefmt import iso_time
 from signaling import SubjectId, SubjectKind
+from web.locales import SUPPORTED_LOCALES, invitation_text, supported_locale
 
 __all__ = ["routes"]
 
@@ -67,6 +70,32 @@ class NewCaseBody(Body):
     carrier: ShortText | None = None
     shipped_at: AwareDatetime | None = None
     delivered_at: AwareDatetime | None = None
+    #: The customer's language as a BCP 47 tag ("de", "pt-BR", "zh-TW"), kept as the catalogue
+    #: it maps to (``zh-Hant``, ``pt``); a language with no catalogue is refused.
+    customer_locale: Annotated[str, StringConstraints(max_length=35)] | None = None
+    #: The customer's IANA time zone ("Europe/Berlin").
+    customer_time_zone: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("customer_locale")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = supported_locale(value)
+        if code is None:
+            raise ValueError(f"no catalogue for {value!r}: one of {', '.join(SUPPORTED_LOCALES)}")
+        return code
+
+    @field_validator("customer_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone: {value!r}") from None
+        return value
 
 
 class ReturnDecisionBody(Body):
@@ -117,6 +146,8 @@ class CaseOut(Out):
     state: CaseState
     customer_name: str
     customer_contact: str | None
+    customer_locale: str | None
+    customer_time_zone: str | None
     order_id: str | None
     sku: str | None
     reason: str | None
@@ -149,16 +180,25 @@ class CaseResponse(Out):
     case: CaseOut
 
 
+class InvitationOut(Out):
+    #: The catalogue the text is in: the case's ``customer_locale``, else English.
+    locale: str
+    #: The message to send the customer (text or email): greeting, link and how long it works.
+    text: str
+
+
 class JoinLinkResponse(Out):
     join_url: str
     join_token: str
     join_expires_at: str
+    invitation: InvitationOut
 
 
 class CaseCreatedResponse(Out):
     join_url: str
     join_token: str
     join_expires_at: str
+    invitation: InvitationOut
     case: CaseOut
 
 
@@ -183,11 +223,23 @@ class CaseDetailResponse(Out):
 def _join_link_json(request: web.Request, case: Case) -> dict[str, Any]:
     link = request.app[ACCOUNTS_KEY].issue_join_token(case.id)
     base = request.app[SETTINGS_KEY].base_url
+    # The token rides in the fragment, which no browser sends and no proxy logs.
+    url = f"{base}/join#t={link.token}"
+    locale = case.customer_locale or "en"
     return {
-        # The token rides in the fragment, which no browser sends and no proxy logs.
-        "join_url": f"{base}/join#t={link.token}",
+        "join_url": url,
         "join_token": link.token,
         "join_expires_at": iso_time(link.expires_at),
+        "invitation": {
+            "locale": locale,
+            "text": invitation_text(
+                locale,
+                kind=case.kind.value,
+                name=case.customer_name,
+                url=url,
+                valid_s=link.expires_at - time.time(),
+            ),
+        },
         "_expires": link.expires_at,
     }
 

@@ -9,7 +9,7 @@ from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
 from server.cases import CaseService, WebhookDispatcher
 from server.http.auth import RequestAuth
-from server.http.ports import CallControl, CameraSessions, GradingView
+from server.http.ports import CallControl, CameraSessions, CaptionSwitch, GradingView
 from server.http.ratelimit import RateLimits
 from server.metrics import Metrics
 from server.settings import Settings
@@ -21,6 +21,7 @@ __all__ = [
     "AUTH_KEY",
     "CALL_CONTROL_KEY",
     "CAMERA_SESSIONS_KEY",
+    "CAPTIONS_KEY",
     "CAPTURES_KEY",
     "CASES_KEY",
     "DB_KEY",
@@ -49,6 +50,8 @@ CALL_CONTROL_KEY: web.AppKey[CallControl] = web.AppKey("inspect_call_control")
 GRADING_VIEW_KEY: web.AppKey[GradingView] = web.AppKey("inspect_grading_view")
 EVIDENCE_KEY = web.AppKey("inspect_evidence", EvidenceArchive)
 CAPTURES_KEY = web.AppKey("inspect_captures", CaptureService)
+#: Live captions of the calls on this node (``server.wiring.captions``).
+CAPTIONS_KEY: web.AppKey[CaptionSwitch] = web.AppKey("inspect_captions")
 #: Freeze and markup, and the customer's photos (``server.capture.inspection``).
 INSPECTION_KEY = web.AppKey("inspect_inspection", InspectionService)
 #: Where the customers' photos are spooled while they arrive in pieces.

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from inference import SnapshotCandidate
 from server.cases import CaseService
 from signaling import CaseSummary, Identity
 
-__all__ = ["CallControl", "CameraSessions", "DirectCallControl", "GradingView", "NoGrading"]
+__all__ = [
+    "CallControl",
+    "CameraSessions",
+    "CaptionSwitch",
+    "DirectCallControl",
+    "GradingView",
+    "NoCaptions",
+    "NoGrading",
+]
 
 
 class CallControl(Protocol):
@@ -62,3 +71,24 @@ class CameraSessions(Protocol):
         """Why the camera's RTSP pull last failed, in full (for admins only: to anyone else it
         maps which internal hosts and ports answer); ``None`` when it did not."""
         ...
+
+
+class CaptionSwitch(Protocol):
+    """What the captions route needs from the live side: the case's captions were switched
+    (recorded already); stop or start transcribing and tell the room."""
+
+    @property
+    def available(self) -> bool:
+        """Whether this service transcribes speech at all (``INSPECT_CAPTIONS``)."""
+        ...
+
+    async def switched(self, case_id: str, enabled: bool, by: Mapping[str, Any]) -> None: ...
+
+
+class NoCaptions:
+    """Captions switched off for the service: a case's switch is kept, nothing is live."""
+
+    available = False
+
+    async def switched(self, case_id: str, enabled: bool, by: Mapping[str, Any]) -> None:
+        return None

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from evidence import EvidenceArchive
 from media import MediaEngine
-from server.capture import CaptureConfig, CaptureService, FiledHook, FrameSource
+from server.capture import (
+    CaptureConfig,
+    CaptureService,
+    FiledHook,
+    FrameSource,
+    TranscriptSource,
+)
 from server.cluster import HomeMedia, RoomRouter, RoutedCaptures
 from server.settings import Settings
 from signaling import Bus, MediaGateway, MemoryBus, RedisBus
@@ -62,10 +68,19 @@ def open_captures(
     frames: FrameSource,
     on_filed: FiledHook,
     worker: int,
+    transcripts: TranscriptSource | None = None,
 ) -> CaptureService:
-    """Captures run on this node's engine, or (several nodes) on the room's home node."""
+    """Captures run on this node's engine, or (several nodes) on the room's home node.
+    ``transcripts``: the captions a case's clips carry in their records."""
     if nodes.router is None:
-        return CaptureService(capture_config(settings), media, archive, frames, on_filed=on_filed)
+        return CaptureService(
+            capture_config(settings),
+            media,
+            archive,
+            frames,
+            on_filed=on_filed,
+            transcripts=transcripts,
+        )
     # Each node keeps its own recording spool (the recovery at start files only what this
     # node, in an earlier life, left behind; never another node's running recording).
     slot = f"{socket.gethostname()}-{settings.port}-{worker}"
@@ -75,6 +90,7 @@ def open_captures(
         archive,
         frames,
         on_filed=on_filed,
+        transcripts=transcripts,
         router=nodes.router,
         shared_archive=archive,
     )

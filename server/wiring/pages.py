@@ -25,8 +25,10 @@ class Pages:
         sites: SiteService,
         *,
         photo_location: bool = False,
+        captions: bool = False,
     ) -> None:
         self._photo_location = photo_location
+        self._captions = captions
         self._accounts = accounts
         self._auth = auth
         self._cases = cases
@@ -83,4 +85,6 @@ class Pages:
             order_id=case.order_id,
             sku=case.sku,
             photo_location=self._photo_location,
+            locale=case.customer_locale,
+            captions=self._captions and await self._cases.captions_enabled(case.id),
         )

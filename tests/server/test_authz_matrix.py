@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +39,7 @@ from server.cases import (
 )
 from server.cases.model import CaseKind
 from server.http import api_routes
+from server.settings import Settings
 from signaling import Identity, Role
 from tests.conftest import AGENT_PASSWORD, LiveService
 
@@ -232,6 +233,12 @@ TABLE: list[Row] = [
     *cells("GET", f"{CASE}/frames/{{frame}}", Target.NONE,
            {**dict.fromkeys((*AGENTS, *ADMINS), E404), P.REVIEWER: E403}),
     *by_role("POST", "/api/grading/derive", STAFF, body=FACTS),
+    # -- captions: the transcript is part of the case (all staff read it); switching is the
+    # holder's; the canned phrases are for whoever takes calls --------------------------------
+    *cells("GET", f"{CASE}/transcript", Target.HELD, dict.fromkeys(STAFF, OK)),
+    *by_role("GET", f"{CASE}/transcript", STAFF),
+    *holder_only("PUT", f"{CASE}/captions", OK, {"enabled": False}),
+    *by_role("GET", "/api/phrases", (*AGENTS, *ADMINS)),
     # -- the inspection tools: the holder's; the customer's own routes take a join token -------
     # No media here: a freeze gets through to "no frame has arrived" (409 conflict), the rest
     # to "no such frame / still" (404).
@@ -338,6 +345,13 @@ class World:
             verdict = ReturnVerdict(ReturnDecision.REFUND, facts)
             await cases.decide(case.id, verdict, actor=self.holder.subject)
         return case.id
+
+
+@pytest.fixture
+def service_settings(service_settings: Settings) -> Settings:
+    """The matrix makes several hundred calls without a credential from one address: more than
+    the per-address burst allows (the rate limit has its own tests in test_rate_limits.py)."""
+    return replace(service_settings, api_burst=100_000)
 
 
 @pytest.fixture

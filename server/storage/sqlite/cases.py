@@ -45,6 +45,8 @@ def _case(row: sqlite3.Row) -> Case:
         carrier=row["carrier"],
         shipped_at=row["shipped_at"],
         delivered_at=row["delivered_at"],
+        customer_locale=row["customer_locale"],
+        customer_time_zone=row["customer_time_zone"],
         agent_id=row["agent_id"],
         decision=row["decision"],
         refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
@@ -146,8 +148,8 @@ class SqliteCaseStore:
             conn.execute(
                 "INSERT INTO cases (id, kind, state, customer_name, customer_contact, order_id,"
                 " sku, reason, tracking_number, unit_id, carrier, shipped_at, delivered_at,"
-                " created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " customer_locale, customer_time_zone, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     case.id,
                     case.kind.value,
@@ -162,6 +164,8 @@ class SqliteCaseStore:
                     case.carrier,
                     case.shipped_at,
                     case.delivered_at,
+                    case.customer_locale,
+                    case.customer_time_zone,
                     case.created_at,
                     case.updated_at,
                 ),

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS cases (
     carrier          TEXT,              -- carriers / marketplaces involved, comma-separated
     shipped_at       REAL,
     delivered_at     REAL,
+    customer_locale  TEXT,              -- catalogue code of the customer's language (web/i18n)
+    customer_time_zone TEXT,            -- IANA zone name
     agent_id         TEXT,
     decision         TEXT,
     refund_amount    TEXT,              -- decimal as text: money is never a float at rest
@@ -188,6 +190,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 5: sessions are a new table (signed-in browsers kept server-side): nothing to alter.
     # Cookies made by earlier versions name no session and are refused: users sign in again.
     5: (),
+    6: (
+        "ALTER TABLE cases ADD COLUMN customer_locale TEXT",
+        "ALTER TABLE cases ADD COLUMN customer_time_zone TEXT",
+    ),
 }
 
 

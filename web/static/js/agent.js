@@ -1,6 +1,7 @@
 // Agent console: the live queue, accepting a case, the call (customer video and voice in, the
 // agent's microphone out), chat, live grading, evidence capture, and the decision or outcome form.
 import { CallPeer, tryPlay } from './call.js';
+import { CaptionsPanel } from './captionspanel.js';
 import { CapturePanel, CaptureTarget } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
@@ -61,6 +62,7 @@ const state = {
   gradeForm: null, // GradeForm
   capture: null, // CapturePanel
   inspect: null, // InspectionPanel
+  captions: null, // CaptionsPanel
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
@@ -208,6 +210,7 @@ function enterCall(message) {
   }
   state.grading.start(id, message.grading !== false);
   state.inspect.attach({ signal: state.signal, caseId: id });
+  state.captions.attach({ caseId: id, participantId: message.participant_id });
   state.capture.setPreroll(message.preroll_s);
   // A returned item is filed as received back unless the agent picks another stage.
   state.capture.follow(CaptureTarget.case(id), { defaultStage: summary.kind === 'return' ? 'return_receipt' : '' });
@@ -277,6 +280,7 @@ function exitCall() {
   state.chat.reset();
   state.grading.reset();
   state.inspect.reset();
+  state.captions.reset();
   renderQueue();
   renderCallState();
 }
@@ -492,6 +496,8 @@ function connect() {
   signal.on('participant', onParticipant);
   signal.on('case', (message) => onCaseChanged(message.case));
   signal.on('analysis', (message) => state.grading.onMessage(message));
+  signal.on('caption', (message) => state.captions.caption(message));
+  signal.on('captions', (message) => state.captions.switched(message));
   signal.on('error', onError);
   signal.on('fatal', () => window.location.assign('/login?next=/agent'));
   window.addEventListener('online', () => signal.reconnectNow());
@@ -538,6 +544,7 @@ function main() {
   state.grading = new GradingPanel();
   state.capture = new CapturePanel();
   state.inspect = new InspectionPanel({ onFiled: () => state.capture.refresh() });
+  state.captions = new CaptionsPanel({ onPhrase: (text, lang) => state.chat.sendText(text, lang) });
   state.grading.setFrameAction((frame, button) => state.capture.saveFrame(frame, button));
   state.gradeForm = new GradeForm(ui.decisionForm);
   state.grading.onChange((view) => state.gradeForm.showModel(view));

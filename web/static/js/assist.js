@@ -2,15 +2,32 @@
 // that point back, the agent's photo requests and full-resolution photos, the camera controls
 // the agent drives (with a clear prompt where the phone has no such control), and the switch to
 // audio plus photos when the video cannot hold.
+import { percent, t } from './i18n.js';
 import { MarkupLayer } from './markup.js';
 import { PhotoUpload, takePhoto } from './photo.js';
 import { byTestId, show } from './util.js';
 
+// What the customer is asked to do by hand when the phone lacks a control (catalogue keys).
 const PROMPTS = {
-  torch: 'Please turn on a light or move to a brighter spot — this phone cannot switch its light on from here.',
-  zoom: 'Please move the camera closer to the item.',
-  focus: 'Please hold the phone still, about a hand\'s width from the item, so it can focus.',
-  facing: 'Please turn the phone around so the agent sees the item.',
+  torch: 'prompt.torch',
+  zoom: 'prompt.zoom',
+  focus: 'prompt.focus',
+  facing: 'prompt.facing',
+};
+
+// A refused photo's words, by the server's error code (or `network`).
+const PHOTO_ERRORS = {
+  too_large: 'photo.error_too_large',
+  unsupported_media_type: 'photo.error_type',
+  invalid_state: 'photo.error_not_in_call',
+  conflict: 'photo.error_not_in_call',
+  invalid_request: 'photo.error_damaged',
+  not_found: 'photo.error_expired',
+  network: 'photo.error_network',
+  unauthorized: 'photo.error_session',
+  forbidden: 'photo.error_session',
+  rate_limited: 'photo.error_busy',
+  unavailable: 'photo.error_busy',
 };
 
 export class CustomerTools {
@@ -134,21 +151,22 @@ export class CustomerTools {
     this.#request = m.request_id;
     this.#ui.panel.dataset.requested = 'true';
     this.#ui.requestNote.textContent = m.note
-      ? `The agent asks for a photo: ${m.note}`
-      : 'The agent asks for a sharp photo. Hold the item steady and tap "Take a sharp photo".';
+      ? t('photo.requested', { note: m.note })
+      : t('photo.requested_plain', { button: t('photo.take') });
     show(this.#ui.requestNote);
     this.#ui.panel.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   }
 
   async #photoFromCamera() {
     const track = this.#call.stream?.getVideoTracks()[0];
-    if (!track) return this.#status('The camera is off: start it first.', 'error');
-    this.#status('Taking the photo…');
+    if (!track) return this.#status(t('photo.camera_off'), 'error');
+    this.#status(t('photo.taking'));
     let photo;
     try {
       photo = await takePhoto(track, this.#ui.video);
     } catch (err) {
-      return this.#status(`The photo could not be taken: ${err.message}`, 'error');
+      console.warn('photo failed', err);
+      return this.#status(t('photo.take_failed'), 'error');
     }
     await this.#send(photo.blob, { source: 'camera', method: photo.method }, photo);
   }
@@ -175,26 +193,30 @@ export class CustomerTools {
       const where = await here();
       if (where) body.location = where;
     }
-    const what = size ? `${size.width}×${size.height}` : 'the photo';
     const upload = new PhotoUpload({
       base: `/join/c/${encodeURIComponent(this.#caseId)}`,
       blob,
       meta: body,
-      onProgress: ({ sent, size: total, waiting }) => this.#status(waiting
-        ? 'The connection dropped: the photo goes on sending when it is back…'
-        : `Sending ${what}… ${Math.round((100 * sent) / total)}%`),
+      onProgress: ({ sent, size: total, waiting }) => {
+        if (waiting) return this.#status(t('photo.waiting'));
+        const done = percent(sent / total);
+        return this.#status(size
+          ? t('photo.sending_size', { width: size.width, height: size.height, percent: done })
+          : t('photo.sending', { percent: done }));
+      },
     });
     try {
       const photo = await upload.send();
       preview.dataset.itemId = photo.item_id;
       preview.dataset.width = String(photo.width);
       preview.dataset.height = String(photo.height);
-      this.#status(`Sent ✓ (${photo.width}×${photo.height}). The agent can see it now.`, 'ok');
+      this.#status(t('photo.sent', { width: photo.width, height: photo.height }), 'ok');
       this.#request = null;
       this.#ui.panel.dataset.requested = 'false';
       show(this.#ui.requestNote, false);
     } catch (err) {
-      this.#status(err.message, 'error');
+      this.#ui.status.dataset.code = err.code ?? 'other';
+      this.#status(t(PHOTO_ERRORS[err.code] ?? 'photo.error_other'), 'error');
     } finally {
       this.#sending = false;
       this.#ui.take.disabled = false;
@@ -262,7 +284,7 @@ export class CustomerTools {
     } catch (err) {
       // A control the phone lacks, or refuses (OverconstrainedError): the customer is asked
       // to do it by hand, and the agent sees why.
-      const prompt = PROMPTS[control];
+      const prompt = t(PROMPTS[control]);
       result = { control, ok: false, message: err.message || String(err), prompt };
       this.#prompt(prompt);
     }

@@ -1,5 +1,6 @@
 // The browser side of a call: one RTCPeerConnection to the server. The client always offers;
 // the server answers. `renegotiate` asks for more receiving transceivers and a new offer.
+import { t } from './i18n.js';
 import { Emitter } from './signal.js';
 
 const GATHER_CAP_MS = 1000;
@@ -214,37 +215,21 @@ export async function openCamera(facing) {
   }
 }
 
+/** Why the camera could not start, in the page's language: {kind, title, message}. */
 export function describeMediaError(err) {
   const name = err?.name ?? '';
+  let kind = 'other';
   if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
-    return {
-      kind: 'denied',
-      title: 'Camera access is blocked',
-      message: 'Your browser is not allowing this page to use the camera. Allow camera and microphone for this site, then tap Try again.',
-    };
+    kind = 'denied';
+  } else if (name === 'NotFoundError' || name === 'DevicesNotFoundError' || name === 'OverconstrainedError') {
+    kind = 'missing';
+  } else if (name === 'NotReadableError' || name === 'TrackStartError' || name === 'AbortError') {
+    kind = 'busy';
+  } else if (!navigator.mediaDevices?.getUserMedia) {
+    kind = 'unsupported';
   }
-  if (name === 'NotFoundError' || name === 'DevicesNotFoundError' || name === 'OverconstrainedError') {
-    return {
-      kind: 'missing',
-      title: 'No camera found',
-      message: 'This device has no camera we can use. Open the link on a phone with a camera.',
-    };
-  }
-  if (name === 'NotReadableError' || name === 'TrackStartError' || name === 'AbortError') {
-    return {
-      kind: 'busy',
-      title: 'The camera is busy',
-      message: 'Another app is using the camera. Close it (video calls, camera app), then tap Try again.',
-    };
-  }
-  if (!navigator.mediaDevices?.getUserMedia) {
-    return {
-      kind: 'unsupported',
-      title: 'This browser cannot share video',
-      message: 'Open the link in an up-to-date Chrome or Safari. The page must be opened over https.',
-    };
-  }
-  return { kind: 'other', title: 'The camera could not start', message: err?.message || String(err) };
+  if (kind === 'other') console.warn('camera failed', err);
+  return { kind, title: t(`media.${kind}_title`), message: t(`media.${kind}_message`) };
 }
 
 /** Play a media element; resolves false when autoplay rules blocked it (needs a tap). */

@@ -5,6 +5,7 @@
 import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
 import { CloseCode, SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
+import { t } from './i18n.js';
 import { byTestId, h, show } from './util.js';
 
 const STAFF_ROLES = new Set(['agent', 'reviewer', 'admin']);
@@ -55,21 +56,21 @@ function setPill(state, text) {
 }
 
 function renderState() {
-  if (cam.ended) return setPill('ended', 'Stopped');
-  if (!cam.stream) return setPill('idle', 'Camera off');
+  if (cam.ended) return setPill('ended', t('cam.stopped'));
+  if (!cam.stream) return setPill('idle', t('cam.off'));
   const socket = cam.signal?.state ?? SocketState.CLOSED;
-  if (socket === SocketState.RECONNECTING) return setPill('reconnecting', 'Reconnecting…');
-  if (!cam.joined) return setPill('connecting', 'Connecting…');
-  if (cam.peerState === 'connected') return setPill('connected', 'Live');
+  if (socket === SocketState.RECONNECTING) return setPill('reconnecting', t('state.reconnecting'));
+  if (!cam.joined) return setPill('connecting', t('state.connecting'));
+  if (cam.peerState === 'connected') return setPill('connected', t('cam.live'));
   if (cam.peerState === 'failed' || cam.peerState === 'disconnected') {
-    return setPill('reconnecting', 'Reconnecting…');
+    return setPill('reconnecting', t('state.reconnecting'));
   }
-  return setPill('connecting', 'Connecting…');
+  return setPill('connecting', t('state.connecting'));
 }
 
 function renderViewers() {
   const n = cam.viewers.size;
-  ui.viewers.textContent = n === 0 ? 'Nobody watching' : `${n} watching`;
+  ui.viewers.textContent = n === 0 ? t('cam.nobody') : t('cam.watching', { count: n });
   ui.viewers.dataset.count = String(n);
 }
 
@@ -133,20 +134,20 @@ async function restartCamera() {
 
 async function keepScreenOn() {
   if (!('wakeLock' in navigator) || document.visibilityState !== 'visible' || cam.ended) {
-    ui.wake.textContent = 'wakeLock' in navigator ? 'Screen may turn off' : 'Keep the screen on in the phone settings';
+    ui.wake.textContent = 'wakeLock' in navigator ? t('cam.wake_off') : t('cam.wake_unsupported');
     return;
   }
   if (cam.wakeLock && !cam.wakeLock.released) return;
   try {
     cam.wakeLock = await navigator.wakeLock.request('screen');
-    ui.wake.textContent = 'Screen stays on';
+    ui.wake.textContent = t('cam.wake_on');
     ui.wake.dataset.state = 'on';
     cam.wakeLock.addEventListener('release', () => {
-      ui.wake.textContent = 'Screen may turn off';
+      ui.wake.textContent = t('cam.wake_off');
       ui.wake.dataset.state = 'off';
     });
   } catch {
-    ui.wake.textContent = 'Screen may turn off';
+    ui.wake.textContent = t('cam.wake_off');
     ui.wake.dataset.state = 'off';
   }
 }
@@ -156,7 +157,7 @@ function toggleMic() {
   if (!track) return;
   track.enabled = !track.enabled;
   ui.mic.setAttribute('aria-pressed', String(!track.enabled));
-  ui.mic.textContent = track.enabled ? 'Mute mic' : 'Unmute mic';
+  ui.mic.textContent = track.enabled ? t('call.mute') : t('call.unmute');
 }
 
 // -- talk-back -------------------------------------------------------------------------------
@@ -213,8 +214,8 @@ function connect() {
   signal.on('participant', onParticipant);
   signal.on('error', onError);
   signal.on('fatal', (event) => {
-    if (event.code === CloseCode.REPLACED) stop('Opened elsewhere', 'This camera is now open on another phone or tab, which publishes instead.');
-    else stop('Camera link not valid', 'The camera link was revoked or the camera switched off. Ask an administrator.');
+    if (event.code === CloseCode.REPLACED) stop(t('cam.replaced_title'), t('cam.replaced_text'));
+    else stop(t('cam.invalid_title'), t('cam.invalid_text'));
   });
   window.addEventListener('online', () => signal.reconnectNow());
   signal.connect();
@@ -267,11 +268,11 @@ function onParticipant(message) {
 
 function onError(message) {
   if (message.ref === 'join' && (message.code === SignalingErrorCode.UNAUTHORIZED || message.code === SignalingErrorCode.TOKEN_EXPIRED)) {
-    stop('Camera link not valid', message.message);
+    stop(t('cam.invalid_title'), t('cam.invalid_text'));
   } else if (message.code === SignalingErrorCode.REPLACED) {
-    stop('Opened elsewhere', message.message);
+    stop(t('cam.replaced_title'), t('cam.replaced_text'));
   } else if (message.code === SignalingErrorCode.UNAUTHORIZED) {
-    stop('Camera stopped', message.message);
+    stop(t('cam.stopped_title'), t('cam.invalid_text'));
   } else {
     console.warn('server error', message);
   }

@@ -13,6 +13,7 @@ const casePath = `/api/cases/${encodeURIComponent(caseId)}`;
 
 const DETAIL_FIELDS = [
   ['kind', 'Kind'], ['customer_name', 'Customer'], ['customer_contact', 'Contact'],
+  ['customer_locale', 'Language'], ['customer_time_zone', 'Time zone'],
   ['order_id', 'Order'], ['sku', 'SKU'], ['tracking_number', 'Tracking number'],
   ['unit_id', 'Unit code'], ['carrier', 'Carrier / marketplace'], ['shipped_at', 'Shipped'],
   ['delivered_at', 'Delivered'],
@@ -28,8 +29,17 @@ function pair(term, value) {
   return h('div', {}, h('dt', {}, term), h('dd', {}, value));
 }
 
+function languageName(code) {
+  try {
+    return new Intl.DisplayNames(['en'], { type: 'language' }).of(code) ?? code;
+  } catch {
+    return code;
+  }
+}
+
 function detailValue(key, value) {
   if (TIME_FIELDS.has(key)) return formatDateTime(value);
+  if (key === 'customer_locale') return `${languageName(value)} (${value})`;
   return key === 'kind' ? label(value) : String(value);
 }
 
@@ -154,10 +164,19 @@ function describeEvent(event) {
     ];
     return parts.filter(Boolean).join(' · ');
   }
+  if (event.type === 'transcript.segment' && data) {
+    const said = `(${String(data.language ?? '').toUpperCase()}) “${data.text ?? ''}”`;
+    return data.translation ? `${said} · English: “${data.translation}”` : said;
+  }
+  if (event.type === 'captions.changed' && data) return data.enabled ? 'on' : 'off';
   return describeData(data);
 }
 
-const EVENT_TITLES = { 'grading.model_view': "Model's view of the video" };
+const EVENT_TITLES = {
+  'grading.model_view': "Model's view of the video",
+  'transcript.segment': 'Said',
+  'captions.changed': 'Captions switched',
+};
 
 function eventTitle(type) {
   return EVENT_TITLES[type] ?? label(String(type).replace(/^case\./, '').replaceAll('.', ' '));
@@ -199,6 +218,29 @@ async function loadEvidence() {
   }
 }
 
+/** The case's transcript: who said what, when, in which language, with the English. */
+async function loadTranscript() {
+  const list = byTestId('transcript');
+  try {
+    const data = await api('GET', `${casePath}/transcript`);
+    byTestId('transcript-state').textContent = !data.available
+      ? 'Captions are switched off on this service'
+      : (data.enabled ? 'Captions on' : 'Captions off for this case');
+    list.replaceChildren(...(data.segments ?? []).map((s) => h('li', {
+      class: 'transcript-line', 'data-testid': 'transcript-line', 'data-role': s.role ?? '', 'data-language': s.language ?? '',
+    },
+    h('div', { class: 'transcript-meta' },
+      h('time', {}, formatDateTime(s.started_at)),
+      h('strong', {}, s.name || label(s.role)),
+      h('span', { class: 'caption-lang', title: languageName(s.language ?? '') }, String(s.language ?? '').toUpperCase())),
+    h('p', { class: 'transcript-text', lang: s.language || undefined, 'data-testid': 'transcript-text' }, s.text),
+    s.translation ? h('p', { class: 'transcript-translation', lang: 'en', 'data-testid': 'transcript-translation' }, s.translation) : null)));
+    list.dataset.count = String(data.segments?.length ?? 0);
+  } catch (err) {
+    list.dataset.empty = `Transcript not available: ${err.message}`;
+  }
+}
+
 function showError(err) {
   const el = byTestId('error-message');
   el.textContent = err.status === 404 ? 'This case does not exist.' : err.message;
@@ -229,12 +271,15 @@ function wireActions() {
       const data = await api('POST', `${casePath}/join-link`);
       input.value = data.join_url;
       show(linkBox);
+      byTestId('invitation-text').value = data.invitation?.text ?? '';
+      show(byTestId('case-invitation'), Boolean(data.invitation?.text));
       load();
     } catch (err) {
       showError(err);
     }
   });
   byTestId('copy-join-url').addEventListener('click', (event) => copyFrom(input, event.currentTarget));
+  byTestId('copy-invitation').addEventListener('click', (event) => copyFrom(byTestId('invitation-text'), event.currentTarget));
   byTestId('close-case').addEventListener('click', async () => {
     try {
       await api('POST', `${casePath}/close`);
@@ -249,3 +294,4 @@ wireLogout();
 wireActions();
 load();
 loadEvidence();
+loadTranscript();

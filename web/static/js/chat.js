@@ -2,6 +2,7 @@
 // and resume after a reconnect (`lastSeq` goes into `join.resume_from`; unconfirmed sends are
 // re-sent with the same client_id, so the server stores them once; a long history arrives as
 // `joined.chat` plus `chat_page` messages).
+import { t } from './i18n.js';
 import { formatTime, h } from './util.js';
 
 function newClientId() {
@@ -9,6 +10,20 @@ function newClientId() {
   // Non-secure contexts (plain http on a LAN) have no randomUUID.
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function roleName(role) {
+  if (role === 'customer') return t('chat.customer');
+  if (role === 'agent' || role === 'admin' || role === 'reviewer') return t('chat.agent');
+  return t('chat.unknown');
+}
+
+function languageName(code) {
+  try {
+    return new Intl.DisplayNames([document.documentElement.lang || 'en'], { type: 'language' }).of(code) ?? code;
+  } catch {
+    return code;
+  }
 }
 
 export class ChatPanel {
@@ -21,10 +36,13 @@ export class ChatPanel {
   #mine = new Set(); // client_ids sent from this page
   #selfId = null;
   #enabled = false;
+  #lang;
   lastSeq = 0;
 
-  constructor({ signal, form, log, input, button }) {
+  /** `lang`: the language this page writes in (sent with each message, shown beside it). */
+  constructor({ signal, form, log, input, button, lang = null }) {
     this.#signal = signal;
+    this.#lang = lang;
     this.#log = log;
     this.#input = input;
     this.#button = button;
@@ -60,7 +78,7 @@ export class ChatPanel {
     this.#selfId = message.participant_id ?? null;
     for (const chat of message.chat ?? []) this.receive(chat);
     for (const [clientId, pending] of this.#pending) {
-      this.#signal.send({ type: 'chat', client_id: clientId, text: pending.text });
+      this.#signal.send(this.#message(clientId, pending.text, pending.lang));
     }
   }
 
@@ -82,16 +100,28 @@ export class ChatPanel {
   #submit() {
     const text = this.#input.value.trim();
     if (!text || !this.#enabled) return;
+    this.sendText(text, this.#lang);
+    this.#input.value = '';
+    this.#input.focus();
+  }
+
+  /** Send `text` written in `lang` (a canned phrase in the customer's language). */
+  sendText(text, lang = this.#lang) {
+    if (!text || !this.#enabled) return;
     const clientId = newClientId();
     this.#mine.add(clientId);
     const el = this.#renderPending(text);
-    this.#pending.set(clientId, { text, el });
+    this.#pending.set(clientId, { text, lang, el });
     this.#log.append(el);
     this.#scroll();
-    this.#input.value = '';
-    this.#input.focus();
     // When the socket is down the message stays pending and goes out after the next `joined`.
-    this.#signal.send({ type: 'chat', client_id: clientId, text });
+    this.#signal.send(this.#message(clientId, text, lang));
+  }
+
+  #message(clientId, text, lang) {
+    const message = { type: 'chat', client_id: clientId, text };
+    if (lang) message.lang = lang;
+    return message;
   }
 
   #isMine(message) {
@@ -102,7 +132,8 @@ export class ChatPanel {
   #render(message) {
     const mine = this.#isMine(message);
     const sender = message.sender ?? {};
-    const who = mine ? 'You' : (sender.name || sender.role || 'Unknown');
+    const who = mine ? t('chat.you') : (sender.name || roleName(sender.role));
+    const lang = sender.lang ?? message.lang ?? null;
     return h('li', {
       class: `chat-msg ${mine ? 'chat-mine' : 'chat-theirs'}`,
       'data-testid': 'chat-message',
@@ -111,13 +142,14 @@ export class ChatPanel {
     },
     h('div', { class: 'chat-meta' },
       h('span', { class: 'chat-sender' }, who),
+      lang ? h('span', { class: 'chat-lang', 'data-testid': 'chat-lang', title: languageName(lang) }, lang) : null,
       h('time', {}, formatTime(message.ts))),
-    h('div', { class: 'chat-text' }, message.text));
+    h('div', { class: 'chat-text', lang: lang ?? undefined }, message.text));
   }
 
   #renderPending(text) {
     return h('li', { class: 'chat-msg chat-mine chat-pending', 'data-testid': 'chat-pending' },
-      h('div', { class: 'chat-meta' }, h('span', { class: 'chat-sender' }, 'You'), h('time', {}, 'sending…')),
+      h('div', { class: 'chat-meta' }, h('span', { class: 'chat-sender' }, t('chat.you')), h('time', {}, t('chat.sending'))),
       h('div', { class: 'chat-text' }, text));
   }
 

@@ -3,7 +3,9 @@
 // again with `resume_from`, and a fresh peer connection is offered.
 import { CustomerTools } from './assist.js';
 import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
+import { CaptionsView } from './captions.js';
 import { ChatPanel } from './chat.js';
+import { locale, t } from './i18n.js';
 import { SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import { byTestId, show } from './util.js';
@@ -33,6 +35,7 @@ const ui = {
   agentName: byTestId('agent-name'),
   ended: byTestId('call-ended'),
   endedMessage: byTestId('call-ended-message'),
+  languageSwitch: byTestId('language-switch'),
 };
 
 const call = {
@@ -46,6 +49,7 @@ const call = {
   peerState: 'new',
   ended: false,
   tools: null, // CustomerTools
+  captions: null, // CaptionsView
   switchCamera: (facing) => switchCamera(facing),
 };
 
@@ -57,20 +61,24 @@ function setPill(state, text) {
 }
 
 function renderState() {
-  if (call.ended) return setPill('ended', 'Call ended');
+  if (call.ended) return setPill('ended', t('state.ended'));
   const socket = call.signal?.state ?? SocketState.CLOSED;
-  if (socket === SocketState.RECONNECTING) return setPill('reconnecting', 'Reconnecting…');
-  if (!call.joined) return setPill('connecting', 'Connecting…');
-  if (!call.agent) return setPill('waiting', 'Waiting for an agent');
+  if (socket === SocketState.RECONNECTING) return setPill('reconnecting', t('state.reconnecting'));
+  if (!call.joined) return setPill('connecting', t('state.connecting'));
+  if (!call.agent) return setPill('waiting', t('state.waiting'));
   if (call.peerState === 'failed' || call.peerState === 'disconnected') {
-    return setPill('reconnecting', 'Reconnecting…');
+    return setPill('reconnecting', t('state.reconnecting'));
   }
-  return setPill('connected', `Connected with ${call.agent.name || 'an agent'}`);
+  return setPill('connected', call.agent.name
+    ? t('state.connected_with', { name: call.agent.name })
+    : t('state.connected'));
 }
 
 function setAgent(participant) {
   call.agent = participant;
-  ui.agentName.textContent = participant ? `Agent: ${participant.name || 'Agent'}` : '';
+  ui.agentName.textContent = participant
+    ? t('call.agent_badge', { name: participant.name || t('call.agent') })
+    : '';
   show(ui.agentName, Boolean(participant));
   renderState();
 }
@@ -90,7 +98,7 @@ function showCameraError(err) {
 async function startCamera() {
   ui.start.disabled = true;
   ui.retry.disabled = true;
-  ui.start.textContent = 'Waiting for permission…';
+  ui.start.textContent = t('join.waiting_permission');
   try {
     if (!navigator.mediaDevices?.getUserMedia) throw new TypeError('getUserMedia unavailable');
     call.stream = await openCamera(call.facing);
@@ -100,11 +108,12 @@ async function startCamera() {
   } finally {
     ui.start.disabled = false;
     ui.retry.disabled = false;
-    ui.start.textContent = 'Start camera';
+    ui.start.textContent = t('join.start_camera');
   }
   show(ui.intro, false);
   show(ui.cameraError, false);
   show(ui.call);
+  show(ui.languageSwitch, false);
   attachLocalPreview();
   keepScreenOn();
   connect();
@@ -147,7 +156,7 @@ function toggleMic() {
   if (!track) return;
   track.enabled = !track.enabled;
   ui.toggleMic.setAttribute('aria-pressed', String(!track.enabled));
-  ui.toggleMic.textContent = track.enabled ? 'Mute mic' : 'Unmute mic';
+  ui.toggleMic.textContent = track.enabled ? t('call.mute') : t('call.unmute');
 }
 
 async function keepScreenOn() {
@@ -184,10 +193,12 @@ function connect() {
     log: byTestId('chat-log'),
     input: byTestId('chat-input'),
     button: byTestId('chat-send'),
+    lang: locale,
   });
   call.chat.setEnabled(true);
   call.tools = new CustomerTools(call, caseId);
   call.tools.attach(signal);
+  wireCaptions(signal);
   signal.on('state', (state) => {
     if (state !== SocketState.OPEN) call.joined = false;
     renderState();
@@ -196,7 +207,7 @@ function connect() {
   signal.on('participant', onParticipant);
   signal.on('case', (message) => onCase(message.case));
   signal.on('error', onError);
-  signal.on('fatal', () => endCall('This link is no longer valid. Ask the seller for a new one.'));
+  signal.on('fatal', () => endCall(t('ended.link_gone')));
   window.addEventListener('online', () => signal.reconnectNow());
   signal.connect();
 }
@@ -248,9 +259,9 @@ function onCase(summary) {
 
 function onError(message) {
   if (message.code === SignalingErrorCode.TOKEN_EXPIRED) {
-    endCall('This link has expired — ask the seller for a new one.');
+    endCall(t('ended.link_expired'));
   } else if (message.code === SignalingErrorCode.UNAUTHORIZED) {
-    endCall('This link is not valid. Ask the seller to send it again.');
+    endCall(t('ended.link_invalid'));
   } else {
     console.warn('server error', message);
   }
@@ -268,6 +279,52 @@ function endCall(text) {
   show(ui.cameraError, false);
   show(ui.ended);
   renderState();
+}
+
+// -- captions --------------------------------------------------------------------------------
+
+// The customer sees the call's captions in the language spoken (no translation) and can hide
+// them; when the agent switches transcription off or on, the page says so in its language.
+function wireCaptions(signal) {
+  const list = byTestId('captions');
+  const toggle = byTestId('toggle-captions');
+  const notice = byTestId('captions-call-notice');
+  call.captions = new CaptionsView({
+    list,
+    status: notice,
+    labels: {
+      you: t('captions.you'),
+      agent: t('captions.agent'),
+      customer: t('chat.customer'),
+      off: t('captions.off'),
+    },
+    locale,
+  });
+  let visible = true;
+  const render = () => {
+    show(list, visible && list.children.length > 0 && list.dataset.enabled !== 'false');
+    toggle.textContent = visible ? t('captions.hide') : t('captions.show');
+    toggle.setAttribute('aria-pressed', String(visible));
+  };
+  toggle.addEventListener('click', () => {
+    visible = !visible;
+    render();
+  });
+  signal.on('joined', (message) => call.captions.setSelf(message.participant_id));
+  signal.on('caption', (message) => {
+    call.captions.caption(message);
+    show(toggle);
+    render();
+  });
+  signal.on('captions', (message) => {
+    call.captions.switched(message);
+    if (message.enabled !== false) {
+      // Switched back on: the customer is told again that speech is transcribed.
+      notice.textContent = t('captions.notice');
+      show(notice);
+    }
+    render();
+  });
 }
 
 // -- checklist -------------------------------------------------------------------------------

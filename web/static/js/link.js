@@ -4,6 +4,7 @@
 // cookie that only the token-free page (`/join/c/<case>`) receives, and that page replaces
 // this one. An old link with the token in its path arrives with the cookie already set and the
 // page to go to in `data-next`.
+import { t } from './i18n.js';
 import { byTestId, show } from './util.js';
 
 const { linkKind: kind, next } = document.body.dataset;
@@ -30,8 +31,8 @@ async function exchange(token) {
   } catch {
     fail({
       code: 'network',
-      message: 'The server cannot be reached',
-      help: 'Check your connection, then try again.',
+      message: t('link.network_title'),
+      help: t('link.network_text'),
       retry: true,
     });
     return;

@@ -61,7 +61,7 @@ async function refusal(response) {
     error = {};
   }
   return new UploadError(response.status, error.code ?? `http_${response.status}`,
-    error.message ?? `The photo was refused (${response.status}).`);
+    error.message ?? `refused with HTTP ${response.status}`);
 }
 
 /**
@@ -100,7 +100,7 @@ export class PhotoUpload {
       } catch (err) {
         // The network dropped: wait, ask where the server is, go on from there.
         failures += 1;
-        if (failures > this.maxTries) throw new UploadError(0, 'network', 'The connection is gone: the photo could not be sent.');
+        if (failures > this.maxTries) throw new UploadError(0, 'network', 'the connection is gone');
         this.onProgress({ sent: this.offset, size: this.blob.size, waiting: true });
         await sleep(Math.min(8000, 500 * 2 ** Math.min(failures, 4)));
         await this.#resync();
@@ -128,7 +128,7 @@ export class PhotoUpload {
         this.offset = Number(head.headers.get('Upload-Offset') ?? this.offset);
         this.resumed += 1;
       } else if (head.status === 404) {
-        throw new UploadError(404, 'not_found', 'The photo upload expired: take the photo again.');
+        throw new UploadError(404, 'not_found', 'the upload expired');
       }
     } catch (err) {
       if (err instanceof UploadError) throw err;

@@ -1,4 +1,5 @@
 // Small DOM and HTTP helpers shared by every page.
+import { t } from './i18n.js';
 
 /** The element with `data-testid="<id>"` inside `root` (throws when a template lost it). */
 export function byTestId(id, root = document) {
@@ -49,7 +50,7 @@ export async function api(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch (err) {
-    throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
+    throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.'); // staff pages only
   }
   if (response.status === 204) return null;
   let data = null;
@@ -61,7 +62,7 @@ export async function api(method, path, body) {
   if (!response.ok) {
     const error = data?.error ?? {};
     throw new ApiError(response.status, error.code ?? 'http_' + response.status,
-      error.message ?? `Request failed (${response.status})`);
+      error.message ?? `Request failed (${response.status})`); // staff pages only
   }
   return data;
 }
@@ -96,7 +97,12 @@ export function formatDuration(seconds) {
 export function formatTime(value) {
   const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
   if (Number.isNaN(date.getTime())) return '';
-  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return date.toLocaleTimeString(pageLocale(), { hour: '2-digit', minute: '2-digit' });
+}
+
+/** The page's language (`<html lang>`): dates and times are written in it. */
+function pageLocale() {
+  return document.documentElement.lang || undefined;
 }
 
 /** Local date and time for an ISO or unix-seconds timestamp. */
@@ -104,7 +110,7 @@ export function formatDateTime(value) {
   if (value === null || value === undefined || value === '') return '—';
   const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
   if (Number.isNaN(date.getTime())) return String(value);
-  return date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'medium' });
+  return date.toLocaleString(pageLocale(), { dateStyle: 'medium', timeStyle: 'medium' });
 }
 
 /** Human label for a snake_case value ("partial_refund" -> "Partial refund"). */
@@ -133,11 +139,11 @@ export function wireLogout() {
 export async function copyFrom(input, button) {
   try {
     await navigator.clipboard.writeText(input.value);
-    button.textContent = 'Copied';
+    button.textContent = t('common.copied');
   } catch {
     input.select();
     document.execCommand?.('copy');
-    button.textContent = 'Copied';
+    button.textContent = t('common.copied');
   }
-  setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+  setTimeout(() => { button.textContent = t('common.copy'); }, 1500);
 }
