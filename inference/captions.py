@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 _RATE = 16_000
 #: The segmenter's analysis frame: 20 ms.
 _FRAME = 320
+#: What an utterance keeps after its last voiced frame: 200 ms.
+_TAIL_SAMPLES = 10 * _FRAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,11 @@ class Utterance:
     started_at: float
     ended_at: float
     samples: np.ndarray[Any, Any]
-    #: Monotonic time the segmenter closed it (latency is measured from there).
+    #: Monotonic time the segmenter closed it (after the end silence).
     closed_at: float
+    #: Monotonic time the last voiced frame arrived: caption latency is measured from there,
+    #: as a listener hears the speech end (the end silence is part of the latency).
+    spoke_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +100,7 @@ class Caption:
     text: str
     translation: str | None
     model: str
-    #: Seconds from the end of the utterance to the caption being ready.
+    #: Seconds from the end of the speech (its last voiced frame) to the caption being ready.
     latency_s: float
     compute_s: float
 
@@ -152,6 +157,9 @@ class Segmenter:
         self._quiet = 0
         self._floor = 200.0
         self._cursor_ts = 0.0
+        self._voice_ts = 0.0
+        self._voice_clock = 0.0
+        self._voice_samples = 0
 
     @property
     def speaking(self) -> bool:
@@ -160,9 +168,11 @@ class Segmenter:
     def push(self, samples: np.ndarray[Any, Any], ts: float) -> list[Utterance]:
         """Add audio whose first sample was captured at ``ts``; returns the utterances that
         ended in it."""
+        if samples.dtype != np.int16:
+            raise TypeError(f"the segmenter takes 16 kHz mono int16 samples, not {samples.dtype}")
         if not len(self._pending):
             self._pending_ts = ts
-        self._pending = np.concatenate((self._pending, samples.astype(np.int16, copy=False)))
+        self._pending = np.concatenate((self._pending, samples))
         done: list[Utterance] = []
         offset = 0
         while len(self._pending) - offset >= _FRAME:
@@ -190,14 +200,22 @@ class Segmenter:
             self._speech_started = ts - len(self._lead) * _FRAME / _RATE
             self._lead.clear()
             self._quiet = 0
+            self._voiced(ts)
             return None
         self._speech.append(frame)
         self._quiet = 0 if loud else self._quiet + 1
+        if loud:
+            self._voiced(ts)
         if self._quiet >= self._end_frames:
             return self._close()
         if len(self._speech) * _FRAME >= self._max_samples:
             return self._close()
         return None
+
+    def _voiced(self, ts: float) -> None:
+        self._voice_ts = ts + _FRAME / _RATE
+        self._voice_clock = self._clock()
+        self._voice_samples = len(self._speech) * _FRAME
 
     def flush(self) -> Utterance | None:
         """The utterance in progress, if any (the stream ended)."""
@@ -205,16 +223,19 @@ class Segmenter:
 
     def _close(self) -> Utterance | None:
         speech, self._speech = self._speech, []
-        samples = np.concatenate(speech)
+        # The speech and a short tail after its last voiced frame (the model needs no more of
+        # the silence that ended it).
+        samples = np.concatenate(speech)[: self._voice_samples + _TAIL_SAMPLES]
         self._quiet = 0
         if len(samples) < self._min_samples:
             return None
         return Utterance(
             stream_id=self.stream_id,
             started_at=self._speech_started,
-            ended_at=self._cursor_ts,
+            ended_at=self._voice_ts,
             samples=samples,
             closed_at=self._clock(),
+            spoke_until=self._voice_clock,
         )
 
 
@@ -401,11 +422,12 @@ class CaptionPipeline:
                 continue
             duration = len(utterance.samples) / _RATE
             self.stats.audio_s += duration
+            if result is not None:
+                self.stats.compute_s += result.compute_s
             if result is None or not result.text:
                 self.stats.silent += 1
                 continue
-            self.stats.compute_s += result.compute_s
-            latency = self._clock() - utterance.closed_at
+            latency = self._clock() - (utterance.spoke_until or utterance.closed_at)
             self.stats.latencies.append(latency)
             self.stats.captions += 1
             caption = Caption(

@@ -292,6 +292,7 @@ async def _build(
             captures=captures,
             inspection=inspection,
             captions=captions,
+            returns=services.returns,
             uploads=uploads,
             sites=services.sites,
             presence=presence,

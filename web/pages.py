@@ -152,6 +152,8 @@ class JoinView:
     #: Speech in the call is transcribed (captions on by setting and for the case): the page
     #: tells the customer so.
     captions: bool = False
+    #: The return's questions before the call are still to answer (``POST .../intake``).
+    intake_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,13 @@ CAMERA_ERRORS: Final[dict[str, int]] = {
 #: The cookie that keeps the language a customer picked in the switcher (``?lang=``).
 LANG_COOKIE: Final = "inspect_lang"
 _LANG_COOKIE_AGE_S: Final = 365 * 24 * 3600
+
+#: The reasons a customer may give at intake, in the order the page lists them (the values of
+#: ``server.returns.ReturnReason``; their words are ``reason.<value>`` in the catalogues).
+RETURN_REASONS: Final = (
+    "defective", "damaged_in_transit", "missing_parts", "wrong_item", "not_as_described",
+    "size_too_large", "size_too_small", "color", "style", "unwanted", "other",
+)  # fmt: skip
 
 #: Stations a fixed camera can watch (value, label).
 STATION_STAGES: Final = (
@@ -267,6 +276,7 @@ def setup_pages(
     app.router.add_get("/walkthrough/{site_id}", _walkthrough, name="walkthrough")
     app.router.add_get("/admin/sites", _admin_sites, name="admin_sites")
     app.router.add_get("/admin/sites/{site_id}", _admin_site, name="admin_site")
+    app.router.add_get("/admin/returns", _admin_returns, name="admin_returns")
     app.router.add_get("/static/{path:.+}", _static, name="static")
 
 
@@ -634,6 +644,7 @@ def _link_handlers(
             "title": catalogues().render(locale, "page.join_title", {}),
             "view": view,
             "token": token,
+            "reasons": RETURN_REASONS,
         }
         return _render("join.html", request, context, locale=locale)
 
@@ -686,6 +697,13 @@ async def _admin_site(request: web.Request) -> web.StreamResponse:
         "station_stages": STATION_STAGES,
     }
     return _render("admin_site.html", request, context)
+
+
+async def _admin_returns(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    if staff.role != "admin":
+        return _forbidden(request, staff, "The return rules are for administrators")
+    return _render("admin_returns.html", request, {"title": "Return rules", "staff": staff})
 
 
 async def _static(request: web.Request) -> web.StreamResponse:

@@ -113,6 +113,8 @@ class PhotoMeta:
     #: Where the browser said the phone was (with consent): latitude, longitude, accuracy (m).
     location: tuple[float, float, float | None] | None = None
     taken_at: float | None = None
+    #: ``call`` (in the call) or ``intake`` (with the customer's answers, before the call).
+    purpose: Literal["call", "intake"] = "call"
 
 
 def _size(jpeg: bytes) -> tuple[int, int]:
@@ -290,9 +292,14 @@ class InspectionService:
 
     # -- photos -----------------------------------------------------------------------------------
 
-    def require_call(self, case: Case) -> None:
-        """Photos are for a call that is on: refused before any byte is sent, and again when
-        the last one arrives."""
+    def require_call(self, case: Case, purpose: str = "call") -> None:
+        """Photos are for a call that is on, or (``intake``) for the customer's answers before
+        it, until they are sent: refused before any byte is sent, and again when the last one
+        arrives."""
+        if purpose == "intake":
+            if case.state not in (CaseState.CREATED, CaseState.WAITING) or case.intake is not None:
+                raise Conflict("the answers before the call were already sent: the photo was not")
+            return
         if case.state is not CaseState.IN_CALL:
             raise Conflict(
                 "this call is not on (it ended, or no agent has answered yet): the photo was "
@@ -304,7 +311,7 @@ class InspectionService:
     ) -> tuple[EvidenceItem, dict[str, Any]]:
         """Read, grade and file a photo the customer's phone sent; the agent's console hears
         of it. Refused once the call has ended (the page says so; nothing is half filed)."""
-        self.require_call(case)
+        self.require_call(case, meta.purpose)
         consent = self.config.photo_location and meta.location_consent
         still = await asyncio.to_thread(read_still, data, keep_location=consent)
         image = await asyncio.to_thread(_rgb, still.data)
@@ -334,10 +341,13 @@ class InspectionService:
             "location": location,
             "location_consent": consent,
             "location_stripped": still.location_stripped,
+            "purpose": meta.purpose,
         }
         taken_at = meta.taken_at if meta.taken_at is not None else self._clock()
         where = "from the gallery" if meta.source == "gallery" else "from the camera"
         asked = "asked for" if meta.request_id else "sent unasked"
+        if meta.purpose == "intake":
+            asked = "sent with the answers before the call"
         item = await self._captures.file_still(
             CaptureTarget.for_case(case),
             case,

@@ -91,6 +91,17 @@ class CaseEventType(StrEnum):
     TRANSCRIPT = "transcript.segment"
     #: Captions (speech transcription) switched on or off for the case, and by whom.
     CAPTIONS = "captions.changed"
+    # Returns operations (server.returns).
+    #: The customer's answers before the call (reason, what is wrong, photos, offer).
+    INTAKE = "returns.intake"
+    #: The agent recorded the reason seen in the call (with the claimed one and the mismatch).
+    REASON_VERIFIED = "returns.reason_verified"
+    #: A rule acted: its id, the rule table's version, the action and what it did.
+    RULE_ACTION = "returns.rule_action"
+    #: A rule failed while running: logged, the case left as it was.
+    RULE_FAILED = "returns.rule_failed"
+    #: A second person approved the refund a rule held.
+    APPROVED = "returns.approved"
 
 
 WEBHOOK_EVENTS = frozenset(
@@ -122,6 +133,15 @@ class NewCase:
     customer_locale: str | None = None
     #: The customer's IANA time zone ("Europe/Berlin"): the agent console shows their local time.
     customer_time_zone: str | None = None
+    #: The reason the merchant or the customer gave (a ``server.returns.ReturnReason`` value).
+    claimed_reason: str | None = None
+    #: The product category ("headphones"), for rules and analytics.
+    category: str | None = None
+    #: What the order line was worth, and in which currency (ISO 4217).
+    order_value: Decimal | None = None
+    order_currency: str | None = None
+    #: The customer's country (ISO 3166-1 alpha-2).
+    country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +226,32 @@ class Case:
     updated_at: float
     customer_locale: str | None = None
     customer_time_zone: str | None = None
+    claimed_reason: str | None = None
+    #: The reason the agent found in the call; differs from ``claimed_reason``: mismatched.
+    verified_reason: str | None = None
+    category: str | None = None
+    order_value: Decimal | None = None
+    order_currency: str | None = None
+    country: str | None = None
+    #: The customer's answers before the call: reason, what is wrong, photos, the offer taken.
+    intake: Mapping[str, Any] | None = None
+    #: The refund as the rules left it: ``none`` (nothing said), ``held`` (until verified or
+    #: approved) or ``released``.
+    refund_state: str = "none"
+    #: Where the item goes: restock, discount, live_social, parts_recycling.
+    disposition: str | None = None
+    #: A second approval the rules asked for: ``{above, currency, rule, approved_by,
+    #: approved_at}``.
+    approval: Mapping[str, Any] | None = None
+    #: The final grade of the decision (A-D), kept beside ``grading`` for rules and analytics.
+    final_grade: str | None = None
+
+    @property
+    def mismatched(self) -> bool | None:
+        """Whether the verified reason differs from the claimed one (None until both are known)."""
+        if self.claimed_reason is None or self.verified_reason is None:
+            return None
+        return self.claimed_reason != self.verified_reason
 
     def to_json(self) -> dict[str, Any]:
         """The case as the API and webhooks show it (times ISO 8601 UTC)."""
@@ -217,6 +263,18 @@ class Case:
             "customer_contact": self.customer_contact,
             "customer_locale": self.customer_locale,
             "customer_time_zone": self.customer_time_zone,
+            "claimed_reason": self.claimed_reason,
+            "verified_reason": self.verified_reason,
+            "mismatched": self.mismatched,
+            "category": self.category,
+            "order_value": float(self.order_value) if self.order_value is not None else None,
+            "order_currency": self.order_currency,
+            "country": self.country,
+            "intake": dict(self.intake) if self.intake is not None else None,
+            "refund_state": self.refund_state,
+            "disposition": self.disposition,
+            "approval": dict(self.approval) if self.approval is not None else None,
+            "final_grade": self.final_grade,
             "order_id": self.order_id,
             "sku": self.sku,
             "reason": self.reason,

@@ -86,6 +86,15 @@ class _Change:
     values: Mapping[str, Any]
     event: CaseEventType
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: A webhook event to send besides those of :data:`WEBHOOK_EVENTS` (a rule's action).
+    webhook: str | None = None
+
+
+#: The fields the returns operations (``server.returns``) may set through
+#: :meth:`CaseService.apply_returns`.
+RETURNS_FIELDS = frozenset(
+    {"claimed_reason", "verified_reason", "intake", "refund_state", "disposition", "approval"}
+)
 
 
 _NO_CHANGE = None
@@ -191,10 +200,13 @@ class CaseService:
             values["updated_at"] = now
             event = CaseEvent(at=now, type=change.event.value, actor=actor, data=change.data)
             webhook = None
-            if change.event in WEBHOOK_EVENTS:
+            name = change.webhook
+            if name is None and change.event in WEBHOOK_EVENTS:
+                name = change.event.value
+            if name is not None:
                 # The receivers get the case as the change leaves it.
                 after = dataclasses.replace(case, **values)
-                webhook = WebhookEvent.of(change.event.value, case.id, now, after.to_json())
+                webhook = WebhookEvent.of(name, case.id, now, after.to_json())
             return CaseUpdate(values=values, event=event, webhook=webhook)
 
         case, changed = await self._store.mutate(case_id, update)
@@ -270,6 +282,7 @@ class CaseService:
                     "facts": verdict.facts.to_json(),
                     "note": verdict.note,
                     "grading": dict(verdict.grading) if verdict.grading else None,
+                    "final_grade": (verdict.grading or {}).get("final_grade"),
                 }
                 data: dict[str, Any] = {
                     "from": case.state.value,
@@ -295,6 +308,41 @@ class CaseService:
             return _Change(values=values, event=CaseEventType.DECIDED, data=data)
 
         return await self._mutate(case_id, actor, decide)
+
+    async def apply_returns(
+        self,
+        case_id: str,
+        *,
+        actor: str,
+        event: CaseEventType,
+        decide: Callable[[Case], tuple[Mapping[str, Any], Mapping[str, Any], str | None] | None],
+    ) -> Case:
+        """A change of the returns operations: ``decide(case)`` (in the store's transaction)
+        returns the new values of :data:`RETURNS_FIELDS`, the timeline entry's details and a
+        webhook event to send (or None), or None to change nothing; it may raise to refuse.
+        ``event`` is one of the ``returns.*`` entries."""
+        if not event.value.startswith("returns."):
+            raise ValueError(f"{event.value} is not a returns event")
+
+        def change(case: Case) -> _Change | None:
+            decided = decide(case)
+            if decided is None:
+                return _NO_CHANGE
+            values, data, webhook = decided
+            unknown = set(values) - RETURNS_FIELDS
+            if unknown:
+                raise ValueError(f"not a returns field: {sorted(unknown)}")
+            return _Change(values=values, event=event, data=data, webhook=webhook)
+
+        return await self._mutate(case_id, actor, change)
+
+    async def returns_between(self, since: float, until: float, *, limit: int) -> list[Case]:
+        """Return cases created in ``since``..``until``, oldest first."""
+        return await self._store.list_returns(since=since, until=until, limit=limit)
+
+    async def returns_of(self, contact: str, *, before: float) -> int:
+        """How many return cases a customer (by contact) opened before ``before``."""
+        return await self._store.count_returns(contact, before=before)
 
     async def close(self, case_id: str, *, actor: str) -> Case:
         """decided -> closed."""
@@ -469,6 +517,11 @@ def _new_case(case_id: str, new: NewCase, at: float) -> Case:
         delivered_at=new.delivered_at,
         customer_locale=new.customer_locale,
         customer_time_zone=new.customer_time_zone,
+        claimed_reason=new.claimed_reason,
+        category=new.category,
+        order_value=new.order_value,
+        order_currency=new.order_currency,
+        country=new.country,
         agent_id=None,
         decision=None,
         refund_amount=None,

@@ -21,6 +21,7 @@ from server.http import (
     grading,
     inspection,
     ops,
+    returns,
     sites,
     webhooks,
 )
@@ -44,6 +45,7 @@ from server.http.keys import (
     NODE_KEY,
     PRESENCE_KEY,
     RATE_LIMITS_KEY,
+    RETURNS_KEY,
     SETTINGS_KEY,
     SITES_KEY,
     UPLOADS_KEY,
@@ -63,9 +65,10 @@ from server.http.ports import (
 from server.http.ratelimit import RateLimits, rate_limit_middleware
 from server.http.sites import camera_json
 from server.metrics import Metrics
+from server.returns import ReturnsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
-from server.storage.sqlite import Database
+from server.storage.sqlite import Database, SqliteRulesStore
 
 __all__ = [
     "API_VERSION",
@@ -97,6 +100,7 @@ def api_routes() -> list[ApiRoute]:
         *capture_routes(CASE_CAPTURES),
         *inspection.routes(),
         *captions.routes(),
+        *returns.routes(),
         *evidence.routes(),
         *sites.routes(),
         *capture_routes(CAMERA_CAPTURES),
@@ -126,6 +130,8 @@ class Edge:
     presence: CameraPresence | None = None
     camera_sessions: CameraSessions | None = None
     captions: CaptionSwitch | None = None
+    #: Without one, a service on the edge's cases and database.
+    returns: ReturnsService | None = None
     node_id: str | None = None
 
 
@@ -164,6 +170,11 @@ def setup_http(
     if edge.camera_sessions is not None:
         app[CAMERA_SESSIONS_KEY] = edge.camera_sessions
     app[CAPTIONS_KEY] = edge.captions if edge.captions is not None else NoCaptions()
+    app[RETURNS_KEY] = (
+        edge.returns
+        if edge.returns is not None
+        else ReturnsService(edge.cases, SqliteRulesStore(edge.db))
+    )
     if edge.node_id is not None:
         app[NODE_KEY] = edge.node_id
     edge.metrics.set_case_counts(edge.cases.counts_by_state)

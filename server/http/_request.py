@@ -10,10 +10,19 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server.accounts import SESSION_COOKIE
-from server.errors import DomainError, DomainErrorCode, Forbidden, InvalidRequest, Unauthorized
+from server.cases import Case
+from server.errors import (
+    DomainError,
+    DomainErrorCode,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
 from server.http.auth import bearer_token
-from server.http.keys import AUTH_KEY
-from signaling import Identity, Role
+from server.http.keys import AUTH_KEY, CASES_KEY
+from signaling import Identity, Role, SignalingError
+from web import JOIN_COOKIE
 
 __all__ = [
     "ADMIN",
@@ -21,6 +30,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "STAFF",
     "case_id_of",
+    "customer_of",
     "credential_of",
     "json_response",
     "read_body",
@@ -120,3 +130,20 @@ def credential_of(request: web.BaseRequest) -> str | None:
     if token is not None:
         return token or None
     return request.cookies.get(SESSION_COOKIE) or None
+
+
+async def customer_of(request: web.Request) -> tuple[Identity, Case]:
+    """The customer whose page's cookie came with the request (``/join/c/{case_id}/...``), and
+    their case."""
+    # The page's cookie; an app may send the link's token as a bearer instead.
+    token = request.cookies.get(JOIN_COOKIE) or bearer_token(request)
+    if not token:
+        raise Unauthorized("open your link again: this page's session is missing")
+    try:
+        identity = request.app[AUTH_KEY].verify_join_token(token)
+    except SignalingError as exc:
+        raise Unauthorized(f"{exc.message}: open your link again") from None
+    case_id = request.match_info["case_id"]
+    if identity.case_id != case_id:
+        raise NotFound("there is no such call")
+    return identity, await request.app[CASES_KEY].require(case_id)

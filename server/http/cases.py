@@ -43,11 +43,13 @@ from server.http.keys import (
     CALL_CONTROL_KEY,
     CASES_KEY,
     GRADING_VIEW_KEY,
+    RETURNS_KEY,
     SETTINGS_KEY,
 )
 from server.http.openapi import ApiRoute
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, LongText, Name, ReturnFactsBody, ShortText
+from server.returns import ReturnReason, Trigger
 from server.timefmt import iso_time
 from signaling import SubjectId, SubjectKind
 from web.locales import SUPPORTED_LOCALES, invitation_text, supported_locale
@@ -75,6 +77,17 @@ class NewCaseBody(Body):
     customer_locale: Annotated[str, StringConstraints(max_length=35)] | None = None
     #: The customer's IANA time zone ("Europe/Berlin").
     customer_time_zone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: The reason the merchant's system or the customer gave (``GET /api/returns/reasons``).
+    claimed_reason: ReturnReason | None = None
+    #: The product category, for rules and analytics ("headphones").
+    category: ShortText | None = None
+    #: What the order line was worth, in ``order_currency``.
+    order_value: Annotated[
+        Decimal | None, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)
+    ] = None
+    order_currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    #: The customer's country, ISO 3166-1 alpha-2 ("DE").
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
 
     @field_validator("customer_locale")
     @classmethod
@@ -148,6 +161,21 @@ class CaseOut(Out):
     customer_contact: str | None
     customer_locale: str | None
     customer_time_zone: str | None
+    claimed_reason: ReturnReason | None
+    verified_reason: ReturnReason | None
+    #: Whether the verified reason differs from the claimed one (null until both are known).
+    mismatched: bool | None
+    category: str | None
+    order_value: float | None
+    order_currency: str | None
+    country: str | None
+    #: The customer's answers before the call (``POST /join/c/{case}/intake``).
+    intake: dict[str, Any] | None
+    #: ``none``, ``held`` (a rule holds the refund) or ``released``.
+    refund_state: Literal["none", "held", "released"]
+    disposition: str | None
+    approval: dict[str, Any] | None
+    final_grade: Literal["A", "B", "C", "D"] | None
     order_id: str | None
     sku: str | None
     reason: str | None
@@ -251,7 +279,13 @@ async def create_case(request: web.Request) -> JsonReply[CaseCreatedResponse]:
     fields = body.model_dump()
     for name in ("shipped_at", "delivered_at"):
         fields[name] = fields[name].timestamp() if fields[name] is not None else None
+    if fields["claimed_reason"] is not None:
+        fields["claimed_reason"] = fields["claimed_reason"].value
     case = await cases.create(NewCase(**fields), actor=identity.subject)
+    # The rules for a new case (hold refunds of some reasons from the start...) act before the
+    # link goes out; the reply shows the case as they left it.
+    await request.app[RETURNS_KEY].run(case, Trigger.CREATED)
+    case = await cases.require(case.id)
     link = _join_link_json(request, case)
     await cases.note_join_link(case.id, actor=identity.subject, expires_at=link.pop("_expires"))
     return reply(CaseCreatedResponse, {"case": case.to_json(), **link}, status=201)

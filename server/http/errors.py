@@ -104,7 +104,7 @@ def status_of(exc: DomainError) -> int:
 
 
 #: The customer page's own API (frozen frames, photo uploads) under its path-scoped cookie.
-_CUSTOMER_API = re.compile(r"^/join/c/[^/]+/(frozen|uploads)(/|$)")
+_CUSTOMER_API = re.compile(r"^/join/c/[^/]+/(frozen|uploads|offers|intake)(/|$)")
 
 
 def _is_api(request: web.Request) -> bool:

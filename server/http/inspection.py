@@ -22,12 +22,10 @@ from pydantic import Field
 
 from server.capture import PhotoMeta, Upload
 from server.cases import Case, CaseAction
-from server.errors import DomainError, DomainErrorCode, InvalidRequest, NotFound, Unauthorized
-from server.http._request import CALL_TAKERS, case_id_of, read_body, require
-from server.http.auth import bearer_token
+from server.errors import DomainError, DomainErrorCode, InvalidRequest
+from server.http._request import CALL_TAKERS, case_id_of, customer_of, read_body, require
 from server.http.authz import REASON_HEADER, require_case_holder
 from server.http.keys import (
-    AUTH_KEY,
     CASES_KEY,
     EVIDENCE_KEY,
     INSPECTION_KEY,
@@ -36,8 +34,7 @@ from server.http.keys import (
 from server.http.openapi import ApiRoute
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, item_json
-from signaling import MAX_STROKES, Identity, SignalingError, Stroke
-from web import JOIN_COOKIE
+from signaling import MAX_STROKES, Identity, Stroke
 
 __all__ = ["routes"]
 
@@ -85,6 +82,8 @@ class UploadBody(Body):
     location: LocationBody | None = None
     #: When the phone took it, in milliseconds since the epoch (the page's clock).
     taken_at_ms: Annotated[int, Field(ge=0)] | None = None
+    #: ``call``, or ``intake``: sent with the answers before the call.
+    purpose: Literal["call", "intake"] = "call"
 
 
 class UploadOut(Out):
@@ -193,36 +192,20 @@ def _image(data: bytes, content_type: str) -> web.Response:
 # -- the customer's side ---------------------------------------------------------------------------
 
 
-async def _customer(request: web.Request) -> tuple[Identity, Case]:
-    """The customer whose page's cookie came with the request, and their case."""
-    # The page's cookie; an app may send the link's token as a bearer instead.
-    token = request.cookies.get(JOIN_COOKIE) or bearer_token(request)
-    if not token:
-        raise Unauthorized("open your link again: this page's session is missing")
-    try:
-        identity = request.app[AUTH_KEY].verify_join_token(token)
-    except SignalingError as exc:
-        raise Unauthorized(f"{exc.message}: open your link again") from None
-    case_id = request.match_info["case_id"]
-    if identity.case_id != case_id:
-        raise NotFound("there is no such call")
-    return identity, await request.app[CASES_KEY].require(case_id)
-
-
 def _owner(identity: Identity, case: Case) -> str:
     return f"{case.id}:{identity.subject}"
 
 
 async def customer_frozen_image(request: web.Request) -> web.Response:
-    _, case = await _customer(request)
+    _, case = await customer_of(request)
     data = await request.app[INSPECTION_KEY].frame_image(case, request.match_info["frame"])
     return _image(data, "image/jpeg")
 
 
 async def create_upload(request: web.Request) -> JsonReply[UploadResponse]:
-    identity, case = await _customer(request)
+    identity, case = await customer_of(request)
     body = await read_body(request, UploadBody)
-    request.app[INSPECTION_KEY].require_call(case)
+    request.app[INSPECTION_KEY].require_call(case, body.purpose)
     meta: dict[str, Any] = body.model_dump(exclude={"size", "content_type"})
     upload = await request.app[UPLOADS_KEY].create(
         _owner(identity, case), size=body.size, content_type=body.content_type, meta=meta
@@ -233,7 +216,7 @@ async def create_upload(request: web.Request) -> JsonReply[UploadResponse]:
 
 
 async def upload_status(request: web.Request) -> web.Response:
-    identity, case = await _customer(request)
+    identity, case = await customer_of(request)
     upload = await request.app[UPLOADS_KEY].status(
         request.match_info["upload"], _owner(identity, case)
     )
@@ -248,7 +231,7 @@ async def upload_status(request: web.Request) -> web.Response:
 
 
 async def send_piece(request: web.Request) -> JsonReply[PieceResponse]:
-    identity, case = await _customer(request)
+    identity, case = await customer_of(request)
     raw = request.headers.get(OFFSET_HEADER, "")
     if not raw.isdigit():
         raise InvalidRequest(f"send the {OFFSET_HEADER} header: the byte the piece starts at")
@@ -260,7 +243,8 @@ async def send_piece(request: web.Request) -> JsonReply[PieceResponse]:
     store = request.app[UPLOADS_KEY]
     owner = _owner(identity, case)
     upload_id = request.match_info["upload"]
-    request.app[INSPECTION_KEY].require_call(case)
+    pending = await store.status(upload_id, owner)
+    request.app[INSPECTION_KEY].require_call(case, str(pending.meta.get("purpose", "call")))
     # Whatever has arrived, at once: a piece cut off halfway keeps every byte it brought.
     upload = await store.append(
         upload_id, owner, offset=int(raw), chunks=request.content.iter_any()
@@ -298,6 +282,7 @@ async def _file_photo(
                     else None
                 ),
                 taken_at=meta["taken_at_ms"] / 1000 if meta.get("taken_at_ms") else None,
+                purpose="intake" if meta.get("purpose") == "intake" else "call",
             ),
             identity,
         )

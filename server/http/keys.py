@@ -12,6 +12,7 @@ from server.http.auth import RequestAuth
 from server.http.ports import CallControl, CameraSessions, CaptionSwitch, GradingView
 from server.http.ratelimit import RateLimits
 from server.metrics import Metrics
+from server.returns import ReturnsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
 from server.storage.sqlite import Database
@@ -32,6 +33,7 @@ __all__ = [
     "NODE_KEY",
     "PRESENCE_KEY",
     "RATE_LIMITS_KEY",
+    "RETURNS_KEY",
     "SETTINGS_KEY",
     "SITES_KEY",
     "UPLOADS_KEY",
@@ -57,6 +59,8 @@ INSPECTION_KEY = web.AppKey("inspect_inspection", InspectionService)
 #: Where the customers' photos are spooled while they arrive in pieces.
 UPLOADS_KEY = web.AppKey("inspect_uploads", UploadStore)
 SITES_KEY = web.AppKey("inspect_sites", SiteService)
+#: Intake, verified reasons and the return rules (``server.returns``).
+RETURNS_KEY = web.AppKey("inspect_returns", ReturnsService)
 PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)
 CAMERA_SESSIONS_KEY: web.AppKey[CameraSessions] = web.AppKey("inspect_camera_sessions")
 RATE_LIMITS_KEY = web.AppKey("inspect_rate_limits", RateLimits)

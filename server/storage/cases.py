@@ -73,6 +73,16 @@ class CaseStore(Protocol):
         ``decide`` raises, nothing is written. Returns the case."""
         ...
 
+    async def count_returns(self, contact: str, *, before: float) -> int:
+        """How many return cases with this ``customer_contact`` were created before
+        ``before`` (a customer's past returns, for the return rules)."""
+        ...
+
+    async def list_returns(self, *, since: float, until: float, limit: int) -> list[Case]:
+        """Return cases created in ``since``..``until``, oldest first, at most ``limit``
+        (the return rules' dry run)."""
+        ...
+
     async def append_once(self, case_id: str, event: CaseEvent, *, dedup_key: str | None) -> bool:
         """Append a timeline entry unless the case already has one with this ``dedup_key``
         (``None``: never a repeat) or there is no such case; ``True`` if it was written."""

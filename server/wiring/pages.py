@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.accounts import AccountService
-from server.cases import CaseService
+from server.cases import CaseKind, CaseService, CaseState
 from server.http.auth import RequestAuth
 from server.sites import CameraKind, CameraTokenError, SiteService
 from signaling import SignalingError
@@ -87,4 +87,9 @@ class Pages:
             photo_location=self._photo_location,
             locale=case.customer_locale,
             captions=self._captions and await self._cases.captions_enabled(case.id),
+            intake_open=(
+                case.kind is CaseKind.RETURN
+                and case.intake is None
+                and case.state in (CaseState.CREATED, CaseState.WAITING)
+            ),
         )

@@ -11,12 +11,14 @@ from server.cases import CaseService, WebhookConfig, WebhookDispatcher
 from server.http.auth import RequestAuth
 from server.metrics import Metrics
 from server.outbound import OutboundGuard
+from server.returns import ReturnsService
 from server.settings import Settings
 from server.sites import SiteService
 from server.storage.sqlite import (
     Database,
     SqliteAccountStore,
     SqliteCaseStore,
+    SqliteRulesStore,
     SqliteSiteStore,
     SqliteWebhookStore,
 )
@@ -38,6 +40,8 @@ class Services:
     sites: SiteService
     #: What outbound connections (webhooks, RTSP pulls) may reach.
     guard: OutboundGuard
+    #: Intake, verified reasons and the return rules, listening to ``cases``.
+    returns: ReturnsService
 
     async def aclose(self) -> None:
         await self.webhooks.aclose()
@@ -75,6 +79,8 @@ async def open_services(
         )
         cases = CaseService(SqliteCaseStore(db, webhook_urls=settings.webhook_urls), sink=webhooks)
         sites = SiteService(SqliteSiteStore(db), secret, guard=guard)
+        returns = ReturnsService(cases, SqliteRulesStore(db))
+        cases.add_listener(returns.case_changed)
         if start_webhooks:
             await webhooks.start()
     except BaseException:
@@ -89,4 +95,5 @@ async def open_services(
         metrics=metrics,
         sites=sites,
         guard=guard,
+        returns=returns,
     )

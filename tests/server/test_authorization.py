@@ -109,6 +109,16 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/join/c/{case_id}/uploads"): frozenset({CUSTOMER}),
     ("HEAD", "/join/c/{case_id}/uploads/{upload}"): frozenset({CUSTOMER}),
     ("PATCH", "/join/c/{case_id}/uploads/{upload}"): frozenset({CUSTOMER}),
+    ("POST", "/join/c/{case_id}/offers"): frozenset({CUSTOMER}),
+    ("POST", "/join/c/{case_id}/intake"): frozenset({CUSTOMER}),
+    ("GET", "/api/returns/reasons"): STAFF,
+    ("GET", "/api/returns/rules"): STAFF,
+    ("GET", "/api/returns/rules/versions"): STAFF,
+    ("GET", "/api/returns/rules/versions/{id}"): STAFF,
+    ("PUT", "/api/returns/rules"): ADMINS,
+    ("POST", "/api/returns/rules/dry-run"): ADMINS,
+    ("POST", "/api/cases/{id}/reason"): CALL_TAKERS,
+    ("POST", "/api/cases/{id}/approve"): CALL_TAKERS,
 }
 
 #: /ws message type -> who may send it once joined (customers in their case, cameras on their

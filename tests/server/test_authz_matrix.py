@@ -256,6 +256,23 @@ TABLE: list[Row] = [
            others=E401),
     *cells("PATCH", "/join/c/{case_id}/uploads/{upload}", Target.NONE, {P.CUSTOMER: PASS},
            others=E401),
+    # -- returns operations: rules are read by staff, saved and tried by admins; the verified
+    # reason is the holder's; a held refund is approved by whoever takes calls (the route
+    # refuses the one who decided); the customer's intake takes a join token -----------------
+    *by_role("GET", "/api/returns/reasons", STAFF),
+    *by_role("GET", "/api/returns/rules", STAFF),
+    *by_role("GET", "/api/returns/rules/versions", STAFF),
+    *by_role("GET", "/api/returns/rules/versions/{id}", STAFF),
+    *by_role("PUT", "/api/returns/rules", ADMINS, body={"rules": [], "alerts": []}),
+    *by_role("POST", "/api/returns/rules/dry-run", ADMINS, body={}),
+    *holder_only("POST", f"{CASE}/reason", OK, {"verified_reason": "defective"},
+                 admin_on_waiting=OK_WITH_REASON),
+    *cells("POST", f"{CASE}/approve", Target.HELD,
+           {**dict.fromkeys((*AGENTS, *ADMINS), E409), P.REVIEWER: E403}, body={}),
+    *cells("POST", "/join/c/{case_id}/offers", Target.NONE, {P.CUSTOMER: PASS}, others=E401,
+           body={"reason": "defective"}),
+    *cells("POST", "/join/c/{case_id}/intake", Target.NONE, {P.CUSTOMER: PASS}, others=E401,
+           body={"reason": "defective"}),
     # -- the evidence archive --------------------------------------------------------------------
     *by_role("GET", "/api/evidence", (P.REVIEWER, *ADMINS)),
     *public("GET", "/api/evidence/tree-head"),

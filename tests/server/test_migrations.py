@@ -117,9 +117,8 @@ async def test_a_schema_4_database_gains_sessions_and_keeps_its_accounts(tmp_pat
 
     db = await Database.open(path)
     try:
-        assert SCHEMA_VERSION == 5
         version = await db.fetchone("PRAGMA user_version")
-        assert version is not None and version[0] == 5
+        assert version is not None and version[0] == SCHEMA_VERSION
         store = SqliteAccountStore(db)
         ana = await store.get_user("u1")
         assert ana is not None and ana.role == "admin"
@@ -133,5 +132,43 @@ async def test_a_schema_4_database_gains_sessions_and_keeps_its_accounts(tmp_pat
         await db.execute("DELETE FROM users WHERE id = 'u1'")
         left = await db.fetchone("SELECT COUNT(*) AS n FROM sessions")
         assert left is not None and left["n"] == 0, "deleting a user removes their sessions"
+    finally:
+        await db.aclose()
+
+
+async def test_a_schema_6_database_gains_the_returns_columns_and_keeps_its_grades(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inspect.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE cases (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL,
+            customer_name TEXT NOT NULL, customer_contact TEXT, order_id TEXT, sku TEXT,
+            reason TEXT, tracking_number TEXT, unit_id TEXT, carrier TEXT, shipped_at REAL,
+            delivered_at REAL, customer_locale TEXT, customer_time_zone TEXT, agent_id TEXT,
+            decision TEXT, refund_amount TEXT, currency TEXT, facts TEXT, note TEXT,
+            outcome TEXT, resolution_note TEXT, grading TEXT, created_at REAL NOT NULL,
+            waiting_at REAL, in_call_at REAL, decided_at REAL, closed_at REAL,
+            updated_at REAL NOT NULL);
+        INSERT INTO cases (id, kind, state, customer_name, grading, created_at, updated_at)
+            VALUES ('c1', 'return', 'decided', 'Old', '{"final_grade": "B"}', 1.0, 1.0);
+        PRAGMA user_version=6;
+        """
+    )
+    old.close()
+    db = await Database.open(path)
+    try:
+        row = await db.fetchone(
+            "SELECT final_grade, refund_state, claimed_reason FROM cases WHERE id = 'c1'"
+        )
+        assert row is not None
+        assert (row["final_grade"], row["refund_state"], row["claimed_reason"]) == (
+            "B",
+            "none",
+            None,
+        )
+        assert await db.fetchall("SELECT * FROM return_rules") == []
     finally:
         await db.aclose()

@@ -282,10 +282,10 @@ def test_every_key_the_customer_pages_name_is_in_the_catalogue() -> None:
     named: set[str] = set()
     for template in CUSTOMER_TEMPLATES:
         source = (TEMPLATES_DIR / template).read_text(encoding="utf-8")
-        named |= set(re.findall(r"\bt\('([a-z0-9_.]+)'", source))
+        named |= set(re.findall(r"\bt\('([a-z0-9_.]+)'\s*[,)]", source))
     for module in customer_scripts():
         source = (STATIC_DIR / "js" / module).read_text(encoding="utf-8")
-        named |= set(re.findall(r"\bt\('([a-z0-9_.]+)'", source))
+        named |= set(re.findall(r"\bt\('([a-z0-9_.]+)'\s*[,)]", source))
         # Keys built from a kind (`media.${kind}_title`) are listed where they are built.
         named |= set(re.findall(r"'((?:prompt|photo)\.[a-z0-9_]+)'", source))
     assert named, "the scanner found no t('...') calls"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .accounts import SqliteAccountStore
 from .cases import SqliteCaseStore
 from .database import SCHEMA_VERSION, Database
+from .returns import SqliteRulesStore
 from .sites import SqliteSiteStore
 from .webhooks import SqliteWebhookStore
 
@@ -14,6 +15,7 @@ __all__ = [
     "Database",
     "SqliteAccountStore",
     "SqliteCaseStore",
+    "SqliteRulesStore",
     "SqliteSiteStore",
     "SqliteWebhookStore",
 ]

@@ -47,6 +47,17 @@ def _case(row: sqlite3.Row) -> Case:
         delivered_at=row["delivered_at"],
         customer_locale=row["customer_locale"],
         customer_time_zone=row["customer_time_zone"],
+        claimed_reason=row["claimed_reason"],
+        verified_reason=row["verified_reason"],
+        category=row["category"],
+        order_value=Decimal(row["order_value"]) if row["order_value"] else None,
+        order_currency=row["order_currency"],
+        country=row["country"],
+        intake=json.loads(row["intake"]) if row["intake"] else None,
+        refund_state=row["refund_state"] or "none",
+        disposition=row["disposition"],
+        approval=json.loads(row["approval"]) if row["approval"] else None,
+        final_grade=row["final_grade"],
         agent_id=row["agent_id"],
         decision=row["decision"],
         refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
@@ -137,6 +148,22 @@ class SqliteCaseStore:
             for row in rows
         ]
 
+    async def count_returns(self, contact: str, *, before: float) -> int:
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) AS n FROM cases WHERE customer_contact = ? AND kind = 'return'"
+            " AND created_at < ?",
+            (contact, before),
+        )
+        return int(row["n"]) if row is not None else 0
+
+    async def list_returns(self, *, since: float, until: float, limit: int) -> list[Case]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM cases WHERE kind = 'return' AND created_at >= ? AND created_at < ?"
+            " ORDER BY created_at, rowid LIMIT ?",
+            (since, until, limit),
+        )
+        return [_case(row) for row in rows]
+
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM cases GROUP BY state")
         return {row["state"]: row["n"] for row in rows}
@@ -148,8 +175,9 @@ class SqliteCaseStore:
             conn.execute(
                 "INSERT INTO cases (id, kind, state, customer_name, customer_contact, order_id,"
                 " sku, reason, tracking_number, unit_id, carrier, shipped_at, delivered_at,"
-                " customer_locale, customer_time_zone, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " customer_locale, customer_time_zone, claimed_reason, category, order_value,"
+                " order_currency, country, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     case.id,
                     case.kind.value,
@@ -166,6 +194,11 @@ class SqliteCaseStore:
                     case.delivered_at,
                     case.customer_locale,
                     case.customer_time_zone,
+                    case.claimed_reason,
+                    case.category,
+                    _column(case.order_value),
+                    case.order_currency,
+                    case.country,
                     case.created_at,
                     case.updated_at,
                 ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -69,6 +70,17 @@ CREATE TABLE IF NOT EXISTS cases (
     delivered_at     REAL,
     customer_locale  TEXT,              -- catalogue code of the customer's language (web/i18n)
     customer_time_zone TEXT,            -- IANA zone name
+    claimed_reason   TEXT,              -- server.returns.ReturnReason value
+    verified_reason  TEXT,
+    category         TEXT,
+    order_value      TEXT,              -- decimal as text
+    order_currency   TEXT,
+    country          TEXT,              -- ISO 3166-1 alpha-2
+    intake           TEXT,              -- JSON: the customer's answers before the call
+    refund_state     TEXT NOT NULL DEFAULT 'none',
+    disposition      TEXT,
+    approval         TEXT,              -- JSON: a second approval a rule asked for
+    final_grade      TEXT,              -- A-D, from grading (kept apart for analytics)
     agent_id         TEXT,
     decision         TEXT,
     refund_amount    TEXT,              -- decimal as text: money is never a float at rest
@@ -170,6 +182,106 @@ CREATE TABLE IF NOT EXISTS site_evidence (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS site_evidence_site ON site_evidence (site_id, created_at);
+CREATE TABLE IF NOT EXISTS return_rules (
+    version    INTEGER PRIMARY KEY,       -- return-rules/<version>; every change is a new one
+    body       TEXT NOT NULL,             -- JSON: {rules: [...], alerts: [...]}
+    author     TEXT NOT NULL,
+    note       TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sales (
+    day      TEXT NOT NULL,               -- YYYY-MM-DD (UTC)
+    sku      TEXT NOT NULL,
+    category TEXT,
+    country  TEXT NOT NULL DEFAULT '',
+    units    INTEGER NOT NULL,
+    PRIMARY KEY (sku, day, country)
+);
+CREATE INDEX IF NOT EXISTS sales_day ON sales (day);
+CREATE TABLE IF NOT EXISTS return_alerts (
+    id         TEXT PRIMARY KEY,
+    rule_id    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    subject    TEXT NOT NULL,             -- what it is about: a SKU, a carrier
+    period     TEXT NOT NULL,             -- the window it was raised for (YYYY-MM-DD..)
+    data       TEXT NOT NULL,             -- JSON: the figures that raised it
+    raised_at  REAL NOT NULL,
+    UNIQUE (rule_id, subject, period)
+);
+-- Returns analytics (server/storage/sqlite/analytics.py): sums of the return cases per UTC day,
+-- ISO week (period: its Monday) and month, so a chart over a year reads a few thousand rows
+-- rather than every case. Derived data, rebuilt from cases and sales for each day marked in
+-- analytics_dirty. return_cube is keyed by every dimension but the SKU (the values repeat, so
+-- it is small and answers any filter on them); return_sku by SKU and its category.
+-- h00..h25: decided cases by time to decision (storage.analytics.decision_bucket).
+CREATE TABLE IF NOT EXISTS return_cube (
+    grain           TEXT NOT NULL,        -- day | week | month
+    period          TEXT NOT NULL,        -- YYYY-MM-DD (day, week: its Monday) or YYYY-MM
+    category        TEXT NOT NULL,        -- '' where the cases have none, as below
+    country         TEXT NOT NULL,
+    carrier         TEXT NOT NULL,        -- the cases' carrier field as written
+    claimed_reason  TEXT NOT NULL,
+    verified_reason TEXT NOT NULL,
+    grade           TEXT NOT NULL,
+    currency        TEXT NOT NULL,
+    returns         INTEGER NOT NULL,
+    compared        INTEGER NOT NULL,     -- with a claimed and a verified reason
+    mismatched      INTEGER NOT NULL,     -- ... that differ
+    damaged         INTEGER NOT NULL,     -- reason (verified, else claimed) damaged_in_transit
+    value_a         INTEGER NOT NULL,     -- order value by final grade, ten-thousandths
+    value_b         INTEGER NOT NULL,
+    value_c         INTEGER NOT NULL,
+    value_d         INTEGER NOT NULL,
+    h00 INTEGER NOT NULL, h01 INTEGER NOT NULL, h02 INTEGER NOT NULL, h03 INTEGER NOT NULL,
+    h04 INTEGER NOT NULL, h05 INTEGER NOT NULL, h06 INTEGER NOT NULL, h07 INTEGER NOT NULL,
+    h08 INTEGER NOT NULL, h09 INTEGER NOT NULL, h10 INTEGER NOT NULL, h11 INTEGER NOT NULL,
+    h12 INTEGER NOT NULL, h13 INTEGER NOT NULL, h14 INTEGER NOT NULL, h15 INTEGER NOT NULL,
+    h16 INTEGER NOT NULL, h17 INTEGER NOT NULL, h18 INTEGER NOT NULL, h19 INTEGER NOT NULL,
+    h20 INTEGER NOT NULL, h21 INTEGER NOT NULL, h22 INTEGER NOT NULL, h23 INTEGER NOT NULL,
+    h24 INTEGER NOT NULL, h25 INTEGER NOT NULL,
+    PRIMARY KEY (grain, period, category, country, carrier, claimed_reason, verified_reason,
+                 grade, currency)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS return_sku (
+    grain      TEXT NOT NULL,
+    period     TEXT NOT NULL,
+    sku        TEXT NOT NULL,
+    category   TEXT NOT NULL,
+    currency   TEXT NOT NULL,
+    returns    INTEGER NOT NULL,
+    compared   INTEGER NOT NULL,
+    mismatched INTEGER NOT NULL,
+    damaged    INTEGER NOT NULL,
+    value_a    INTEGER NOT NULL,
+    value_b    INTEGER NOT NULL,
+    value_c    INTEGER NOT NULL,
+    value_d    INTEGER NOT NULL,
+    h00 INTEGER NOT NULL, h01 INTEGER NOT NULL, h02 INTEGER NOT NULL, h03 INTEGER NOT NULL,
+    h04 INTEGER NOT NULL, h05 INTEGER NOT NULL, h06 INTEGER NOT NULL, h07 INTEGER NOT NULL,
+    h08 INTEGER NOT NULL, h09 INTEGER NOT NULL, h10 INTEGER NOT NULL, h11 INTEGER NOT NULL,
+    h12 INTEGER NOT NULL, h13 INTEGER NOT NULL, h14 INTEGER NOT NULL, h15 INTEGER NOT NULL,
+    h16 INTEGER NOT NULL, h17 INTEGER NOT NULL, h18 INTEGER NOT NULL, h19 INTEGER NOT NULL,
+    h20 INTEGER NOT NULL, h21 INTEGER NOT NULL, h22 INTEGER NOT NULL, h23 INTEGER NOT NULL,
+    h24 INTEGER NOT NULL, h25 INTEGER NOT NULL,
+    PRIMARY KEY (grain, period, sku, category, currency)
+) WITHOUT ROWID;
+-- Units sold the same way, by one dimension (sku, category, country, or 'all' under key '').
+CREATE TABLE IF NOT EXISTS sales_rollup (
+    grain     TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    period    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    units     INTEGER NOT NULL,
+    PRIMARY KEY (grain, dimension, period, key)
+) WITHOUT ROWID;
+-- Days whose cases or sales changed since their rollup rows were made (set by triggers).
+CREATE TABLE IF NOT EXISTS analytics_dirty (
+    day TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS analytics_state (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -194,7 +306,93 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE cases ADD COLUMN customer_locale TEXT",
         "ALTER TABLE cases ADD COLUMN customer_time_zone TEXT",
     ),
+    7: (
+        "ALTER TABLE cases ADD COLUMN claimed_reason TEXT",
+        "ALTER TABLE cases ADD COLUMN verified_reason TEXT",
+        "ALTER TABLE cases ADD COLUMN category TEXT",
+        "ALTER TABLE cases ADD COLUMN order_value TEXT",
+        "ALTER TABLE cases ADD COLUMN order_currency TEXT",
+        "ALTER TABLE cases ADD COLUMN country TEXT",
+        "ALTER TABLE cases ADD COLUMN intake TEXT",
+        "ALTER TABLE cases ADD COLUMN refund_state TEXT NOT NULL DEFAULT 'none'",
+        "ALTER TABLE cases ADD COLUMN disposition TEXT",
+        "ALTER TABLE cases ADD COLUMN approval TEXT",
+        "ALTER TABLE cases ADD COLUMN final_grade TEXT",
+        # Decided cases graded before this version: their grade was only in the JSON.
+        "UPDATE cases SET final_grade = json_extract(grading, '$.final_grade')"
+        " WHERE grading IS NOT NULL",
+    ),
 }
+
+
+#: Made after the migrations, since they name columns an older database gains only there.
+_AFTER_MIGRATIONS = """
+-- Returns analytics: the filtered queries scan this index alone (it covers every column they
+-- read); a SKU's cases are found by the second. cases_returns was the first without the
+-- decision time and order value.
+DROP INDEX IF EXISTS cases_returns;
+CREATE INDEX IF NOT EXISTS cases_analytics ON cases (kind, created_at, sku, category,
+    claimed_reason, verified_reason, final_grade, country, carrier, state, decided_at,
+    order_value, order_currency);
+CREATE INDEX IF NOT EXISTS cases_analytics_sku ON cases (kind, sku, created_at);
+CREATE INDEX IF NOT EXISTS cases_contact ON cases (customer_contact, created_at);
+CREATE INDEX IF NOT EXISTS sales_category ON sales (category, day, country, sku, units);
+CREATE INDEX IF NOT EXISTS sales_country ON sales (country, day, category, sku, units);
+-- A change to what analytics count marks the day of the case (or sale) for a rebuild.
+CREATE TRIGGER IF NOT EXISTS analytics_case_insert AFTER INSERT ON cases
+WHEN NEW.kind = 'return'
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(NEW.created_at, 'unixepoch'));
+END;
+CREATE TRIGGER IF NOT EXISTS analytics_case_update AFTER UPDATE OF kind, created_at, sku,
+    category, claimed_reason, verified_reason, final_grade, country, carrier, order_value,
+    order_currency, decided_at ON cases
+WHEN (NEW.kind = 'return' OR OLD.kind = 'return') AND (NEW.kind IS NOT OLD.kind
+    OR NEW.created_at IS NOT OLD.created_at OR NEW.sku IS NOT OLD.sku
+    OR NEW.category IS NOT OLD.category OR NEW.claimed_reason IS NOT OLD.claimed_reason
+    OR NEW.verified_reason IS NOT OLD.verified_reason OR NEW.final_grade IS NOT OLD.final_grade
+    OR NEW.country IS NOT OLD.country OR NEW.carrier IS NOT OLD.carrier
+    OR NEW.order_value IS NOT OLD.order_value OR NEW.order_currency IS NOT OLD.order_currency
+    OR NEW.decided_at IS NOT OLD.decided_at)
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(OLD.created_at, 'unixepoch'));
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(NEW.created_at, 'unixepoch'));
+END;
+CREATE TRIGGER IF NOT EXISTS analytics_case_delete AFTER DELETE ON cases
+WHEN OLD.kind = 'return'
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(OLD.created_at, 'unixepoch'));
+END;
+CREATE TRIGGER IF NOT EXISTS analytics_sales_insert AFTER INSERT ON sales
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (NEW.day);
+END;
+CREATE TRIGGER IF NOT EXISTS analytics_sales_update AFTER UPDATE ON sales
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (OLD.day);
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (NEW.day);
+END;
+CREATE TRIGGER IF NOT EXISTS analytics_sales_delete AFTER DELETE ON sales
+BEGIN
+    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (OLD.day);
+END;
+-- Rollups of another format (or none yet, in a database that has cases): rebuild every day.
+DELETE FROM return_cube
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1');
+DELETE FROM return_sku
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1');
+DELETE FROM sales_rollup
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1');
+INSERT OR IGNORE INTO analytics_dirty (day)
+    SELECT date(created_at, 'unixepoch') FROM cases WHERE kind = 'return'
+    AND NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1')
+    GROUP BY 1;
+INSERT OR IGNORE INTO analytics_dirty (day)
+    SELECT day FROM sales
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1')
+    GROUP BY day;
+INSERT OR REPLACE INTO analytics_state (name, value) VALUES ('rollup', '1');
+"""
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -203,8 +401,19 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
         return  # created just now from the current schema
     for target in range(version + 1, SCHEMA_VERSION + 1):
         for statement in _MIGRATIONS.get(target, ()):
+            added = _ADD_COLUMN.match(statement)
+            if added is not None and added.group(2) in _columns(conn, added.group(1)):
+                # A table this version's schema script just made already has it.
+                continue
             conn.execute(statement)
         logger.info("database migrated to schema %d", target)
+
+
+_ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+)\b")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _make_private(path: Path, mode: int) -> None:
@@ -265,6 +474,7 @@ class Database:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         conn.executescript(_SCHEMA)
         _migrate(conn, version)
+        conn.executescript(_AFTER_MIGRATIONS)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
 

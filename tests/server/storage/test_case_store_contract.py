@@ -34,6 +34,7 @@ def make_case(case_id: str, at: float = T0, **values: Any) -> Case:
         kind=CaseKind.RETURN,
         state=CaseState.CREATED,
         customer_name="Mia",
+        refund_state="none",
         created_at=at,
         updated_at=at,
     )

@@ -32,6 +32,7 @@ def _case(case_id: str, at: float) -> Case:
         kind=CaseKind.SUPPORT,
         state=CaseState.CREATED,
         customer_name="Sam",
+        refund_state="none",
         created_at=at,
         updated_at=at,
     )

@@ -2,6 +2,7 @@
 // agent's microphone out), chat, live grading, evidence capture, and the decision or outcome form.
 import { CallPeer, tryPlay } from './call.js';
 import { CaptionsPanel } from './captionspanel.js';
+import { ReasonPanel } from './reasonpanel.js';
 import { CapturePanel, CaptureTarget } from './capture.js';
 import { ChatPanel } from './chat.js';
 import { GradeForm } from './gradeform.js';
@@ -63,6 +64,7 @@ const state = {
   capture: null, // CapturePanel
   inspect: null, // InspectionPanel
   captions: null, // CaptionsPanel
+  reasons: null, // ReasonPanel
 };
 
 const caseIdOf = (c) => c?.case_id ?? c?.id;
@@ -211,6 +213,7 @@ function enterCall(message) {
   state.grading.start(id, message.grading !== false);
   state.inspect.attach({ signal: state.signal, caseId: id });
   state.captions.attach({ caseId: id, participantId: message.participant_id });
+  state.reasons.attach(id, summary.kind);
   state.capture.setPreroll(message.preroll_s);
   // A returned item is filed as received back unless the agent picks another stage.
   state.capture.follow(CaptureTarget.case(id), { defaultStage: summary.kind === 'return' ? 'return_receipt' : '' });
@@ -281,6 +284,7 @@ function exitCall() {
   state.grading.reset();
   state.inspect.reset();
   state.captions.reset();
+  state.reasons.reset();
   renderQueue();
   renderCallState();
 }
@@ -516,10 +520,12 @@ function wireCreateCase() {
     show(error, false);
     const data = new FormData(form);
     const body = { kind: data.get('kind'), customer_name: String(data.get('customer_name')).trim() };
-    for (const key of ['order_id', 'sku', 'reason']) {
+    for (const key of ['order_id', 'sku', 'reason', 'claimed_reason', 'order_currency', 'customer_locale', 'country']) {
       const value = String(data.get(key) ?? '').trim();
-      if (value) body[key] = value;
+      if (value) body[key] = key === 'order_currency' || key === 'country' ? value.toUpperCase() : value;
     }
+    const value = String(data.get('order_value') ?? '').trim();
+    if (value) body.order_value = Number(value);
     if (!body.customer_name) {
       error.textContent = 'Enter the customer name.';
       show(error);
@@ -528,6 +534,7 @@ function wireCreateCase() {
     try {
       const created = await api('POST', '/api/cases', body);
       urlInput.value = created.join_url;
+      byTestId('create-invitation').value = created.invitation?.text ?? '';
       show(result);
       form.reset();
     } catch (err) {
@@ -545,6 +552,7 @@ function main() {
   state.capture = new CapturePanel();
   state.inspect = new InspectionPanel({ onFiled: () => state.capture.refresh() });
   state.captions = new CaptionsPanel({ onPhrase: (text, lang) => state.chat.sendText(text, lang) });
+  state.reasons = new ReasonPanel();
   state.grading.setFrameAction((frame, button) => state.capture.saveFrame(frame, button));
   state.gradeForm = new GradeForm(ui.decisionForm);
   state.grading.onChange((view) => state.gradeForm.showModel(view));

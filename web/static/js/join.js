@@ -6,6 +6,7 @@ import { CallPeer, describeMediaError, openCamera, tryPlay } from './call.js';
 import { CaptionsView } from './captions.js';
 import { ChatPanel } from './chat.js';
 import { locale, t } from './i18n.js';
+import { IntakeForm } from './intake.js';
 import { SignalingErrorCode } from './protocol.js';
 import { SignalClient, SocketState } from './signal.js';
 import { byTestId, show } from './util.js';
@@ -114,6 +115,8 @@ async function startCamera() {
   show(ui.cameraError, false);
   show(ui.call);
   show(ui.languageSwitch, false);
+  const intake = document.querySelector('[data-testid="intake"]');
+  if (intake) show(intake, false);
   attachLocalPreview();
   keepScreenOn();
   connect();
@@ -347,6 +350,7 @@ function wireChecklist() {
 }
 
 function main() {
+  new IntakeForm(caseId);
   ui.start.addEventListener('click', startCamera);
   // Enabled once the page's script runs: a tap before it would be lost.
   ui.start.disabled = false;
