@@ -91,7 +91,11 @@ async def test_intake_offer_verified_reason_and_the_rules_page(
             await pw_expect(intake).to_be_visible(timeout=WAIT_MS)
             await pw_expect(intake.locator("h2")).to_have_text(translate("es", "intake.title"))
 
-            await customer.select_option(tid("intake-reason"), "unwanted")
+            async with customer.expect_response(
+                lambda r: r.url.endswith("/offers"), timeout=60_000
+            ) as answered:
+                await customer.select_option(tid("intake-reason"), "unwanted")
+            assert (await answered.value).status == 200
             keep = customer.locator(tid("offer-keep"))
             await pw_expect(keep).to_be_visible(timeout=WAIT_MS)
             # 30 % of 40 EUR, written the Spanish way.
