@@ -117,6 +117,8 @@ async function startCamera() {
   show(ui.languageSwitch, false);
   const intake = document.querySelector('[data-testid="intake"]');
   if (intake) show(intake, false);
+  // The call starts at the top of the page: the picture, then the controls.
+  window.scrollTo(0, 0);
   attachLocalPreview();
   keepScreenOn();
   connect();
