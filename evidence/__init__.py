@@ -12,7 +12,7 @@ from evidence.errors import (
     RetentionActive,
     StorageFull,
 )
-from evidence.export import export_bundle
+from evidence.export import BUNDLE_VERSION, export_bundle
 from evidence.log import EntryKind, LogEntry, TransparencyLog, canonical_json
 from evidence.merkle import (
     MerkleTree,
@@ -41,10 +41,18 @@ from evidence.retention import (
     claim_deadlines,
     retain_until,
 )
-from evidence.signing import SignedTreeHead, SigningKey, key_id, load_public_key, verify_tree_head
+from evidence.signing import (
+    SignedTreeHead,
+    SigningKey,
+    key_id,
+    load_public_key,
+    verify_manifest,
+    verify_tree_head,
+)
 from evidence.store import EvidenceArchive, ItemProof
 
 __all__ = [
+    "BUNDLE_VERSION",
     "CLAIM_RULES",
     "CLAIM_RULES_VERSION",
     "RETENTION_CLASSES",
@@ -85,5 +93,6 @@ __all__ = [
     "retain_until",
     "verify_consistency",
     "verify_inclusion",
+    "verify_manifest",
     "verify_tree_head",
 ]

@@ -63,6 +63,10 @@ class EntryKind(StrEnum):
     ITEM_DELETED = "item.deleted"
     ITEM_EXPIRED = "item.expired"
     RETENTION_CHANGED = "retention.changed"
+    #: A dispute bundle left the archive: its name, the SHA-256 of its signed manifest and the
+    #: items in it (not of one item, so ``item_id`` is None). Appended after the bundle's tree
+    #: head was signed, so the bundle's own proofs do not cover it; later tree heads do.
+    BUNDLE_EXPORTED = "bundle.exported"
     #: Live media seen by staff (a frame of a call): not a stored item, but the same custody.
     LIVE_VIEWED = "live.viewed"
 

@@ -23,6 +23,7 @@ __all__ = [
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
+_HASH_SIZE = 32
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256() (RFC 9162 §2.1.1)."""
@@ -36,6 +37,12 @@ def leaf_hash(data: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right)."""
     return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _hashes(*values: bytes) -> bool:
+    """True when every value is a SHA-256 digest (32 bytes): a proof with a shorter or longer
+    element is refused rather than hashed, so no other input can stand in for a node."""
+    return all(len(v) == _HASH_SIZE for v in values)
 
 
 def _split(n: int) -> int:
@@ -64,7 +71,7 @@ class MerkleTree:
 
     def append_hash(self, h: bytes) -> int:
         """Append an already computed leaf hash; return its index."""
-        if len(h) != 32:
+        if not _hashes(h):
             raise ValueError("a leaf hash is 32 bytes")
         self._leaves.append(h)
         return len(self._leaves) - 1
@@ -147,8 +154,9 @@ class MerkleTree:
 def root_from_inclusion_proof(
     index: int, tree_size: int, leaf: bytes, proof: Sequence[bytes]
 ) -> bytes | None:
-    """The root implied by an audit path (RFC 9162 §2.1.3.2), or None when the path is malformed."""
-    if index >= tree_size or index < 0:
+    """The root implied by an audit path (RFC 9162 §2.1.3.2), or None when the path is malformed
+    (an index outside the tree, a path of the wrong length, a leaf or element not 32 bytes)."""
+    if index >= tree_size or index < 0 or not _hashes(leaf, *proof):
         return None
     fn, sn = index, tree_size - 1
     r = leaf
@@ -172,7 +180,7 @@ def verify_inclusion(
     index: int, tree_size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> bool:
     """RFC 9162 §2.1.3.2: does ``proof`` show leaf hash ``leaf`` at ``index`` under ``root``?"""
-    return root_from_inclusion_proof(index, tree_size, leaf, proof) == root
+    return _hashes(root) and root_from_inclusion_proof(index, tree_size, leaf, proof) == root
 
 
 def verify_consistency(
@@ -181,9 +189,9 @@ def verify_consistency(
     """RFC 9162 §2.1.4.2: is the tree of ``old_size`` a prefix of the one of ``new_size``?
 
     Equal sizes are consistent with an empty proof and equal roots (the RFC leaves that case to
-    the caller).
+    the caller). Roots and proof elements must be 32 bytes.
     """
-    if not 0 < old_size <= new_size:
+    if not 0 < old_size <= new_size or not _hashes(old_root, new_root, *proof):
         return False
     if old_size == new_size:
         return not proof and old_root == new_root

@@ -8,7 +8,12 @@ The signed message of a tree head is the canonical JSON (UTF-8, keys sorted, no 
 ``key_id`` is the lowercase hex SHA-256 of the 32-byte raw Ed25519 public key, ``root_hash`` the
 lowercase hex RFC 9162 root of the first ``tree_size`` entries, ``timestamp`` milliseconds since
 the Unix epoch. The signature is Ed25519 over those bytes, standard base64 in ``signature``.
-The bundled ``verify.py`` rebuilds the same bytes independently.
+
+The same key signs the manifest of a dispute bundle (``evidence.export``): the message is
+``b"inspectd-bundle-manifest/1\n"`` followed by the manifest's bytes exactly as stored. The
+prefix keeps the two kinds of statement apart: no manifest signature is a tree head signature
+(whose message starts with ``{``) nor the other way round. The bundled ``verify.py`` rebuilds
+both messages independently.
 """
 
 from __future__ import annotations
@@ -31,17 +36,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from evidence.errors import IntegrityError
 
 __all__ = [
+    "MANIFEST_DOMAIN",
     "STH_VERSION",
     "SignedTreeHead",
     "SigningKey",
     "key_id",
     "load_public_key",
+    "manifest_message",
+    "verify_manifest",
     "verify_tree_head",
 ]
 
 logger = logging.getLogger(__name__)
 
 STH_VERSION = "inspectd-sth/1"
+MANIFEST_DOMAIN = b"inspectd-bundle-manifest/1\n"
 KEY_FILE = "signing_key.pem"
 
 
@@ -120,6 +129,20 @@ def verify_tree_head(sth: SignedTreeHead, public_key: Ed25519PublicKey) -> bool:
     return True
 
 
+def manifest_message(manifest: bytes) -> bytes:
+    """The signed message of a bundle manifest: the domain prefix, then the manifest bytes."""
+    return MANIFEST_DOMAIN + manifest
+
+
+def verify_manifest(manifest: bytes, signature: str, public_key: Ed25519PublicKey) -> bool:
+    """True when ``signature`` (base64) is ``public_key``'s over ``manifest``."""
+    try:
+        public_key.verify(base64.b64decode(signature, validate=True), manifest_message(manifest))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
 class SigningKey:
     """The archive's Ed25519 key, created in ``data_dir`` at first start and reused after."""
 
@@ -179,3 +202,7 @@ class SigningKey:
         message = tree_head_message(tree_size, root.hex(), timestamp, self.key_id)
         signature = base64.b64encode(self._private.sign(message)).decode()
         return SignedTreeHead(tree_size, root.hex(), timestamp, self.key_id, signature)
+
+    def sign_manifest(self, manifest: bytes) -> str:
+        """Sign a bundle manifest (see the module docstring); returns standard base64."""
+        return base64.b64encode(self._private.sign(manifest_message(manifest))).decode()

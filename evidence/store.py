@@ -444,6 +444,37 @@ class EvidenceArchive:
             EntryKind.ITEM_EXPORTED, item_id, actor, reason, fields={"bundle": bundle}
         )
 
+    async def record_bundle(
+        self,
+        name: str,
+        *,
+        manifest_sha256: str,
+        item_ids: Sequence[str],
+        tree_size: int,
+        actor: str,
+        reason: str,
+    ) -> LogEntry:
+        """Log "bundle.exported" (used by :func:`evidence.export_bundle`): which bundle, the
+        SHA-256 of its signed manifest, its items and the tree size its proofs refer to."""
+        if not actor:
+            raise InvalidRecord("bundle.exported needs an actor")
+        return await self._log.append(
+            EntryKind.BUNDLE_EXPORTED,
+            actor=actor,
+            reason=reason,
+            item_id=None,
+            fields={
+                "bundle": name,
+                "manifest_sha256": manifest_sha256,
+                "items": list(item_ids),
+                "tree_size": tree_size,
+            },
+        )
+
+    def sign_manifest(self, manifest: bytes) -> str:
+        """The archive key's signature (base64) over a bundle manifest (see ``signing``)."""
+        return self._key.sign_manifest(manifest)
+
     # -- retention ------------------------------------------------------------------------
 
     async def hold(self, item_id: str, *, actor: str, reason: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evidence import EvidenceArchive, EvidenceItem, SigningKey, export_bundle
+from evidence import EvidenceArchive, EvidenceItem, InvalidRecord, SigningKey, export_bundle
 
 from .conftest import make_files, make_record
 
@@ -82,6 +82,8 @@ async def test_clean_bundle_verifies_and_export_is_logged(
                 "summary.html",
                 "verify.py",
                 "README.txt",
+                "manifest.json",
+                "manifest.sig",
             ]
         )
     assert (target / "verify.py").read_bytes() == VERIFY_SOURCE.read_bytes()
@@ -90,8 +92,9 @@ async def test_clean_bundle_verifies_and_export_is_logged(
     assert code == 0, out
     assert fails(out) == [] and out.rstrip().endswith("RESULT: OK (2 item(s) verified)")
     assert f"key id (SHA-256 of the public key): {archive.key_id}" in out
-    code, out = run_verify(target)  # extracted, run from inside
-    assert code == 0, out
+    code, out = run_verify(target)  # extracted, run from inside, no key: all OK, yet unpinned
+    assert code == 3, out
+    assert fails(out) == [] and "\nUNPINNED: " in out
 
     summary = (target / "summary.html").read_text()
     assert a.item_id in summary and "1Z999" in summary and a.files[0].sha256 in summary
@@ -100,7 +103,10 @@ async def test_clean_bundle_verifies_and_export_is_logged(
         kinds = [e.kind.value for e in await archive.log_entries(item.item_id)]
         assert kinds[-1] == "item.exported"
     sth = json.loads((target / "tree_head.json").read_text())
-    assert sth["tree_size"] == archive.log.size  # the proofs cover the export entries
+    # The proofs cover the item.exported entries; bundle.exported (its manifest's hash) follows.
+    assert sth["tree_size"] == archive.log.size - 1
+    last = (await archive.log.entries())[-1]
+    assert last.kind.value == "bundle.exported" and last.index == sth["tree_size"]
 
 
 def flip_byte(path: Path) -> None:
@@ -120,9 +126,12 @@ async def test_flipped_byte_names_the_file(bundle: tuple[Path, list[EvidenceItem
     flip_byte(target / "items" / a.item_id / "clip.webm")
     code, out = run_verify(target)
     assert code == 1
-    [failed] = fails(out)
-    assert failed.startswith(f"FAIL: items/{a.item_id}/clip.webm: SHA-256 is ")
-    assert failed.endswith("(altered)")
+    # Named twice: it differs from the signed manifest and from the logged record.
+    against_manifest, against_record = fails(out)
+    assert against_manifest.startswith(f"FAIL: items/{a.item_id}/clip.webm: SHA-256 is ")
+    assert against_manifest.endswith("the manifest says " + a.files[0].sha256 + " (altered)")
+    assert against_record.startswith(f"FAIL: items/{a.item_id}/clip.webm: SHA-256 is ")
+    assert against_record.endswith(f"record.json says {a.files[0].sha256} (altered)")
     assert f"OK: items/{a.item_id}/snapshot.jpg" in out
 
 
@@ -135,10 +144,11 @@ async def test_edited_record_fails_leaf_and_inclusion(
     code, out = run_verify(target)
     assert code == 1
     failed = fails(out)
-    assert len(failed) == 2
-    assert f"item {b.item_id}: record.json hashes to leaf" in failed[0]
-    assert "record.json was edited" in failed[0]
-    assert f"item {b.item_id}: inclusion proof" in failed[1]
+    assert len(failed) == 3
+    assert failed[0].startswith(f"FAIL: items/{b.item_id}/record.json: SHA-256 is ")
+    assert f"item {b.item_id}: record.json hashes to leaf" in failed[1]
+    assert "record.json was edited" in failed[1]
+    assert f"item {b.item_id}: inclusion proof" in failed[2]
 
 
 @pytest.mark.parametrize("how", ["drop", "alter", "swap_index"])
@@ -160,7 +170,8 @@ async def test_broken_proof_fails_inclusion(
     edit_json(target / "items" / a.item_id / "inclusion_proof.json", change)
     code, out = run_verify(target)
     assert code == 1
-    [failed] = fails(out)
+    against_manifest, failed = fails(out)
+    assert against_manifest.startswith(f"FAIL: items/{a.item_id}/inclusion_proof.json: SHA-256")
     assert failed.startswith(f"FAIL: item {a.item_id}: inclusion proof (leaf ")
     assert failed.endswith(
         "does not lead to the signed root "
@@ -172,13 +183,19 @@ async def test_tree_head_of_another_size_fails(
     archive: EvidenceArchive, bundle: tuple[Path, list[EvidenceItem]]
 ) -> None:
     target, (a, b) = bundle
+    sth_root = json.loads((target / "tree_head.json").read_text())["root_hash"]
     await archive.get(a.item_id, actor="reviewer", reason="one more look")
     newer = archive.tree_head()  # validly signed, but for a larger log
     (target / "tree_head.json").write_text(json.dumps(newer.to_json()))
     code, out = run_verify(target)
     assert code == 1
-    assert sorted(fails(out)) == sorted(
-        f"FAIL: item {item.item_id}: inclusion proof is for tree size {newer.tree_size - 1}, "
+    old_size = newer.tree_size - 2  # bundle.exported, then the look above
+    failed = fails(out)
+    assert failed[0].startswith("FAIL: tree_head.json: SHA-256 is ")
+    assert failed[1].startswith(f"FAIL: tree_head.json is for tree size {newer.tree_size}")
+    assert failed[1].endswith(f"but the manifest says tree size {old_size}, root {sth_root}")
+    assert sorted(failed[2:]) == sorted(
+        f"FAIL: item {item.item_id}: inclusion proof is for tree size {old_size}, "
         f"but tree_head.json is for size {newer.tree_size}"
         for item in (a, b)
     )
@@ -193,6 +210,7 @@ async def test_signature_from_another_key_fails(
     original = sth_path.read_text()
     intruder = SigningKey(Ed25519PrivateKey.generate())
     sth = json.loads(original)
+    manifest_altered = "FAIL: tree_head.json: SHA-256 is "
 
     # Signed by another key, claiming the merchant's key id: the signature fails.
     forged = intruder.sign_tree_head(sth["tree_size"], bytes.fromhex(sth["root_hash"]), 1)
@@ -200,29 +218,36 @@ async def test_signature_from_another_key_fails(
     sth_path.write_text(json.dumps(sth_forged))
     code, out = run_verify(target)
     assert code == 1
-    assert fails(out) == [
+    assert fails(out)[0].startswith(manifest_altered)
+    assert fails(out)[1:] == [
         f"FAIL: tree head signature (tree size {sth['tree_size']}) does not verify with "
         "public_key.pem"
     ]
 
-    # Re-signed with another key and that key's public key swapped in: everything is
-    # self-consistent, so only the published key id catches it.
+    # Re-signed with another key and that key's public key swapped in: the tree head is
+    # self-consistent, but the manifest, signed by the merchant, no longer verifies (a forger
+    # must sign it too: test_tamper.test_a_forgery_signed_with_another_key).
     sth_path.write_text(json.dumps(forged.to_json()))
     (target / "public_key.pem").write_text(intruder.public_key_pem())
-    code, out = run_verify(target)
-    assert code == 0
-    assert intruder.key_id in out and archive.key_id not in out
     code, out = run_verify(target, "--expect-key-id", archive.key_id)
     assert code == 1
-    assert fails(out) == [
-        f"FAIL: public key id {intruder.key_id} is not the expected {archive.key_id}"
-    ]
+    assert intruder.key_id in out
+    failed = fails(out)
+    assert (
+        failed[0] == f"FAIL: public key id {intruder.key_id} is not the expected {archive.key_id}"
+    )
+    assert failed[1].startswith("FAIL: manifest.json: the signature in manifest.sig does not")
+    assert failed[2] == (
+        f"FAIL: manifest.json names key {archive.key_id} but public_key.pem is key "
+        f"{intruder.key_id}"
+    )
 
     # Only the public key swapped: key id and signature both fail.
     sth_path.write_text(original)
     code, out = run_verify(target)
     assert code == 1
-    assert len(fails(out)) == 2 and "names key" in fails(out)[0]
+    assert any("names key" in line and "tree_head.json" in line for line in fails(out))
+    assert any(line.startswith("FAIL: tree head signature") for line in fails(out))
 
 
 async def test_bad_signature_encoding_and_missing_file(
@@ -241,7 +266,8 @@ async def test_bad_signature_encoding_and_missing_file(
 
 
 def test_verify_is_standalone() -> None:
-    tree = ast.parse(VERIFY_SOURCE.read_text())
+    # It runs on the recipient's Python: 3.9 grammar (no match, no parenthesised withs).
+    tree = ast.parse(VERIFY_SOURCE.read_text(), feature_version=(3, 9))
     imported = {
         (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
@@ -250,3 +276,33 @@ def test_verify_is_standalone() -> None:
     }
     roots = {name.split(".")[0] for name in imported}
     assert roots - set(sys.stdlib_module_names) == {"cryptography"}
+
+
+async def test_a_media_file_named_like_a_bundle_document_is_refused(
+    archive: EvidenceArchive, tmp_path: Path
+) -> None:
+    files = make_files(tmp_path / "a", "a", snapshot=False)
+    item = await archive.add_item([("record.json", files[0][1])], make_record(), actor="agent-7")
+    size = archive.log.size
+    with pytest.raises(InvalidRecord, match="reserves"):
+        await export_bundle(
+            archive, [item.item_id], actor="reviewer", reason="claim", dest_dir=tmp_path / "out"
+        )
+    assert archive.log.size == size  # refused before anything was logged
+    assert not (tmp_path / "out").exists()
+
+
+async def test_a_bundle_whose_export_cannot_be_logged_is_not_left_behind(
+    archive: EvidenceArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = await archive.add_item(make_files(tmp_path / "a", "a"), make_record(), actor="agent-7")
+
+    async def refuse(*_: object, **__: object) -> None:
+        raise OSError("the log is gone")
+
+    monkeypatch.setattr(archive, "record_bundle", refuse)
+    with pytest.raises(OSError, match="the log is gone"):
+        await export_bundle(
+            archive, [item.item_id], actor="reviewer", reason="claim", dest_dir=tmp_path / "out"
+        )
+    assert list((tmp_path / "out").iterdir()) == []

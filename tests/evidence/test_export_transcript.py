@@ -132,6 +132,7 @@ async def test_an_edited_transcript_fails_verification(
     code, out = run_verify(target)
     assert code == 1
     failed = fails(out)
-    assert len(failed) == 2
-    assert f"item {spoken.item_id}: record.json hashes to leaf" in failed[0]
-    assert f"item {spoken.item_id}: inclusion proof" in failed[1]
+    assert len(failed) == 3
+    assert failed[0].startswith(f"FAIL: items/{spoken.item_id}/record.json: SHA-256 is ")
+    assert f"item {spoken.item_id}: record.json hashes to leaf" in failed[1]
+    assert f"item {spoken.item_id}: inclusion proof" in failed[2]

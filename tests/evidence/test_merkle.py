@@ -4,11 +4,13 @@ import hashlib
 
 import pytest
 
+from evidence import verify as standalone
 from evidence.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     leaf_hash,
     node_hash,
+    root_from_inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )
@@ -169,3 +171,26 @@ def test_large_log_proofs_agree_with_a_fresh_tree() -> None:
         assert verify_inclusion(index, len(t), hashes[index], t.inclusion_proof(index), root)
     old = t.root(70_001)
     assert verify_consistency(70_001, 100_000, old, root, t.consistency_proof(70_001))
+
+
+def test_hashes_that_are_not_32_bytes_are_refused(tree: MerkleTree) -> None:
+    n, m = 13, 5
+    leaf, proof, root = tree.leaf(m), tree.inclusion_proof(m, n), tree.root(n)
+    assert verify_inclusion(m, n, leaf, proof, root)
+    # A 64-byte "leaf" that is two hashes would otherwise fold like the level above.
+    for bad_leaf in (leaf[:31], leaf + b"\0", b""):
+        assert root_from_inclusion_proof(m, n, bad_leaf, proof) is None
+        assert standalone.root_from_path(m, n, bad_leaf, proof) is None
+    for i in range(len(proof)):
+        short = [*proof[:i], proof[i][:31], *proof[i + 1 :]]
+        assert root_from_inclusion_proof(m, n, leaf, short) is None
+        assert standalone.root_from_path(m, n, leaf, short) is None
+    assert not verify_inclusion(m, n, leaf, proof, root + b"\0")
+
+    old = tree.root(6)
+    consistency = tree.consistency_proof(6, n)
+    assert verify_consistency(6, n, old, root, consistency)
+    assert not verify_consistency(6, n, old[:31], root, consistency)
+    assert not verify_consistency(6, n, old, root[:31], consistency)
+    assert not verify_consistency(6, n, old, root, [*consistency[:-1], consistency[-1] + b"\0"])
+    assert not verify_consistency(n, n, root[:16], root[:16], [])
