@@ -20,7 +20,7 @@ from aiohttp import web
 
 from aioutil import cancel_and_wait
 from evidence import EvidenceArchive, EvidenceItem, LogisticsStage
-from inference import BatcherMetrics, GradingService, read_codes
+from inference import BatcherMetrics, FaceDetector, GradingService, TextDetector, read_codes
 from media import Backoff, MediaCollector, MediaEngine
 from server.accounts import AccountService, Revocation
 from server.capture import (
@@ -30,6 +30,7 @@ from server.capture import (
     NoStillGrading,
     UploadStore,
 )
+from server.capture.redaction import RedactionService
 from server.cases import CaseService
 from server.cluster import RoomRouter
 from server.http import Edge, NoGrading, setup_http
@@ -118,6 +119,16 @@ async def _build(
         opened.push_async_callback(stack.aclose)
     app.cleanup_ctx.append(lifetime("storage", start=services.webhooks.start, stop=services.aclose))
     app.cleanup_ctx.append(_retention(archive, settings.retention_sweep_s))
+    # Redacted copies for sharing: the detectors load on first use.
+    redaction = RedactionService(
+        archive,
+        FaceDetector(),
+        max_clip_s=settings.redact_max_clip_s,
+        max_seconds=settings.redact_max_seconds,
+        text_detector=TextDetector(threads=2),
+        spool_dir=settings.data_dir / "redaction-spool",
+    )
+    app.cleanup_ctx.append(lifetime("redaction", stop=redaction.aclose))
 
     # -- media, and the nodes it shares rooms with ------------------------------------------
     media, frames = open_media(settings)
@@ -293,6 +304,7 @@ async def _build(
             inspection=inspection,
             captions=captions,
             returns=services.returns,
+            redaction=redaction,
             uploads=uploads,
             sites=services.sites,
             presence=presence,

@@ -136,6 +136,10 @@ class Settings:
     evidence_retention_class: str = "standard"
     #: How often expired evidence (not on legal hold) is deleted; its log entries stay.
     retention_sweep_s: float = 3600.0
+    #: Redacted copies for sharing: the longest clip redacted, and how long the work may take
+    #: before it is abandoned (nothing filed).
+    redact_max_clip_s: float = 120.0
+    redact_max_seconds: float = 480.0
     #: The privacy notice customers were shown, recorded with every evidence item.
     privacy_notice_version: str = "2026-11"
     #: Redis shared by every node and worker (``redis://host:6379/0``). Empty: one process
@@ -266,6 +270,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "station_idle_timeout_s": float,
     "evidence_retention_class": str,
     "retention_sweep_s": float,
+    "redact_max_clip_s": float,
+    "redact_max_seconds": float,
     "privacy_notice_version": str,
     "redis_url": str,
     "redis_prefix": str,
@@ -426,6 +432,8 @@ def _validate(settings: Settings) -> None:
         "must be between 1 and 3600 seconds",
     )
     need(settings.retention_sweep_s >= 10, "retention_sweep_s", "must be at least 10 seconds")
+    need(settings.redact_max_clip_s > 0, "redact_max_clip_s", "must be positive")
+    need(settings.redact_max_seconds > 0, "redact_max_seconds", "must be positive")
     if settings.media_ports:
         bounds = settings.media_ports.split("-")
         need(

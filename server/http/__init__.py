@@ -12,6 +12,7 @@ from aiohttp import web
 from evidence import EvidenceArchive
 from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
+from server.capture.redaction import RedactionService
 from server.cases import CaseService, WebhookDispatcher
 from server.http import (
     accounts,
@@ -45,6 +46,7 @@ from server.http.keys import (
     NODE_KEY,
     PRESENCE_KEY,
     RATE_LIMITS_KEY,
+    REDACTION_KEY,
     RETURNS_KEY,
     SETTINGS_KEY,
     SITES_KEY,
@@ -132,6 +134,7 @@ class Edge:
     captions: CaptionSwitch | None = None
     #: Without one, a service on the edge's cases and database.
     returns: ReturnsService | None = None
+    redaction: RedactionService | None = None
     node_id: str | None = None
 
 
@@ -163,6 +166,8 @@ def setup_http(
         app[INSPECTION_KEY] = edge.inspection
     if edge.uploads is not None:
         app[UPLOADS_KEY] = edge.uploads
+    if edge.redaction is not None:
+        app[REDACTION_KEY] = edge.redaction
     if edge.sites is not None:
         app[SITES_KEY] = edge.sites
     if edge.presence is not None:

@@ -31,7 +31,7 @@ from pydantic import Field, StringConstraints, ValidationError
 from evidence import export_bundle
 from server.errors import Forbidden, InvalidRequest
 from server.http._request import ADMIN, case_id_of, credential_of, read_body, require
-from server.http.keys import CASES_KEY, EVIDENCE_KEY, SETTINGS_KEY
+from server.http.keys import CASES_KEY, EVIDENCE_KEY, REDACTION_KEY, SETTINGS_KEY
 from server.http.openapi import ApiRoute
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, ItemListResponse, ItemResponse, Stage, item_json
@@ -58,6 +58,17 @@ class ReasonBody(Body):
 class ExportBody(Body):
     item_ids: Annotated[list[str], Field(min_length=1, max_length=200)]
     reason: Reason
+    #: Share redacted copies: each item's faces (and, with ``redact_text``, text) blurred in a
+    #: derived item that links to its original; the bundle holds the copies.
+    redact: bool = False
+    redact_text: bool = False
+
+
+class RedactionBody(Body):
+    reason: Reason
+    faces: bool = True
+    text: bool = False
+    method: Literal["blur", "pixelate"] | None = None
 
 
 class SearchQuery(Body):
@@ -213,10 +224,22 @@ async def export(request: web.Request) -> web.StreamResponse:
     identity = await require(request, REVIEWERS)
     body = await read_body(request, ExportBody)
     archive = request.app[EVIDENCE_KEY]
+    item_ids = list(body.item_ids)
+    if body.redact or body.redact_text:
+        redaction = request.app[REDACTION_KEY]
+        item_ids = [
+            (
+                await redaction.redact(
+                    item_id, actor=identity.audit_actor, reason=body.reason,
+                    faces=body.redact, text=body.redact_text,
+                )
+            ).item_id
+            for item_id in dict.fromkeys(item_ids)
+        ]  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="bundle-", dir=request.app[SETTINGS_KEY].data_dir))
     try:
         bundle = await export_bundle(
-            archive, body.item_ids, actor=identity.audit_actor, reason=body.reason, dest_dir=workdir
+            archive, item_ids, actor=identity.audit_actor, reason=body.reason, dest_dir=workdir
         )
         response = _SentFileResponse(
             bundle,
@@ -232,6 +255,22 @@ async def export(request: web.Request) -> web.StreamResponse:
     finally:
         await archive.run_io(shutil.rmtree, workdir, True)
     return response
+
+
+async def redact(request: web.Request) -> JsonReply[ItemResponse]:
+    """A redacted copy of the item, filed as a new item that links to it (the original is
+    untouched and is logged as viewed, with the reason)."""
+    identity = await require(request, REVIEWERS)
+    body = await read_body(request, RedactionBody)
+    item = await request.app[REDACTION_KEY].redact(
+        request.match_info["item"],
+        actor=identity.audit_actor,
+        reason=body.reason,
+        faces=body.faces,
+        text=body.text,
+        method=body.method,
+    )
+    return reply(ItemResponse, {"item": item_json(item)}, status=201)
 
 
 async def _set_hold(
@@ -330,6 +369,11 @@ def routes() -> list[ApiRoute]:
         R("POST", "/api/evidence/export", export, "A dispute bundle (zip) with verify.py",
           "reviewer, admin", body=(ExportBody,), errors=(400, 401, 403, 404),
           content_type="application/zip", tag="evidence"),
+        R("POST", "/api/evidence/{item}/redactions", redact,
+          "A redacted copy for sharing: faces (and text) blurred in a new item linked to the "
+          "original (clips up to INSPECT_REDACT_MAX_CLIP_S)", "reviewer, admin",
+          body=(RedactionBody,), response=ItemResponse, status=201,
+          errors=(400, 401, 403, 404, 413, 415, 503), tag="evidence"),
         R("POST", "/api/evidence/{item}/view", view_item,
           "An item, its integrity and custody trail (logged with the reason)", "reviewer, admin",
           body=(ReasonBody,), response=ItemDetailResponse, errors=(400, 401, 403, 404, 415),

@@ -7,6 +7,7 @@ from aiohttp import web
 from evidence import EvidenceArchive
 from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
+from server.capture.redaction import RedactionService
 from server.cases import CaseService, WebhookDispatcher
 from server.http.auth import RequestAuth
 from server.http.ports import CallControl, CameraSessions, CaptionSwitch, GradingView
@@ -33,6 +34,7 @@ __all__ = [
     "NODE_KEY",
     "PRESENCE_KEY",
     "RATE_LIMITS_KEY",
+    "REDACTION_KEY",
     "RETURNS_KEY",
     "SETTINGS_KEY",
     "SITES_KEY",
@@ -59,6 +61,8 @@ INSPECTION_KEY = web.AppKey("inspect_inspection", InspectionService)
 #: Where the customers' photos are spooled while they arrive in pieces.
 UPLOADS_KEY = web.AppKey("inspect_uploads", UploadStore)
 SITES_KEY = web.AppKey("inspect_sites", SiteService)
+#: Redacted copies of evidence for sharing (``server.capture.redaction``).
+REDACTION_KEY = web.AppKey("inspect_redaction", RedactionService)
 #: Intake, verified reasons and the return rules (``server.returns``).
 RETURNS_KEY = web.AppKey("inspect_returns", ReturnsService)
 PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)

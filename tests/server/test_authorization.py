@@ -117,6 +117,7 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/returns/rules/versions/{id}"): STAFF,
     ("PUT", "/api/returns/rules"): ADMINS,
     ("POST", "/api/returns/rules/dry-run"): ADMINS,
+    ("POST", "/api/evidence/{item}/redactions"): EVIDENCE_READERS,
     ("POST", "/api/cases/{id}/reason"): CALL_TAKERS,
     ("POST", "/api/cases/{id}/approve"): CALL_TAKERS,
 }

@@ -280,6 +280,8 @@ TABLE: list[Row] = [
     *public("GET", "/api/evidence/public-key"),
     *by_role("POST", "/api/evidence/export", (P.REVIEWER, *ADMINS)),
     *by_role("POST", "/api/evidence/{item}/view", (P.REVIEWER, *ADMINS)),
+    *by_role("POST", "/api/evidence/{item}/redactions", (P.REVIEWER, *ADMINS),
+             body={"reason": "share with the carrier"}),
     *by_role("POST", "/api/evidence/{item}/files/{name}/read", (P.REVIEWER, *ADMINS)),
     *by_role("GET", "/api/evidence/{item}/files/{name}", (P.REVIEWER, *ADMINS)),
     *by_role("POST", "/api/evidence/{item}/hold", (P.REVIEWER, *ADMINS)),
