@@ -36,6 +36,7 @@ from server.cluster import RoomRouter
 from server.http import Edge, NoGrading, setup_http
 from server.http.whip import WhipEndpoint
 from server.ice import IceServers
+from server.returns.analytics import AlertLoop
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService, StationConfig, StationService
 from server.wiring.captions import CallCaptions, locate_speech_models
@@ -129,6 +130,11 @@ async def _build(
         spool_dir=settings.data_dir / "redaction-spool",
     )
     app.cleanup_ctx.append(lifetime("redaction", stop=redaction.aclose))
+    if worker == 0:
+        # One process raises the returns alerts (a second could not raise one twice, but would
+        # repeat the work); its first round also brings the analytics rollups up to date.
+        alerts = AlertLoop(services.analytics, services.returns, interval_s=300.0)
+        app.cleanup_ctx.append(lifetime("alerts", start=alerts.start, stop=alerts.aclose))
 
     # -- media, and the nodes it shares rooms with ------------------------------------------
     media, frames = open_media(settings)
@@ -305,6 +311,7 @@ async def _build(
             captions=captions,
             returns=services.returns,
             redaction=redaction,
+            analytics=services.analytics,
             uploads=uploads,
             sites=services.sites,
             presence=presence,

@@ -277,6 +277,7 @@ def setup_pages(
     app.router.add_get("/admin/sites", _admin_sites, name="admin_sites")
     app.router.add_get("/admin/sites/{site_id}", _admin_site, name="admin_site")
     app.router.add_get("/admin/returns", _admin_returns, name="admin_returns")
+    app.router.add_get("/analytics", _analytics, name="analytics")
     app.router.add_get("/static/{path:.+}", _static, name="static")
 
 
@@ -697,6 +698,11 @@ async def _admin_site(request: web.Request) -> web.StreamResponse:
         "station_stages": STATION_STAGES,
     }
     return _render("admin_site.html", request, context)
+
+
+async def _analytics(request: web.Request) -> web.StreamResponse:
+    staff = _require_staff(request)
+    return _render("analytics.html", request, {"title": "Returns analytics", "staff": staff})
 
 
 async def _admin_returns(request: web.Request) -> web.StreamResponse:

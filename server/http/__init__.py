@@ -16,6 +16,7 @@ from server.capture.redaction import RedactionService
 from server.cases import CaseService, WebhookDispatcher
 from server.http import (
     accounts,
+    analytics,
     captions,
     cases,
     evidence,
@@ -32,6 +33,7 @@ from server.http.errors import HttpError, error_middleware
 from server.http.headers import security_headers
 from server.http.keys import (
     ACCOUNTS_KEY,
+    ANALYTICS_KEY,
     AUTH_KEY,
     CALL_CONTROL_KEY,
     CAMERA_SESSIONS_KEY,
@@ -68,6 +70,7 @@ from server.http.ratelimit import RateLimits, rate_limit_middleware
 from server.http.sites import camera_json
 from server.metrics import Metrics
 from server.returns import ReturnsService
+from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
 from server.storage.sqlite import Database, SqliteRulesStore
@@ -103,6 +106,7 @@ def api_routes() -> list[ApiRoute]:
         *inspection.routes(),
         *captions.routes(),
         *returns.routes(),
+        *analytics.routes(),
         *evidence.routes(),
         *sites.routes(),
         *capture_routes(CAMERA_CAPTURES),
@@ -135,6 +139,7 @@ class Edge:
     #: Without one, a service on the edge's cases and database.
     returns: ReturnsService | None = None
     redaction: RedactionService | None = None
+    analytics: AnalyticsService | None = None
     node_id: str | None = None
 
 
@@ -168,6 +173,8 @@ def setup_http(
         app[UPLOADS_KEY] = edge.uploads
     if edge.redaction is not None:
         app[REDACTION_KEY] = edge.redaction
+    if edge.analytics is not None:
+        app[ANALYTICS_KEY] = edge.analytics
     if edge.sites is not None:
         app[SITES_KEY] = edge.sites
     if edge.presence is not None:

@@ -14,12 +14,14 @@ from server.http.ports import CallControl, CameraSessions, CaptionSwitch, Gradin
 from server.http.ratelimit import RateLimits
 from server.metrics import Metrics
 from server.returns import ReturnsService
+from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
 from server.storage.sqlite import Database
 
 __all__ = [
     "ACCOUNTS_KEY",
+    "ANALYTICS_KEY",
     "AUTH_KEY",
     "CALL_CONTROL_KEY",
     "CAMERA_SESSIONS_KEY",
@@ -63,6 +65,8 @@ UPLOADS_KEY = web.AppKey("inspect_uploads", UploadStore)
 SITES_KEY = web.AppKey("inspect_sites", SiteService)
 #: Redacted copies of evidence for sharing (``server.capture.redaction``).
 REDACTION_KEY = web.AppKey("inspect_redaction", RedactionService)
+#: Returns analytics, sales and alerts (``server.returns.analytics``).
+ANALYTICS_KEY = web.AppKey("inspect_analytics", AnalyticsService)
 #: Intake, verified reasons and the return rules (``server.returns``).
 RETURNS_KEY = web.AppKey("inspect_returns", ReturnsService)
 PRESENCE_KEY = web.AppKey("inspect_camera_presence", CameraPresence)

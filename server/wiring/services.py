@@ -12,6 +12,7 @@ from server.http.auth import RequestAuth
 from server.metrics import Metrics
 from server.outbound import OutboundGuard
 from server.returns import ReturnsService
+from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import SiteService
 from server.storage.sqlite import (
@@ -22,6 +23,7 @@ from server.storage.sqlite import (
     SqliteSiteStore,
     SqliteWebhookStore,
 )
+from server.storage.sqlite.analytics import SqliteAnalyticsStore
 
 __all__ = ["Services", "open_services"]
 
@@ -42,6 +44,8 @@ class Services:
     guard: OutboundGuard
     #: Intake, verified reasons and the return rules, listening to ``cases``.
     returns: ReturnsService
+    #: Returns analytics over the cases and the sales uploaded, and its alerts.
+    analytics: AnalyticsService
 
     async def aclose(self) -> None:
         await self.webhooks.aclose()
@@ -80,6 +84,9 @@ async def open_services(
         cases = CaseService(SqliteCaseStore(db, webhook_urls=settings.webhook_urls), sink=webhooks)
         sites = SiteService(SqliteSiteStore(db), secret, guard=guard)
         returns = ReturnsService(cases, SqliteRulesStore(db))
+        analytics = AnalyticsService(
+            SqliteAnalyticsStore(db, webhook_urls=settings.webhook_urls), sink=webhooks
+        )
         cases.add_listener(returns.case_changed)
         if start_webhooks:
             await webhooks.start()
@@ -96,4 +103,5 @@ async def open_services(
         sites=sites,
         guard=guard,
         returns=returns,
+        analytics=analytics,
     )

@@ -118,6 +118,13 @@ REST: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/returns/rules"): ADMINS,
     ("POST", "/api/returns/rules/dry-run"): ADMINS,
     ("POST", "/api/evidence/{item}/redactions"): EVIDENCE_READERS,
+    ("GET", "/api/analytics/summary"): STAFF,
+    ("GET", "/api/analytics/returns"): STAFF,
+    ("GET", "/api/analytics/returns.csv"): STAFF,
+    ("GET", "/api/analytics/top-products"): STAFF,
+    ("GET", "/api/analytics/chart.svg"): STAFF,
+    ("GET", "/api/analytics/alerts"): STAFF,
+    ("POST", "/api/analytics/sales"): ADMINS,
     ("POST", "/api/cases/{id}/reason"): CALL_TAKERS,
     ("POST", "/api/cases/{id}/approve"): CALL_TAKERS,
 }

@@ -273,6 +273,15 @@ TABLE: list[Row] = [
            body={"reason": "defective"}),
     *cells("POST", "/join/c/{case_id}/intake", Target.NONE, {P.CUSTOMER: PASS}, others=E401,
            body={"reason": "defective"}),
+    # -- returns analytics: staff read; admins upload sales -------------------------------------
+    *by_role("GET", "/api/analytics/summary", STAFF),
+    *by_role("GET", "/api/analytics/returns", STAFF),
+    *by_role("GET", "/api/analytics/returns.csv", STAFF),
+    *by_role("GET", "/api/analytics/top-products", STAFF),
+    *by_role("GET", "/api/analytics/chart.svg", STAFF),
+    *by_role("GET", "/api/analytics/alerts", STAFF),
+    *by_role("POST", "/api/analytics/sales", ADMINS,
+             body={"rows": [{"day": "2026-11-01", "sku": "SKU-1", "units": 3}]}),
     # -- the evidence archive --------------------------------------------------------------------
     *by_role("GET", "/api/evidence", (P.REVIEWER, *ADMINS)),
     *public("GET", "/api/evidence/tree-head"),

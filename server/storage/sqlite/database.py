@@ -209,29 +209,45 @@ CREATE TABLE IF NOT EXISTS return_alerts (
     UNIQUE (rule_id, subject, period)
 );
 -- Returns analytics (server/storage/sqlite/analytics.py): sums of the return cases per UTC day,
--- ISO week (period: its Monday) and month, so a chart over a year reads a few thousand rows
--- rather than every case. Derived data, rebuilt from cases and sales for each day marked in
--- analytics_dirty. return_cube is keyed by every dimension but the SKU (the values repeat, so
--- it is small and answers any filter on them); return_sku by SKU and its category.
--- h00..h25: decided cases by time to decision (storage.analytics.decision_bucket).
+-- ISO week (period: its Monday) and month (YYYY-MM), so that a chart over a year reads a few
+-- thousand rows rather than every case. Derived data: a day marked in analytics_dirty is
+-- summed again from its cases and sales, and the difference added to its week and month.
+-- return_dim holds each dimension alone (a chart with no filter), return_cube every dimension
+-- but the SKU together (any filter on them), return_sku the SKU with its category, country and
+-- grade (the SKUs of a category, a country or a grade).
+-- Keys are '' where the cases have none; carrier is the cases' field as written ("UPS,
+-- Amazon"); h00..h25 count decided cases by time to decision (storage.analytics buckets).
+CREATE TABLE IF NOT EXISTS return_dim (
+    grain      TEXT NOT NULL,             -- day | week | month
+    period     TEXT NOT NULL,
+    dimension  TEXT NOT NULL,             -- sku category country carrier claimed_reason
+                                          --   verified_reason grade, or all (key '')
+    key        TEXT NOT NULL,
+    currency   TEXT NOT NULL,
+    returns    INTEGER NOT NULL,
+    compared   INTEGER NOT NULL,          -- with a claimed and a verified reason
+    mismatched INTEGER NOT NULL,          -- ... that differ
+    damaged    INTEGER NOT NULL,          -- reason (verified, else claimed) damaged_in_transit
+    value_a    INTEGER NOT NULL,          -- order value by final grade, ten-thousandths
+    value_b    INTEGER NOT NULL,
+    value_c    INTEGER NOT NULL,
+    value_d    INTEGER NOT NULL,
+    h00 INTEGER NOT NULL, h01 INTEGER NOT NULL, h02 INTEGER NOT NULL, h03 INTEGER NOT NULL,
+    h04 INTEGER NOT NULL, h05 INTEGER NOT NULL, h06 INTEGER NOT NULL, h07 INTEGER NOT NULL,
+    h08 INTEGER NOT NULL, h09 INTEGER NOT NULL, h10 INTEGER NOT NULL, h11 INTEGER NOT NULL,
+    h12 INTEGER NOT NULL, h13 INTEGER NOT NULL, h14 INTEGER NOT NULL, h15 INTEGER NOT NULL,
+    h16 INTEGER NOT NULL, h17 INTEGER NOT NULL, h18 INTEGER NOT NULL, h19 INTEGER NOT NULL,
+    h20 INTEGER NOT NULL, h21 INTEGER NOT NULL, h22 INTEGER NOT NULL, h23 INTEGER NOT NULL,
+    h24 INTEGER NOT NULL, h25 INTEGER NOT NULL,
+    PRIMARY KEY (grain, period, dimension, key, currency)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS return_cube (
-    grain           TEXT NOT NULL,        -- day | week | month
-    period          TEXT NOT NULL,        -- YYYY-MM-DD (day, week: its Monday) or YYYY-MM
-    category        TEXT NOT NULL,        -- '' where the cases have none, as below
-    country         TEXT NOT NULL,
-    carrier         TEXT NOT NULL,        -- the cases' carrier field as written
-    claimed_reason  TEXT NOT NULL,
-    verified_reason TEXT NOT NULL,
-    grade           TEXT NOT NULL,
-    currency        TEXT NOT NULL,
-    returns         INTEGER NOT NULL,
-    compared        INTEGER NOT NULL,     -- with a claimed and a verified reason
-    mismatched      INTEGER NOT NULL,     -- ... that differ
-    damaged         INTEGER NOT NULL,     -- reason (verified, else claimed) damaged_in_transit
-    value_a         INTEGER NOT NULL,     -- order value by final grade, ten-thousandths
-    value_b         INTEGER NOT NULL,
-    value_c         INTEGER NOT NULL,
-    value_d         INTEGER NOT NULL,
+    grain TEXT NOT NULL, period TEXT NOT NULL, category TEXT NOT NULL, country TEXT NOT NULL,
+    carrier TEXT NOT NULL, claimed_reason TEXT NOT NULL, verified_reason TEXT NOT NULL,
+    grade TEXT NOT NULL, currency TEXT NOT NULL,
+    returns INTEGER NOT NULL, compared INTEGER NOT NULL, mismatched INTEGER NOT NULL,
+    damaged INTEGER NOT NULL, value_a INTEGER NOT NULL, value_b INTEGER NOT NULL,
+    value_c INTEGER NOT NULL, value_d INTEGER NOT NULL,
     h00 INTEGER NOT NULL, h01 INTEGER NOT NULL, h02 INTEGER NOT NULL, h03 INTEGER NOT NULL,
     h04 INTEGER NOT NULL, h05 INTEGER NOT NULL, h06 INTEGER NOT NULL, h07 INTEGER NOT NULL,
     h08 INTEGER NOT NULL, h09 INTEGER NOT NULL, h10 INTEGER NOT NULL, h11 INTEGER NOT NULL,
@@ -243,19 +259,11 @@ CREATE TABLE IF NOT EXISTS return_cube (
                  grade, currency)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS return_sku (
-    grain      TEXT NOT NULL,
-    period     TEXT NOT NULL,
-    sku        TEXT NOT NULL,
-    category   TEXT NOT NULL,
-    currency   TEXT NOT NULL,
-    returns    INTEGER NOT NULL,
-    compared   INTEGER NOT NULL,
-    mismatched INTEGER NOT NULL,
-    damaged    INTEGER NOT NULL,
-    value_a    INTEGER NOT NULL,
-    value_b    INTEGER NOT NULL,
-    value_c    INTEGER NOT NULL,
-    value_d    INTEGER NOT NULL,
+    grain TEXT NOT NULL, period TEXT NOT NULL, category TEXT NOT NULL, sku TEXT NOT NULL,
+    country TEXT NOT NULL, grade TEXT NOT NULL, currency TEXT NOT NULL,
+    returns INTEGER NOT NULL, compared INTEGER NOT NULL, mismatched INTEGER NOT NULL,
+    damaged INTEGER NOT NULL, value_a INTEGER NOT NULL, value_b INTEGER NOT NULL,
+    value_c INTEGER NOT NULL, value_d INTEGER NOT NULL,
     h00 INTEGER NOT NULL, h01 INTEGER NOT NULL, h02 INTEGER NOT NULL, h03 INTEGER NOT NULL,
     h04 INTEGER NOT NULL, h05 INTEGER NOT NULL, h06 INTEGER NOT NULL, h07 INTEGER NOT NULL,
     h08 INTEGER NOT NULL, h09 INTEGER NOT NULL, h10 INTEGER NOT NULL, h11 INTEGER NOT NULL,
@@ -263,16 +271,16 @@ CREATE TABLE IF NOT EXISTS return_sku (
     h16 INTEGER NOT NULL, h17 INTEGER NOT NULL, h18 INTEGER NOT NULL, h19 INTEGER NOT NULL,
     h20 INTEGER NOT NULL, h21 INTEGER NOT NULL, h22 INTEGER NOT NULL, h23 INTEGER NOT NULL,
     h24 INTEGER NOT NULL, h25 INTEGER NOT NULL,
-    PRIMARY KEY (grain, period, sku, category, currency)
+    PRIMARY KEY (grain, period, category, sku, country, grade, currency)
 ) WITHOUT ROWID;
--- Units sold the same way, by one dimension (sku, category, country, or 'all' under key '').
+-- Units sold the same way, by one dimension (sku, category, country, or all under key '').
 CREATE TABLE IF NOT EXISTS sales_rollup (
     grain     TEXT NOT NULL,
-    dimension TEXT NOT NULL,
     period    TEXT NOT NULL,
+    dimension TEXT NOT NULL,
     key       TEXT NOT NULL,
     units     INTEGER NOT NULL,
-    PRIMARY KEY (grain, dimension, period, key)
+    PRIMARY KEY (grain, period, dimension, key)
 ) WITHOUT ROWID;
 -- Days whose cases or sales changed since their rollup rows were made (set by triggers).
 CREATE TABLE IF NOT EXISTS analytics_dirty (
@@ -336,8 +344,9 @@ CREATE INDEX IF NOT EXISTS cases_analytics ON cases (kind, created_at, sku, cate
     order_value, order_currency);
 CREATE INDEX IF NOT EXISTS cases_analytics_sku ON cases (kind, sku, created_at);
 CREATE INDEX IF NOT EXISTS cases_contact ON cases (customer_contact, created_at);
-CREATE INDEX IF NOT EXISTS sales_category ON sales (category, day, country, sku, units);
-CREATE INDEX IF NOT EXISTS sales_country ON sales (country, day, category, sku, units);
+-- Units of a category's or a country's SKUs, read in SKU order (no sort to group them).
+CREATE INDEX IF NOT EXISTS sales_category ON sales (category, sku, day, country, units);
+CREATE INDEX IF NOT EXISTS sales_country ON sales (country, sku, day, category, units);
 -- A change to what analytics count marks the day of the case (or sale) for a rebuild.
 CREATE TRIGGER IF NOT EXISTS analytics_case_insert AFTER INSERT ON cases
 WHEN NEW.kind = 'return'
@@ -377,6 +386,8 @@ BEGIN
     INSERT OR IGNORE INTO analytics_dirty (day) VALUES (OLD.day);
 END;
 -- Rollups of another format (or none yet, in a database that has cases): rebuild every day.
+DELETE FROM return_dim
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1');
 DELETE FROM return_cube
     WHERE NOT EXISTS (SELECT 1 FROM analytics_state WHERE name = 'rollup' AND value = '1');
 DELETE FROM return_sku
