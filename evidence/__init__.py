@@ -1,12 +1,15 @@
-"""Tamper-evident evidence archive: stored media, an RFC 9162 log, signed heads, bundles."""
+"""Tamper-evident evidence archive: stored media, an RFC 9162 log, signed heads stamped by an
+RFC 3161 authority, bundles (with C2PA content credentials for their media)."""
 
 from __future__ import annotations
 
+from evidence.credentials import ContentCredentials, CredentialsError, read_credentials
 from evidence.errors import (
     EvidenceError,
     EvidenceErrorCode,
     IntegrityError,
     InvalidRecord,
+    InvalidTimestamp,
     NotFound,
     OnLegalHold,
     RetentionActive,
@@ -49,16 +52,29 @@ from evidence.signing import (
     verify_manifest,
     verify_tree_head,
 )
+from evidence.stamps import StampedHead, TimestampAuthority
 from evidence.store import EvidenceArchive, ItemProof
+from evidence.timestamp import (
+    QUERY_TYPE,
+    REPLY_TYPE,
+    Timestamp,
+    TimestampError,
+    load_certificates,
+    request_for,
+)
 
 __all__ = [
     "BUNDLE_VERSION",
     "CLAIM_RULES",
     "CLAIM_RULES_VERSION",
+    "QUERY_TYPE",
+    "REPLY_TYPE",
     "RETENTION_CLASSES",
     "ClaimBasis",
     "ClaimDeadline",
     "ClaimRule",
+    "ContentCredentials",
+    "CredentialsError",
     "EntryKind",
     "EvidenceArchive",
     "EvidenceError",
@@ -70,6 +86,7 @@ __all__ = [
     "IntegrityError",
     "IntegrityReport",
     "InvalidRecord",
+    "InvalidTimestamp",
     "ItemKind",
     "ItemProof",
     "LogEntry",
@@ -80,7 +97,11 @@ __all__ = [
     "RetentionActive",
     "SignedTreeHead",
     "SigningKey",
+    "StampedHead",
     "StorageFull",
+    "Timestamp",
+    "TimestampAuthority",
+    "TimestampError",
     "TransparencyLog",
     "Use",
     "canonical_json",
@@ -88,8 +109,11 @@ __all__ = [
     "export_bundle",
     "key_id",
     "leaf_hash",
+    "load_certificates",
     "load_public_key",
     "node_hash",
+    "read_credentials",
+    "request_for",
     "retain_until",
     "verify_consistency",
     "verify_inclusion",

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,8 +29,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = [
     "ASSERTION",
     "CA_FILE",
-    "CredentialsError",
+    "MIME_TYPES",
     "ContentCredentials",
+    "CredentialsError",
+    "ReadCredentials",
     "read_credentials",
 ]
 
@@ -39,14 +41,14 @@ ASSERTION: Final = "com.inspectd.evidence"
 CA_FILE: Final = "content_credentials_ca.pem"
 _CA_KEY_FILE: Final = "content_credentials_ca.key"
 _GENERATOR: Final = {"name": "inspectd", "version": "0.1.0"}
-#: What each file type is, for the C2PA library.
+#: The file types the C2PA library signs, by suffix. Not WebM or Matroska (the recordings'
+#: containers): the library has no way to embed a manifest in them ("type is unsupported").
 MIME_TYPES: Final = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".png": "image/png",
     ".mp4": "video/mp4",
     ".mov": "video/quicktime",
-    ".webm": "video/webm",
 }
 _DIGITAL_CAPTURE: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 
@@ -246,7 +248,40 @@ class ContentCredentials:
         """A copy of ``data`` (a ``mime`` file) carrying a manifest: created by digital
         capture (at ``captured_at``), with the evidence assertion ``evidence`` (case, order,
         tracking number, item, log entry...). ``tsa_url``: an RFC 3161 authority for the
-        signature's time."""
+        signature's time (the C2PA library then makes the HTTP request itself)."""
+        out = io.BytesIO()
+        self._sign(io.BytesIO(data), out, mime, title, evidence, captured_at, tsa_url)
+        return out.getvalue()
+
+    def sign_file(
+        self,
+        source: Path,
+        dest: Path,
+        mime: str,
+        *,
+        title: str,
+        evidence: Mapping[str, Any],
+        captured_at: dt.datetime | None = None,
+    ) -> None:
+        """:meth:`sign` from file to file, streamed (a clip is not read into memory);
+        blocking. ``dest`` is removed again when signing fails."""
+        try:
+            with source.open("rb") as src, dest.open("w+b") as out:
+                self._sign(src, out, mime, title, evidence, captured_at, None)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
+    def _sign(
+        self,
+        source: IO[bytes],
+        dest: IO[bytes],
+        mime: str,
+        title: str,
+        evidence: Mapping[str, Any],
+        captured_at: dt.datetime | None,
+        tsa_url: str | None,
+    ) -> None:
         from c2pa import Builder, C2paError, C2paSigningAlg, Context, Settings, Signer
 
         action: dict[str, Any] = {"action": "c2pa.created", "digitalSourceType": _DIGITAL_CAPTURE}
@@ -262,6 +297,7 @@ class ContentCredentials:
             ],
         }
         key = self._key
+        # One signer per signature: a Builder consumes the signer it signs with.
         signer = Signer.from_callback(
             lambda message: _sign_with(key, bytes(message)),
             getattr(C2paSigningAlg, key.algorithm),
@@ -271,11 +307,9 @@ class ContentCredentials:
         context = Context(Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}}))
         try:
             with Builder(manifest, context) as builder:
-                out = io.BytesIO()
-                builder.sign(signer, mime, io.BytesIO(data), out)
+                builder.sign(signer, mime, source, dest)
         except C2paError as exc:
             raise CredentialsError(f"the file could not be signed: {exc}") from None
-        return out.getvalue()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ __all__ = [
     "EvidenceErrorCode",
     "IntegrityError",
     "InvalidRecord",
+    "InvalidTimestamp",
     "NotFound",
     "OnLegalHold",
     "RetentionActive",
@@ -48,6 +49,11 @@ class InvalidRecord(EvidenceError, ValueError):
     """A record, file name or argument that cannot be stored."""
 
     code = EvidenceErrorCode.INVALID
+
+
+class InvalidTimestamp(InvalidRecord):
+    """A time-stamping authority's response that is not a valid timestamp of the tree head it
+    was asked for (the message says why); nothing was kept."""
 
 
 class OnLegalHold(EvidenceError):

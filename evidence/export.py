@@ -6,11 +6,18 @@ Format ``inspectd-bundle/2`` (version 1 had no manifest). Layout, and nothing el
     items/<item_id>/<media files>          as stored (not compressed again)
     items/<item_id>/record.json            the exact leaf data of the item's "item.added" entry
     items/<item_id>/inclusion_proof.json   leaf index, tree size, leaf hash, audit path (hex)
+    timestamps/<tree_size>.json            a stamped tree head covering some of the items: its
+                                           RFC 3161 response and a consistency proof from it
+                                           to tree_head.json (only when one covers an item)
+    timestamps/tsa_roots.pem               the authorities' root certificates (with the above)
+    credentials/<item_id>/<media file>     a copy carrying a C2PA manifest (with credentials)
+    credentials/trust_anchor.pem           the archive's local C2PA root (with its credentials)
     tree_head.json                         the signed tree head every proof refers to
     public_key.pem                         the archive's Ed25519 public key
     summary.html                           a human-readable summary (no external assets)
     README.txt                             what is in the bundle and how to check it
-    verify.py                              standalone checker (stdlib + cryptography)
+    verify.py                              standalone checker (stdlib + cryptography; and
+                                           rfc3161-client for bundles with timestamps)
     manifest.json                          what the bundle holds (below), canonical JSON
     manifest.sig                           base64 Ed25519 signature of the manifest
 
@@ -26,6 +33,11 @@ verifier; ``tree_size`` and ``root_hash`` are those of ``tree_head.json``. ``man
 the archive key's signature of ``b"inspectd-bundle-manifest/1\n"`` followed by the manifest's
 bytes (``evidence.signing``).
 
+An item is covered by the earliest stamped tree head (``evidence.stamps``) whose size is larger
+than the item's leaf index: the authority's time says the item existed by then. The media files
+under ``items/`` are always the stored bytes; a credentialed copy is a new file (its hash is in
+the manifest, not in the record), for C2PA tools that check one file without the bundle.
+
 Each item gets an "item.exported" entry before the tree head is signed, so the bundle's proofs
 cover its own export. Once the zip is written, and before it is published under its name, a
 "bundle.exported" entry logs the bundle's name, the manifest's SHA-256 and the item ids: the
@@ -34,38 +46,43 @@ log then says which exact bundle left the archive (later tree heads cover that e
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import html
 import json
+import logging
 import os
 import secrets
+import shutil
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes, serialization
+
+from evidence._bundle_text import BUNDLE_VERSION, Copy, Part, readme, summary
+from evidence.credentials import MIME_TYPES, ContentCredentials, CredentialsError
 from evidence.errors import InvalidRecord
-from evidence.log import LogEntry, canonical_json
-from evidence.record import format_time
+from evidence.log import canonical_json
+from evidence.record import EvidenceFile, format_time
 from evidence.signing import SignedTreeHead
+from evidence.stamps import StampedHead
 from evidence.store import EvidenceArchive, ItemProof
+from evidence.timestamp import load_certificates
 
-__all__ = ["BUNDLE_VERSION", "export_bundle"]
+__all__ = ["BUNDLE_VERSION", "TIMESTAMP_VERSION", "export_bundle"]
 
-BUNDLE_VERSION = "inspectd-bundle/2"
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_VERSION = "inspectd-timestamp/1"
 VERIFIER = Path(__file__).with_name("verify.py")
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
+TSA_ROOTS = "timestamps/tsa_roots.pem"
+TRUST_ANCHOR = "credentials/trust_anchor.pem"
 _RESERVED = frozenset({"record.json", "inclusion_proof.json"})
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    proof: ItemProof
-    trail: list[LogEntry]
 
 
 async def export_bundle(
@@ -75,12 +92,15 @@ async def export_bundle(
     actor: str,
     reason: str,
     dest_dir: Path,
+    credentials: ContentCredentials | None = None,
 ) -> Path:
     """Write a dispute bundle for ``item_ids`` into ``dest_dir``; returns the zip's path.
 
     Each item gets an "item.exported" entry (who, why, bundle name) before the tree head is
     signed, so the bundle's proofs cover its own export; the finished bundle is logged as
     "bundle.exported" (name, manifest SHA-256, items) before it appears in ``dest_dir``.
+    The stamped heads that cover the items go in with their consistency proofs. With
+    ``credentials``, every media file of a type C2PA signs also goes in as a credentialed copy.
     """
     ids = list(dict.fromkeys(item_ids))
     if not ids:
@@ -94,27 +114,50 @@ async def export_bundle(
     for item_id in ids:
         await archive.record_export(item_id, actor=actor, reason=reason, bundle=name)
     sth = archive.tree_head()
+    proofs = [await archive.proof(i, sth.tree_size) for i in ids]
+    stamps = await archive.stamps_covering([p.item.leaf_index for p in proofs], sth.tree_size)
     parts = [
-        _Part(await archive.proof(i, sth.tree_size), await archive.log_entries(i)) for i in ids
+        Part(p, await archive.log_entries(p.item.item_id), stamps.get(p.item.leaf_index))
+        for p in proofs
     ]
-    texts = {
-        "tree_head.json": _json(sth.to_json()),
-        "public_key.pem": archive.public_key_pem().encode(),
-        "summary.html": _summary(parts, sth, archive.key_id, name, actor, reason).encode(),
-        "README.txt": _readme(archive.key_id, sth, name).encode(),
-    }
-    head = {
-        "version": BUNDLE_VERSION,
-        "bundle": name,
-        "created": created,
-        "key_id": archive.key_id,
-        "tree_size": sth.tree_size,
-        "root_hash": sth.root_hash,
-        "items": ids,
-    }
     dest = Path(dest_dir) / name
     tmp = dest.with_name(name + ".part")
-    manifest = await archive.run_io(_write_zip, tmp, parts, texts, head, archive.sign_manifest)
+    scratch = dest.with_name(name + ".credentials")  # the signed copies, until zipped
+    try:
+        copies: dict[tuple[str, str], Copy] = {}
+        if credentials is not None:
+            copies = await archive.run_io(
+                _credentialed_copies, parts, credentials, scratch, name, archive.key_id
+            )
+        signed = any(c.member for c in copies.values())
+        texts = {
+            "tree_head.json": _json(sth.to_json()),
+            "public_key.pem": archive.public_key_pem().encode(),
+            "summary.html": summary(
+                parts, copies, sth, archive.key_id, name, actor, reason
+            ).encode(),
+            "README.txt": readme(
+                archive.key_id, sth, name, stamped=bool(stamps), credentialed=signed
+            ).encode(),
+            **_timestamps(archive, stamps.values(), sth),
+        }
+        if credentials is not None and credentials.anchor_pem is not None and signed:
+            texts[TRUST_ANCHOR] = credentials.anchor_pem
+        head = {
+            "version": BUNDLE_VERSION,
+            "bundle": name,
+            "created": created,
+            "key_id": archive.key_id,
+            "tree_size": sth.tree_size,
+            "root_hash": sth.root_hash,
+            "items": ids,
+        }
+        extra = [(c.member, c.path) for c in copies.values() if c.member and c.path]
+        manifest = await archive.run_io(
+            _write_zip, tmp, parts, extra, texts, head, archive.sign_manifest
+        )
+    finally:
+        await archive.run_io(shutil.rmtree, scratch, True)
     try:
         await archive.record_bundle(
             name,
@@ -129,6 +172,101 @@ async def export_bundle(
         tmp.unlink(missing_ok=True)  # one system call, on the failure path only
         raise
     return dest
+
+
+def _timestamps(
+    archive: EvidenceArchive, stamps: Iterable[StampedHead], sth: SignedTreeHead
+) -> dict[str, bytes]:
+    """``timestamps/<tree_size>.json`` for each stamped head, each with its consistency proof
+    to ``sth``, and the authorities' roots they were checked against."""
+    members: dict[str, bytes] = {}
+    roots: dict[bytes, bytes] = {}
+    for stamp in sorted({s.tree_size: s for s in stamps}.values(), key=lambda s: s.tree_size):
+        proof = archive.consistency_proof(stamp.tree_size, sth.tree_size)
+        members[f"timestamps/{stamp.tree_size}.json"] = _json(
+            {
+                "version": TIMESTAMP_VERSION,
+                "tree_head": stamp.tree_head.to_json(),
+                "response": base64.b64encode(stamp.response).decode(),
+                "gen_time": format_time(stamp.gen_time),
+                "authority": stamp.authority,
+                "to_tree_size": sth.tree_size,
+                "consistency_proof": [h.hex() for h in proof],
+                "algorithm": "RFC 3161 timestamp of the tree head's signed message; RFC 9162 "
+                "section 2.1.4 consistency proof (SHA-256) to tree_head.json",
+            }
+        )
+        for root in load_certificates(stamp.roots_pem):
+            roots[root.fingerprint(hashes.SHA256())] = root.public_bytes(serialization.Encoding.PEM)
+    if members:
+        members[TSA_ROOTS] = b"".join(roots.values())
+    return members
+
+
+def _assertion(part: Part, file: EvidenceFile, key_id: str, bundle: str) -> dict[str, Any]:
+    """The evidence assertion of a credentialed copy: what the file is evidence of, and where
+    its record is in the log."""
+    proof = part.proof
+    item, record = proof.item, proof.item.record
+    return {
+        "item_id": item.item_id,
+        "case_id": record.case_id,
+        "order_id": record.order_id,
+        "tracking_number": record.tracking_number,
+        "unit_id": record.unit_id,
+        "kind": record.kind.value,
+        "captured_at": format_time(record.started_at),
+        "operator": record.operator,
+        "log_entry": item.leaf_index,
+        "leaf_hash": proof.leaf_hash.hex(),
+        "record_sha256": hashlib.sha256(proof.leaf_data).hexdigest(),
+        "file": file.name,
+        "sha256": file.sha256,
+        "key_id": key_id,
+        "bundle": bundle,
+    }
+
+
+def _credentialed_copies(
+    parts: list[Part],
+    credentials: ContentCredentials,
+    scratch: Path,
+    bundle: str,
+    key_id: str,
+) -> dict[tuple[str, str], Copy]:
+    """Blocking: sign a copy of every media file C2PA can carry a manifest in, into
+    ``scratch``; the others, and any the library refuses, get the reason instead."""
+    copies: dict[tuple[str, str], Copy] = {}
+    for part in parts:
+        item = part.proof.item
+        for file in item.files:
+            suffix = Path(file.name).suffix.lower()
+            mime = MIME_TYPES.get(suffix)
+            if mime is None:
+                why = f"none: C2PA cannot carry a manifest in a {suffix or 'suffix-less'} file"
+                copies[(item.item_id, file.name)] = Copy(None, None, why)
+                continue
+            dest = scratch / item.item_id / file.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                credentials.sign_file(
+                    part.proof.directory / file.name,
+                    dest,
+                    mime,
+                    title=file.name,
+                    evidence=_assertion(part, file, key_id, bundle),
+                    captured_at=item.record.started_at,
+                )
+            except CredentialsError as exc:
+                logger.warning(
+                    "no content credentials for %s: %s", file.name, exc,
+                    extra={"item_id": item.item_id},
+                )  # fmt: skip
+                copies[(item.item_id, file.name)] = Copy(None, None, f"none: {exc}")
+                continue
+            member = f"credentials/{item.item_id}/{file.name}"
+            copies[(item.item_id, file.name)] = Copy(member, dest, member)
+    return copies
 
 
 def _check_layout(proof: ItemProof) -> None:
@@ -178,12 +316,14 @@ def _copy_stored(zf: zipfile.ZipFile, src: Path, member: str) -> dict[str, Any]:
 
 def _write_zip(
     tmp: Path,
-    parts: list[_Part],
+    parts: list[Part],
+    copies: list[tuple[str, Path]],
     texts: Mapping[str, bytes],
     head: Mapping[str, Any],
     sign: Callable[[bytes], str],
 ) -> bytes:
-    """Blocking: write the bundle to ``tmp`` (fsynced); returns the manifest's bytes."""
+    """Blocking: write the bundle to ``tmp`` (fsynced); returns the manifest's bytes.
+    ``copies``: (member, path) of the credentialed copies."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     members: dict[str, dict[str, Any]] = {}
     try:
@@ -200,6 +340,8 @@ def _write_zip(
                     members[member] = _copy_stored(zf, part.proof.directory / f.name, member)
                 put(f"{base}/record.json", part.proof.leaf_data)
                 put(f"{base}/inclusion_proof.json", _json(_proof_json(part.proof)))
+            for member, path in copies:
+                members[member] = _copy_stored(zf, path, member)
             for member, data in texts.items():
                 put(member, data)
             put("verify.py", VERIFIER.read_bytes())
@@ -212,185 +354,3 @@ def _write_zip(
         tmp.unlink(missing_ok=True)
         raise
     return manifest
-
-
-def _readme(key_id: str, sth: SignedTreeHead, name: str) -> str:
-    return f"""Evidence bundle ({BUNDLE_VERSION})
-===============
-
-This archive holds evidence items (video clips, photos) with the data that proves they are
-unaltered and were recorded in the merchant's append-only evidence log.
-
-  items/<item>/...                  the media files exactly as stored
-  items/<item>/record.json          the log record of the item: order, tracking number, times,
-                                    grades, and the SHA-256 of every media file; for a clip of
-                                    a call, also what was said while it ran (details.transcript:
-                                    speaker, language, words, English translation, times), so
-                                    the transcript is covered by the same proof as the media
-  items/<item>/inclusion_proof.json RFC 9162 audit path from the record to the signed root
-  tree_head.json                    the signed tree head (log size {sth.tree_size})
-  public_key.pem                    the merchant's Ed25519 public key
-  summary.html                      a readable summary
-  README.txt                        this file
-  verify.py                         a copy of the checker (do not rely on it, see below)
-  manifest.json                     the item list and the SHA-256 and size of every member
-                                    above, so nothing can be added, dropped or edited unseen
-  manifest.sig                      the merchant's signature of manifest.json
-
-The bundle holds nothing else: any other member, a member twice, or a path outside this layout
-is a failure.
-
-How to check it
----------------
-
-1. Get the checker from the inspectd project itself: the file evidence/verify.py of the
-   project's repository at the release tag the merchant names, or the verify.py the project
-   publishes, after comparing its SHA-256 with the published one. Do not use the verify.py
-   inside this bundle: whoever could alter the bundle could alter that copy too.
-2. Get the merchant's key id from the merchant by another channel than this bundle (their
-   website, a signed letter, the contract). The bundle says it was signed by key
-
-       {key_id}
-
-   but that is only the bundle's own claim, which a forged bundle makes too.
-3. With Python 3 and the 'cryptography' package (pip install cryptography), run
-
-       python verify.py {name} --expect-key-id <the key id the merchant gave you>
-
-   on this zip (or the folder it was extracted to).
-
-verify.py prints one line per check, OK or FAIL with what exactly failed (naming the member or
-item), then a RESULT line. Exit status: 0 every check passed and the key is the one expected;
-1 a check failed; 2 the bundle could not be read (or the checker failed); 3 every check passed
-but no --expect-key-id was given, so the key was not compared with the merchant's (UNPINNED):
-a bundle forged and signed with another key passes every other check.
-
-By hand: SHA-256 each member and compare with manifest.json; the manifest signature is Ed25519
-(base64 in manifest.sig) over the bytes "inspectd-bundle-manifest/1" and a newline (0x0a),
-followed by manifest.json exactly as stored. SHA-256 each media file and compare with
-record.json; the leaf hash is SHA-256(0x00 || record.json bytes); fold the audit path per RFC
-9162 section 2.1.3.2 with SHA-256(0x01 || left || right) and compare with root_hash in
-tree_head.json; verify the Ed25519 signature (base64) over the UTF-8 JSON, keys sorted, no
-spaces, of key_id, root_hash, timestamp, tree_size and version from tree_head.json. The key id
-is the SHA-256 of the 32-byte raw public key in public_key.pem.
-"""
-
-
-def _offset(value: Any) -> str:
-    """Seconds from the clip's start as ``m:ss.s`` (``-0:01.5`` for words begun before it)."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    sign = "-" if seconds < 0 else ""
-    minutes, rest = divmod(abs(seconds), 60)
-    return f"{sign}{int(minutes)}:{rest:04.1f}"
-
-
-def _transcript(details: Mapping[str, Any] | None) -> str:
-    """The "What was said" table of a record's ``details.transcript``; empty without one."""
-    lines = (details or {}).get("transcript")
-    if not isinstance(lines, list) or not lines:
-        return ""
-    e = html.escape
-    rows = []
-    for line in lines:
-        if not isinstance(line, Mapping):
-            continue
-        name, role = str(line.get("name") or ""), str(line.get("role") or "")
-        speaker = f"{name} ({role})" if name and role else name or role or "—"
-        rows.append(
-            f"<tr><td>{e(_offset(line.get('offset_s')))}</td><td>{e(speaker)}</td>"
-            f"<td>{e(str(line.get('language') or '—'))}</td>"
-            f"<td>{e(str(line.get('text') or ''))}</td>"
-            f"<td>{e(str(line.get('translation') or '—'))}</td></tr>"
-        )
-    return (
-        "<h3>What was said</h3><p>Live captions of the call while the clip ran (times from the "
-        "clip's start), as kept in the item's record.</p><table><tr><th>Time</th>"
-        "<th>Speaker</th><th>Language</th><th>Original words</th><th>English translation</th>"
-        f"</tr>{''.join(rows)}</table>"
-    )
-
-
-def _summary(
-    parts: list[_Part], sth: SignedTreeHead, key_id: str, name: str, actor: str, reason: str
-) -> str:
-    e = html.escape
-    when = format_time(datetime.fromtimestamp(sth.timestamp / 1000, UTC))
-    sections: list[str] = []
-    for part in parts:
-        item = part.proof.item
-        r = item.record
-        facts = [
-            ("Item", item.item_id),
-            ("Kind", r.kind.value),
-            ("Case", r.case_id),
-            ("Order", r.order_id or "—"),
-            ("Tracking number", r.tracking_number or "—"),
-            ("Unit", r.unit_id or "—"),
-            ("SKU", r.sku or "—"),
-            ("Use", r.use.value),
-            ("Logistics stage", r.logistics_stage.value if r.logistics_stage else "—"),
-            ("Operator", r.operator),
-            ("Recorded", f"{format_time(r.started_at)} to {format_time(r.ended_at)}"),
-            ("Added to the log", f"{format_time(item.added_at)} (entry {item.leaf_index})"),
-            ("Grade", r.grade or "—"),
-            ("Privacy notice", r.privacy_notice_version or "—"),
-            ("Note", r.note or "—"),
-        ]
-        rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
-        files = "".join(
-            f"<tr><td>{e(f.name)}</td><td>{f.size}</td><td><code>{f.sha256}</code></td></tr>"
-            for f in item.files
-        )
-        trail = "".join(
-            f"<tr><td>{e(format_time(datetime.fromtimestamp(t.timestamp / 1000, UTC)))}</td>"
-            f"<td>{e(t.kind.value)}</td><td>{e(t.actor)}</td><td>{e(t.reason)}</td></tr>"
-            for t in part.trail
-        )
-        grading = (
-            f"<pre>{e(json.dumps(r.grading, indent=2, sort_keys=True))}</pre>"
-            if r.grading
-            else "<p>No grade data.</p>"
-        )
-        sections.append(
-            f"<section><h2>Item {e(item.item_id)}</h2><table>{rows}</table>"
-            f"<h3>Files</h3><table><tr><th>Name</th><th>Bytes</th><th>SHA-256</th></tr>"
-            f"{files}</table><h3>Grading</h3>{grading}{_transcript(r.details)}"
-            f"<h3>Custody trail</h3><table><tr><th>Time</th><th>Event</th><th>Who</th>"
-            f"<th>Why</th></tr>{trail}</table></section>"
-        )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Evidence bundle {e(name)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
-th{{text-align:left;padding-right:1em}}td,th{{vertical-align:top;border-bottom:1px solid #ddd}}
-code,pre{{font-size:.85em;word-break:break-all;white-space:pre-wrap}}</style></head>
-<body><h1>Evidence bundle</h1>
-<p>Bundle <code>{e(name)}</code> ({BUNDLE_VERSION}), exported by {e(actor)} ({e(reason)}).</p>
-<p>Signed tree head: log size {sth.tree_size}, root <code>{sth.root_hash}</code>, signed
-{e(when)}.</p>
-<p>The bundle says it was signed by key <code>{e(key_id)}</code>. That is only the bundle's
-own claim: a forged bundle would name its forger's key here. Only the key id the merchant gives
-you by another channel proves whose bundle this is.</p>
-{"".join(sections)}
-<h2>How to verify</h2>
-<p>Nothing on this page is proven until the checker says so: this page is part of the bundle,
-and the bundle's signed manifest covers it.</p>
-<ol><li>Get the checker from the inspectd project itself: the file
-<code>evidence/verify.py</code> of the project's repository at the release tag the merchant
-names, or the <code>verify.py</code> the project publishes, after comparing its SHA-256 with
-the published one. Do not use the <code>verify.py</code> inside this bundle: whoever could alter
-the bundle could alter that copy too.</li>
-<li>Get the merchant's key id from the merchant by another channel than this bundle (their
-website, a signed letter, the contract).</li>
-<li>Install Python 3 and <code>pip install cryptography</code>.</li>
-<li>Run this, with the key id the merchant gave you in place of the placeholder:<br>
-<code>python verify.py {e(name)} --expect-key-id &lt;the key id the merchant gave you&gt;</code>
-</li>
-<li>Every line must read OK and the last one <code>RESULT: OK</code> (exit status 0). A FAIL
-line names what was altered; <code>UNPINNED</code> (exit status 3) means no key id was given,
-so the bundle is not proven to be the merchant's.</li>
-</ol><p>README.txt describes the checks so they can also be done by hand.</p>
-</body></html>
-"""

@@ -67,6 +67,10 @@ class EntryKind(StrEnum):
     #: items in it (not of one item, so ``item_id`` is None). Appended after the bundle's tree
     #: head was signed, so the bundle's own proofs do not cover it; later tree heads do.
     BUNDLE_EXPORTED = "bundle.exported"
+    #: A signed tree head was timestamped by an RFC 3161 authority: its size and root, the
+    #: authority's time and name, the SHA-256 of its response (kept beside the log). Not of one
+    #: item; every item under that head existed by that time.
+    TREE_HEAD_STAMPED = "tree_head.stamped"
     #: Live media seen by staff (a frame of a call): not a stored item, but the same custody.
     LIVE_VIEWED = "live.viewed"
 
@@ -270,5 +274,18 @@ class TransparencyLog:
                 sql = f"SELECT {_COLUMNS} FROM log_entries WHERE item_id = ? ORDER BY idx LIMIT ?"
                 rows = conn.execute(sql, (item_id, limit))
             return [_entry(row) for row in rows]
+
+        return await self._db.run(read)
+
+    async def grew(self, start: int, end: int, *, besides: EntryKind) -> bool:
+        """Whether an entry of another kind than ``besides`` has an index from ``start`` to
+        ``end - 1``."""
+
+        def read(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM log_entries WHERE idx >= ? AND idx < ? AND kind != ? LIMIT 1",
+                (start, end, besides.value),
+            ).fetchone()
+            return row is not None
 
         return await self._db.run(read)

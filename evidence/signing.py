@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from evidence.credentials import ContentCredentials
 from evidence.errors import IntegrityError
 
 __all__ = [
@@ -202,6 +203,11 @@ class SigningKey:
         message = tree_head_message(tree_size, root.hex(), timestamp, self.key_id)
         signature = base64.b64encode(self._private.sign(message)).decode()
         return SignedTreeHead(tree_size, root.hex(), timestamp, self.key_id, signature)
+
+    def content_credentials(self, data_dir: Path) -> ContentCredentials:
+        """Blocking: this key as a C2PA signer under the archive's local root in ``data_dir``
+        (``evidence.credentials``)."""
+        return ContentCredentials.for_archive(self._private, self.key_id, data_dir)
 
     def sign_manifest(self, manifest: bytes) -> str:
         """Sign a bundle manifest (see the module docstring); returns standard base64."""

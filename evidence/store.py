@@ -1,7 +1,8 @@
 """``EvidenceArchive``: stores evidence files, indexes them, and logs every access.
 
 Layout under ``data_dir``: ``evidence.db`` (SQLite: the log and the search index),
-``signing_key.pem`` and ``evidence/<yyyy>/<mm>/<item_id>/<file>``. The index row and the log
+``signing_key.pem`` and ``evidence/<yyyy>/<mm>/<item_id>/<file>``; the stamped tree heads
+(``evidence.stamps``) live in ``evidence.db`` too. The index row and the log
 entry of every change are written in one transaction, so they never disagree.
 """
 
@@ -22,6 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography import x509
+from rfc3161_client import TimeStampRequest
+
 from evidence import _files
 from evidence._db import Database
 from evidence._index import (
@@ -33,6 +37,7 @@ from evidence._index import (
     ms,
     unlink_all,
 )
+from evidence.credentials import ContentCredentials
 from evidence.errors import (
     EvidenceError,
     InvalidRecord,
@@ -54,6 +59,7 @@ from evidence.record import (
 )
 from evidence.retention import retain_until, retention_period
 from evidence.signing import SignedTreeHead, SigningKey, verify_tree_head
+from evidence.stamps import STAMP_SCHEMA, StampedHead, TimestampAuthority, TreeHeadStamps
 
 __all__ = ["EvidenceArchive", "ItemProof"]
 
@@ -95,6 +101,7 @@ class EvidenceArchive:
         self._io = io
         self._clock = clock
         self._closed = False
+        self._stamps = TreeHeadStamps(db, log, key, self.run_io)
 
     @classmethod
     async def open(
@@ -108,7 +115,7 @@ class EvidenceArchive:
             await loop.run_in_executor(io, lambda: data_dir.mkdir(parents=True, exist_ok=True))
             key = await loop.run_in_executor(io, SigningKey.load_or_create, data_dir)
             db = await Database.open(data_dir / "evidence.db")
-            await db.run(lambda conn: conn.executescript(SCHEMA))
+            await db.run(lambda conn: conn.executescript(SCHEMA + STAMP_SCHEMA))
             # Nodes of one deployment share the archive: appends lock this file.
             log = await TransparencyLog.open(db, key, clock=clock, lock=data_dir / "evidence.lock")
         except BaseException:
@@ -474,6 +481,49 @@ class EvidenceArchive:
     def sign_manifest(self, manifest: bytes) -> str:
         """The archive key's signature (base64) over a bundle manifest (see ``signing``)."""
         return self._key.sign_manifest(manifest)
+
+    async def content_credentials(self) -> ContentCredentials:
+        """The archive's key as a C2PA signer for :func:`evidence.export_bundle`, under the
+        archive's local root (made once in ``data_dir``; bundles carry it as the anchor). An
+        operator's certificate instead: ``ContentCredentials.from_files``."""
+        return await self.run_io(self._key.content_credentials, self.data_dir)
+
+    # -- outside timestamps (``evidence.stamps``) -----------------------------------------
+
+    async def head_to_stamp(self) -> SignedTreeHead | None:
+        """A freshly signed head of the log when it grew since the last stamped head, else
+        None: what to ask a time-stamping authority for next."""
+        return await self._stamps.head_to_stamp()
+
+    async def add_stamp(
+        self,
+        sth: SignedTreeHead,
+        response: bytes,
+        roots: Sequence[x509.Certificate],
+        *,
+        request: TimeStampRequest | None = None,
+    ) -> StampedHead:
+        """Keep an authority's RFC 3161 ``response`` for ``sth`` once it checks against
+        ``roots``; :class:`InvalidTimestamp` (with the reason, nothing kept) otherwise."""
+        return await self._stamps.add(sth, response, roots, request=request)
+
+    async def stamp(
+        self, tsa: TimestampAuthority, roots: Sequence[x509.Certificate]
+    ) -> StampedHead | None:
+        """:meth:`head_to_stamp`, ask ``tsa``, :meth:`add_stamp`: one round of the server's
+        stamping loop (None when the log has not grown)."""
+        return await self._stamps.stamp(tsa, roots)
+
+    async def stamps(self) -> list[StampedHead]:
+        """Every stamped head, smallest tree first."""
+        return await self._stamps.all()
+
+    async def stamps_covering(
+        self, leaf_indexes: Sequence[int], tree_size: int
+    ) -> dict[int, StampedHead]:
+        """For each leaf index, the earliest stamped head of at most ``tree_size`` entries that
+        contains it; uncovered indexes are left out."""
+        return await self._stamps.covering(leaf_indexes, tree_size)
 
     # -- retention ------------------------------------------------------------------------
 

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from rfc3161_client import (
     HashAlgorithm,
     PKIStatus,
     TimeStampRequest,
     TimestampRequestBuilder,
+    TimeStampResponse,
     VerificationError,
     VerifierBuilder,
     decode_timestamp_response,
@@ -73,6 +76,26 @@ def load_certificates(pem: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+def _authority(parsed: TimeStampResponse) -> str:
+    """The authority's name (RFC 4514, "CN=..."): the name its token gives, else the subject of
+    the certificate it signed with (tokens need not name their authority)."""
+    name = parsed.tst_info.name
+    value = getattr(name, "value", name)
+    if isinstance(value, x509.Name):
+        return value.rfc4514_string()
+    if value is not None:
+        return str(value)
+    for der in parsed.signed_data.certificates:
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        except x509.ExtensionNotFound:
+            continue
+        if ExtendedKeyUsageOID.TIME_STAMPING in usage.value:
+            return certificate.subject.rfc4514_string()
+    return ""
+
+
 def verify_response(
     response: bytes,
     message: bytes,
@@ -93,20 +116,18 @@ def verify_response(
         detail = ", ".join(parsed.status_string) if parsed.status_string else "no reason given"
         raise TimestampError(f"the authority refused ({PKIStatus(parsed.status).name}: {detail})")
     builder = VerifierBuilder.from_request(request) if request is not None else VerifierBuilder()
-    for root in roots:
+    # The builder refuses a root given twice (a PEM file may repeat one).
+    for root in {root.fingerprint(hashes.SHA256()): root for root in roots}.values():
         builder = builder.add_root_certificate(root)
     try:
         builder.build().verify_message(parsed, message)
     except (VerificationError, ValueError) as exc:
         raise TimestampError(f"the timestamp does not verify: {exc}") from None
     info = parsed.tst_info
-    # The TSA's name as its reply gives it (a directory name: "CN=...").
-    name = info.name
-    authority = str(getattr(name, "value", name)) if name is not None else ""
     return Timestamp(
         gen_time=info.gen_time,
         serial=int(info.serial_number),
-        authority=authority,
+        authority=_authority(parsed),
         policy=info.policy.dotted_string if info.policy is not None else "",
         response=response,
     )

@@ -6,7 +6,7 @@
 Use a copy of this file obtained from the inspectd project itself (its repository at a release
 tag, or the published file after comparing its SHA-256), never the copy inside the bundle it
 checks: a forged bundle can carry a forged checker. Needs Python 3.9+ and the ``cryptography``
-package, nothing else.
+package, and for a bundle with outside timestamps ``rfc3161-client`` too; nothing else.
 
 It reads bundles of format ``inspectd-bundle/2``, as a zip or as the folder they were extracted
 to, and prints one line per check, ``OK: ...`` or ``FAIL: ...`` naming the member or item:
@@ -23,9 +23,19 @@ to, and prints one line per check, ``OK: ...`` or ``FAIL: ...`` naming the membe
 4. the tree head: the Ed25519 signature of ``tree_head.json`` over the canonical JSON (sorted
    keys, no spaces, UTF-8) of ``key_id``, ``root_hash``, ``timestamp``, ``tree_size`` and
    ``version``;
-5. each item: every media file's SHA-256 and size against ``record.json``; the RFC 9162 leaf
+5. the outside timestamps, if any: for each ``timestamps/<size>.json``, the Ed25519 signature
+   of its earlier tree head (the same key), the consistency proof (RFC 9162 section 2.1.4.2)
+   from that head to ``tree_head.json``, and its RFC 3161 response over the head's signed
+   message, against the authority's root certificate(s): ``--tsa-roots`` (obtained from the
+   authority itself), else the bundle's ``timestamps/tsa_roots.pem``. This check needs the
+   ``rfc3161-client`` package (``pip install rfc3161-client``), and only for such bundles;
+6. each item: every media file's SHA-256 and size against ``record.json``; the RFC 9162 leaf
    hash SHA-256(0x00 || record.json) against ``inclusion_proof.json``; the inclusion proof
-   (RFC 9162 section 2.1.3.2) from that leaf to the signed root.
+   (RFC 9162 section 2.1.3.2) from that leaf to the signed root; then, when a checked
+   timestamp's head contains the item's leaf, ``OK: item <id> existed by <time> (<authority>)``.
+
+Copies with content credentials (``credentials/``) are checked only as members of the manifest:
+their C2PA manifests are for C2PA tools (README.txt says how).
 
 Exit status: 0 every check passed and the key is the expected one; 1 a check failed; 2 the
 bundle cannot be read, or the checker itself failed; 3 every check passed but no
@@ -61,6 +71,11 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 TOP_LEVEL = ("tree_head.json", "public_key.pem", "summary.html", "README.txt", "verify.py")
 ITEM_DOCUMENTS = ("record.json", "inclusion_proof.json")
+TIMESTAMP_VERSION = "inspectd-timestamp/1"
+TSA_ROOTS = "timestamps/tsa_roots.pem"
+TRUST_ANCHOR = "credentials/trust_anchor.pem"
+#: Folders of one entry per item: the item's own files, and its credentialed copies.
+ITEM_FOLDERS = ("items", "credentials")
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE, EXIT_UNPINNED = 0, 1, 2, 3
 
@@ -73,10 +88,12 @@ MAX_RATIO = 100  # a deflated member expanding more than this...
 RATIO_FLOOR = 1 << 20  # ...to more than this is taken for a zip bomb and not read
 MAX_TREE_SIZE = (1 << 63) - 1
 MAX_AUDIT_PATH = 64
+MAX_CONSISTENCY_PATH = 128
 CHUNK = 1 << 20
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_STAMP = re.compile(r"timestamps/([1-9][0-9]{0,18})\.json\Z")
 _READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
@@ -129,20 +146,25 @@ def name_problem(name: str) -> str | None:
 
 def in_layout(name: str) -> bool:
     """Whether ``name`` is a file of the bundle layout (see the module docstring)."""
-    if name in TOP_LEVEL or name in (MANIFEST, SIGNATURE):
+    if name in TOP_LEVEL or name in (MANIFEST, SIGNATURE, TSA_ROOTS, TRUST_ANCHOR):
+        return True
+    if _STAMP.match(name):
         return True
     segments = name.split("/")
     return (
         len(segments) == 3
-        and segments[0] == "items"
+        and segments[0] in ITEM_FOLDERS
         and all(_SEGMENT.match(s) and ".." not in s for s in segments[1:])
     )
 
 
 def layout_folder(name: str) -> bool:
-    """Folder entries a zip tool may add: ``items/`` and ``items/<item>/``."""
+    """Folder entries a zip tool may add: ``items/``, ``items/<item>/``, the same under
+    ``credentials/``, and ``timestamps/``."""
     segments = name.rstrip("/").split("/")
-    return segments[0] == "items" and (
+    if segments == ["timestamps"]:
+        return True
+    return segments[0] in ITEM_FOLDERS and (
         len(segments) == 1 or (len(segments) == 2 and bool(_SEGMENT.match(segments[1])))
     )
 
@@ -574,7 +596,7 @@ class Manifest:
             if problem is not None:
                 raise FieldError(f"lists member {shown(name)}: {problem}")
             segments = name.split("/")
-            if segments[0] == "items" and segments[1] not in items:
+            if len(segments) == 3 and segments[0] in ITEM_FOLDERS and segments[1] not in items:
                 raise FieldError(f"lists member {shown(name)} of an item it does not list")
             meta = need_object(meta, f"member {name}")
             sha = need_hex(meta.get("sha256"), f"member {name}: sha256")
@@ -634,10 +656,12 @@ def check_manifest(
     return manifest
 
 
-def check_members(bundle: Bundle, c: Checker, manifest: Manifest) -> set[str]:
+def check_members(bundle: Bundle, c: Checker, manifest: Manifest) -> tuple[set[str], set[str]]:
     """The bundle holds exactly the members of the manifest, with their SHA-256 and size.
-    Returns the items of which no member is left (named once, not member by member)."""
+    Returns the items of which no member is left (named once, not member by member), and the
+    members that match."""
     gone: set[str] = set()
+    matched: set[str] = set()
     for item_id in manifest.items:
         names = manifest.members_of(item_id)
         if not any(bundle.has(n) for n in names):
@@ -666,6 +690,7 @@ def check_members(bundle: Bundle, c: Checker, manifest: Manifest) -> set[str]:
             c.fail(f"{shown(name)}: {got_size} bytes, the manifest says {size}")
         else:
             matching += 1
+            matched.add(name)
     unlisted = 0
     for name in bundle.file_names():
         if name not in manifest.members and name not in (MANIFEST, SIGNATURE):
@@ -676,7 +701,7 @@ def check_members(bundle: Bundle, c: Checker, manifest: Manifest) -> set[str]:
         c.ok(f"the bundle holds exactly the {listed} members the manifest lists, as it lists them")
     elif matching:
         c.ok(f"{matching} of the {listed} members the manifest lists match its SHA-256 and size")
-    return gone
+    return gone, matched
 
 
 class TreeHead:
@@ -855,10 +880,12 @@ def check_files(bundle: Bundle, c: Checker, item_id: str, record: Any) -> None:
             c.fail(f"{shown(name)}: file is not listed in record.json")
 
 
-def check_item(bundle: Bundle, c: Checker, item_id: str, sth: TreeHead | None) -> None:
+def check_item(bundle: Bundle, c: Checker, item_id: str, sth: TreeHead | None) -> int | None:
+    """The item's files, record and inclusion; its leaf index when all of that verifies."""
     base = f"items/{item_id}"
     record_bytes = document(bundle, c, item_id, "record.json")
     proof_bytes = document(bundle, c, item_id, "inclusion_proof.json")
+    failures = c.failures
     if record_bytes is not None:
         try:
             record = parse_json(record_bytes)
@@ -867,15 +894,15 @@ def check_item(bundle: Bundle, c: Checker, item_id: str, sth: TreeHead | None) -
         else:
             check_files(bundle, c, item_id, record)
     if record_bytes is None or proof_bytes is None:
-        return
+        return None
     try:
         proof = Proof(parse_json(proof_bytes), item_id)
     except FieldError as exc:
         c.fail(f"{base}/inclusion_proof.json: {exc}")
-        return
+        return None
     except ValueError as exc:
         c.fail(f"{base}/inclusion_proof.json: not valid JSON: {exc}")
-        return
+        return None
     leaf = hashlib.sha256(b"\x00" + record_bytes).digest()
     if leaf.hex() == proof.leaf_hash:
         c.ok(f"item {item_id}: record.json matches leaf hash {leaf.hex()}")
@@ -887,21 +914,22 @@ def check_item(bundle: Bundle, c: Checker, item_id: str, sth: TreeHead | None) -
     index, size = proof.leaf_index, proof.tree_size
     if sth is None:
         c.fail(f"item {item_id}: inclusion proof not checked (no usable tree_head.json)")
-        return
+        return None
     if size != sth.tree_size:
         c.fail(
             f"item {item_id}: inclusion proof is for tree size {size}, "
             f"but tree_head.json is for size {sth.tree_size}"
         )
-        return
+        return None
     root = root_from_path(index, size, leaf, proof.audit_path)
-    if root is not None and root.hex() == sth.root_hash:
-        c.ok(f"item {item_id}: inclusion proof verifies (leaf {index} of {size})")
-    else:
+    if root is None or root.hex() != sth.root_hash:
         c.fail(
             f"item {item_id}: inclusion proof (leaf {index} of {size}) does not lead to the "
             f"signed root {sth.root_hash}"
         )
+        return None
+    c.ok(f"item {item_id}: inclusion proof verifies (leaf {index} of {size})")
+    return index if c.failures == failures else None
 
 
 def found_items(bundle: Bundle) -> list[str]:
@@ -909,6 +937,248 @@ def found_items(bundle: Bundle) -> list[str]:
     return sorted(
         {n.split("/")[1] for n in bundle.file_names() if in_layout(n) and n.startswith("items/")}
     )
+
+
+# -- outside timestamps ----------------------------------------------------------------------
+
+
+def consistent(size1: int, size2: int, root1: bytes, root2: bytes, path: list[bytes]) -> bool:
+    """RFC 9162 section 2.1.4.2: the tree of ``size1`` and ``root1`` is a prefix of the tree of
+    ``size2`` and ``root2`` (equal sizes: an empty proof and equal roots)."""
+    if not 0 < size1 <= size2 or any(len(h) != 32 for h in (root1, root2, *path)):
+        return False
+    if size1 == size2:
+        return not path and root1 == root2
+    if not path:
+        return False
+    if size1 & (size1 - 1) == 0:
+        path = [root1, *path]
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for p in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(p, fr)
+            sr = node_hash(p, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, p)
+        fn >>= 1
+        sn >>= 1
+    return fr == root1 and sr == root2 and sn == 0
+
+
+class Stamp:
+    """A parsed ``timestamps/<size>.json``; FieldError when it is not what the format says."""
+
+    def __init__(self, doc: Any) -> None:
+        doc = need_object(doc, "the timestamp")
+        if doc.get("version") != TIMESTAMP_VERSION:
+            raise FieldError(f"version is {brief(doc.get('version'))}, not {TIMESTAMP_VERSION}")
+        try:
+            self.head = TreeHead(doc.get("tree_head"))
+        except FieldError as exc:
+            raise FieldError(f"tree_head: {exc}") from None
+        response = need_str(doc, "response")
+        try:
+            self.response = base64.b64decode(response, validate=True)
+        except (binascii.Error, ValueError):
+            raise FieldError("response is not base64") from None
+        self.to_tree_size = need_int(doc, "to_tree_size", 1, MAX_TREE_SIZE)
+        path = doc.get("consistency_proof")
+        if not isinstance(path, list) or len(path) > MAX_CONSISTENCY_PATH:
+            raise FieldError(
+                f"consistency_proof is {brief(path)}, not a list of at most "
+                f"{MAX_CONSISTENCY_PATH} hashes"
+            )
+        self.path = [
+            bytes.fromhex(need_hex(h, f"consistency_proof[{i}]")) for i, h in enumerate(path)
+        ]
+        # What the response says, for readers of the file: checked against the response.
+        self.said = (doc.get("gen_time"), doc.get("authority"))
+
+
+def load_roots(data: bytes) -> list[Any]:
+    """The certificates of a PEM file, each once; ValueError when there is none."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    certificates = x509.load_pem_x509_certificates(data)
+    return list({cert.fingerprint(hashes.SHA256()): cert for cert in certificates}.values())
+
+
+def authority_of(parsed: Any) -> str:
+    """The authority's name: the token's, else the subject of its time-stamping certificate."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    value = getattr(parsed.tst_info.name, "value", None)
+    if isinstance(value, x509.Name):
+        return value.rfc4514_string()
+    for der in parsed.signed_data.certificates:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if ExtendedKeyUsageOID.TIME_STAMPING in usage:
+            return cert.subject.rfc4514_string()
+    return "an unnamed authority"
+
+
+def rfc3161_check(response: bytes, message: bytes, roots: list[Any]) -> tuple[str, str]:
+    """(time, authority) of a granted RFC 3161 timestamp of ``message`` whose signer chains to
+    one of ``roots``; ValueError with the reason otherwise."""
+    import rfc3161_client
+
+    # The library parses hostile bytes in native code: whatever it raises means "not valid".
+    try:
+        parsed = rfc3161_client.decode_timestamp_response(response)
+    except Exception as exc:
+        raise ValueError(f"not an RFC 3161 response ({exc})") from None
+    if parsed.status not in (0, 1):  # granted, granted with modifications
+        raise ValueError(f"the authority refused to timestamp (status {parsed.status})")
+    builder = rfc3161_client.VerifierBuilder()
+    for root in roots:
+        builder = builder.add_root_certificate(root)
+    try:
+        builder.build().verify_message(parsed, message)
+        return parsed.tst_info.gen_time.isoformat(), authority_of(parsed)
+    except Exception as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def tsa_roots(bundle: Bundle, c: Checker, given: Path | None) -> tuple[list[Any] | None, str]:
+    """The authorities' roots to check timestamps with: the file given (obtained from the
+    authority), else the bundle's own copy; None (after a FAIL line) when unusable."""
+    if given is not None:
+        label = f"--tsa-roots {given}"
+        try:
+            data = given.read_bytes()
+        except OSError as exc:
+            c.fail(f"{label}: cannot be read: {exc.strerror or exc}")
+            return None, label
+    else:
+        label = TSA_ROOTS
+        try:
+            data = bundle.read(TSA_ROOTS, 1 << 20)
+        except MemberError as exc:
+            c.member_fail(TSA_ROOTS, f"{exc}: the timestamps cannot be checked")
+            return None, label
+        print(
+            f"NOTE: the timestamps are checked against {TSA_ROOTS}, the bundle's own copy of the "
+            "authority's root: compare it with the root the authority publishes, or run again "
+            "with --tsa-roots <that root> (README.txt)"
+        )
+    try:
+        return load_roots(data), label
+    except ValueError as exc:
+        c.fail(f"{label}: not PEM certificates ({exc})")
+        return None, label
+
+
+def check_stamp(
+    bundle: Bundle,
+    c: Checker,
+    name: str,
+    key: Ed25519PublicKey | None,
+    sth: TreeHead | None,
+    roots: tuple[list[Any] | None, str],
+    library: bool,
+) -> tuple[int, str, str] | None:
+    """One ``timestamps/<size>.json``: (its head's size, the time, the authority) when the
+    head's signature, its consistency with ``tree_head.json`` and the timestamp all verify."""
+    try:
+        stamp = Stamp(parse_json(bundle.read(name)))
+    except MemberError as exc:
+        c.member_fail(name, str(exc))
+        return None
+    except FieldError as exc:
+        c.fail(f"{name}: {exc}")
+        return None
+    except ValueError as exc:
+        c.fail(f"{name}: not valid JSON: {exc}")
+        return None
+    head, failures = stamp.head, c.failures
+    match = _STAMP.match(name)
+    if match is None or int(match.group(1)) != head.tree_size:
+        c.fail(f"{name}: holds a tree head of size {head.tree_size}, not the one it is named for")
+    if key is None:
+        c.fail(f"{name}: tree head signature not checked (no usable public_key.pem)")
+    elif not verify_signature(key, head.signature, head.message()):
+        c.fail(f"{name}: the signature of its tree head does not verify with public_key.pem")
+    if sth is None:
+        c.fail(f"{name}: consistency not checked (no usable tree_head.json)")
+    elif stamp.to_tree_size != sth.tree_size:
+        c.fail(f"{name}: its proof is to tree size {stamp.to_tree_size}, not {sth.tree_size}")
+    elif not consistent(
+        head.tree_size,
+        sth.tree_size,
+        bytes.fromhex(head.root_hash),
+        bytes.fromhex(sth.root_hash),
+        stamp.path,
+    ):
+        c.fail(
+            f"{name}: the consistency proof from tree size {head.tree_size} does not link it to "
+            f"tree_head.json (size {sth.tree_size}, root {sth.root_hash})"
+        )
+    certificates, label = roots
+    if not library:
+        c.fail(f"{name}: cannot check RFC 3161 timestamps: pip install rfc3161-client")
+        return None
+    if certificates is None:
+        c.fail(f"{name}: RFC 3161 timestamp not checked (no usable root certificate)")
+        return None
+    try:
+        when, authority = rfc3161_check(stamp.response, head.message(), certificates)
+    except ValueError as exc:
+        c.fail(f"{name}: the RFC 3161 timestamp does not verify with {label}: {exc}")
+        return None
+    if stamp.said != (when, authority):
+        c.fail(
+            f"{name}: says {brief(stamp.said[0])} by {brief(stamp.said[1])}, but its RFC 3161 "
+            f"response says {when} by {authority}"
+        )
+    if c.failures != failures:
+        return None
+    c.ok(
+        f"{name}: tree head of size {head.tree_size} timestamped {when} by {authority} "
+        "(RFC 3161), consistent with tree_head.json"
+    )
+    return head.tree_size, when, authority
+
+
+def check_timestamps(
+    bundle: Bundle,
+    c: Checker,
+    key: Ed25519PublicKey | None,
+    sth: TreeHead | None,
+    given_roots: Path | None,
+) -> list[tuple[int, str, str]]:
+    """Every ``timestamps/<size>.json``; returns those that verify, smallest head first."""
+    found = {}
+    for name in bundle.file_names():
+        match = _STAMP.match(name)
+        if match is not None and name not in bundle.blocked:
+            found[int(match.group(1))] = name
+    if not found:
+        return []
+    try:
+        import rfc3161_client  # noqa: F401
+    except ImportError:
+        library = False
+    else:
+        library = True
+    roots = tsa_roots(bundle, c, given_roots) if library else (None, "")
+    checked = [check_stamp(bundle, c, found[n], key, sth, roots, library) for n in sorted(found)]
+    return [stamp for stamp in checked if stamp is not None]
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -934,8 +1204,9 @@ def about_checker(location: Path) -> None:
         )
 
 
-def run(location: Path, expect_key_id: str | None = None) -> int:
-    """Check the bundle at ``location`` (a zip or a folder); returns the exit status."""
+def run(location: Path, expect_key_id: str | None = None, tsa_roots: Path | None = None) -> int:
+    """Check the bundle at ``location`` (a zip or a folder); returns the exit status.
+    ``tsa_roots``: a PEM file of the time-stamping authorities' roots, obtained from them."""
     try:
         import cryptography  # noqa: F401
     except ImportError:
@@ -960,14 +1231,27 @@ def run(location: Path, expect_key_id: str | None = None) -> int:
         check_container(bundle, c)
         key, kid = check_key(bundle, c, expect)
         manifest = check_manifest(bundle, c, key, kid)
-        gone = set() if manifest is None else check_members(bundle, c, manifest)
+        gone, matched = (set(), set()) if manifest is None else check_members(bundle, c, manifest)
         sth = check_tree_head(bundle, c, key, kid, manifest)
+        stamps = check_timestamps(bundle, c, key, sth, tsa_roots)
         ids = manifest.items if manifest is not None else found_items(bundle)
         if not ids:
             c.fail("the bundle holds no items")
         for item_id in ids:
-            if item_id not in gone:
-                check_item(bundle, c, item_id, sth)
+            if item_id in gone:
+                continue
+            leaf = check_item(bundle, c, item_id, sth)
+            # The earliest stamped head that holds the item's leaf: it existed by that time.
+            covering = [s for s in stamps if leaf is not None and leaf < s[0]]
+            if covering:
+                _, when, authority = covering[0]
+                c.ok(f"item {item_id} existed by {when} ({authority})")
+        for name in sorted(matched):
+            if name.startswith("credentials/") and name != TRUST_ANCHOR:
+                c.ok(
+                    f"{name}: a copy with content credentials, as the manifest lists it (its "
+                    "C2PA manifest is for C2PA tools: README.txt)"
+                )
     finally:
         source.close()
     if expect is None:
@@ -998,10 +1282,16 @@ def main(argv: list[str] | None = None) -> int:
         "--expect-key-id",
         help="the merchant's key id (64 hex digits), obtained from the merchant, not the bundle",
     )
+    parser.add_argument(
+        "--tsa-roots",
+        type=Path,
+        help="PEM file of the time-stamping authority's root certificate, obtained from the "
+        "authority (default: the bundle's timestamps/tsa_roots.pem)",
+    )
     args = parser.parse_args(argv)
     location = Path(args.bundle) if args.bundle else Path(__file__).resolve().parent
     try:
-        return run(location, args.expect_key_id)
+        return run(location, args.expect_key_id, args.tsa_roots)
     except KeyboardInterrupt:
         message = "FAIL: interrupted"
     except Exception as exc:  # the last resort: a checker must never end in a traceback

@@ -275,7 +275,11 @@ def test_verify_is_standalone() -> None:
         for alias in node.names
     }
     roots = {name.split(".")[0] for name in imported}
-    assert roots - set(sys.stdlib_module_names) == {"cryptography"}
+    assert roots - set(sys.stdlib_module_names) == {"cryptography", "rfc3161_client"}
+    # rfc3161-client only where a bundle has timestamps: never at the top of the module.
+    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in top if name.startswith(("rfc3161_client", "cryptography"))}
 
 
 async def test_a_media_file_named_like_a_bundle_document_is_refused(

@@ -1,6 +1,7 @@
 """A time-stamping authority on loopback for the tests: Debian's ``openssl ts`` signs the
 replies (EC P-256 keys: ``openssl ts`` cannot sign with Ed25519), behind an aiohttp handler
-that speaks RFC 3161 over HTTP. ``down = True`` makes it answer 503, as an outage would."""
+that speaks RFC 3161 over HTTP. ``down = True`` makes it answer 503, as an outage would.
+:meth:`LocalTsa.client` reaches it as the server does (an ``evidence.TimestampAuthority``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 _EXTENSIONS = """
@@ -120,7 +122,31 @@ class LocalTsa:
         self.url = f"http://127.0.0.1:{port}/tsa"
         return self
 
+    def client(self) -> TsaClient:
+        return TsaClient(self.url)
+
     async def aclose(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class TsaError(Exception):
+    """The authority did not answer with a reply."""
+
+
+class TsaClient:
+    """An RFC 3161 client over HTTP (``evidence.TimestampAuthority``), as the server's."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def timestamp(self, query: bytes) -> bytes:
+        headers = {"Content-Type": "application/timestamp-query"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url, data=query, headers=headers) as response,
+        ):
+            if response.status != 200:
+                raise TsaError(f"the authority answered {response.status}")
+            return await response.read()
