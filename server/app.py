@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from aioutil import cancel_and_wait
-from evidence import EvidenceArchive, EvidenceItem, LogisticsStage
+from evidence import ContentCredentials, EvidenceArchive, EvidenceItem, LogisticsStage
 from inference import BatcherMetrics, FaceDetector, GradingService, TextDetector, read_codes
 from media import Backoff, MediaCollector, MediaEngine
 from server.accounts import AccountService, Revocation
@@ -48,6 +48,7 @@ from server.wiring.pages import Pages
 from server.wiring.rtsp import RtspCameras
 from server.wiring.services import Services, open_services
 from server.wiring.signaling import CameraSessions, Renegotiation, SiteRooms, open_hub
+from server.wiring.timestamps import HttpTimestampAuthority, StampLoop, load_tsa_roots
 from signaling import Hub, RoomId, RoomKind
 from web import setup_pages
 
@@ -113,6 +114,14 @@ async def _build(
     opened.push_async_callback(services.aclose)
     archive = await EvidenceArchive.open(settings.data_dir / "evidence")
     opened.push_async_callback(archive.aclose)
+    # Content credentials of exported copies: the operator's certificate (a bad one, or one
+    # that does not match its key, stops the start), else the archive's own key.
+    if settings.c2pa_cert is not None and settings.c2pa_key is not None:
+        credentials = ContentCredentials.from_files(settings.c2pa_cert, settings.c2pa_key)
+    else:
+        credentials = await archive.content_credentials()
+    # Outside timestamps: the authority's roots are read now (a bad file stops the start).
+    tsa_roots = load_tsa_roots(settings) if settings.tsa_url else None
     # -- grading: the model (refused with a clear error when it breaks the contract) ----------
     stack: GradingStack | None = None
     if settings.grading:
@@ -130,6 +139,15 @@ async def _build(
         spool_dir=settings.data_dir / "redaction-spool",
     )
     app.cleanup_ctx.append(lifetime("redaction", stop=redaction.aclose))
+    if worker == 0 and tsa_roots is not None:
+        # One process asks the authority to timestamp the log's newest head.
+        stamping = StampLoop(
+            archive,
+            HttpTimestampAuthority(settings.tsa_url, services.guard),
+            tsa_roots,
+            interval_s=settings.tsa_interval_s,
+        )
+        app.cleanup_ctx.append(lifetime("timestamps", start=stamping.start, stop=stamping.aclose))
     if worker == 0:
         # One process raises the returns alerts (a second could not raise one twice, but would
         # repeat the work); its first round also brings the analytics rollups up to date.
@@ -312,6 +330,7 @@ async def _build(
             returns=services.returns,
             redaction=redaction,
             analytics=services.analytics,
+            credentials=credentials,
             uploads=uploads,
             sites=services.sites,
             presence=presence,

@@ -140,6 +140,15 @@ class Settings:
     #: before it is abandoned (nothing filed).
     redact_max_clip_s: float = 120.0
     redact_max_seconds: float = 480.0
+    #: An RFC 3161 time-stamping authority for the evidence log's signed heads (empty: none),
+    #: the PEM file of its root certificates, and how often the newest head is sent.
+    tsa_url: str = ""
+    tsa_roots: Path | None = None
+    tsa_interval_s: float = 60.0
+    #: An operator's C2PA signing certificate chain and key (PEM) for exported copies; empty:
+    #: the archive's own key under its local root.
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
     #: The privacy notice customers were shown, recorded with every evidence item.
     privacy_notice_version: str = "2026-11"
     #: Redis shared by every node and worker (``redis://host:6379/0``). Empty: one process
@@ -272,6 +281,11 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "retention_sweep_s": float,
     "redact_max_clip_s": float,
     "redact_max_seconds": float,
+    "tsa_url": str,
+    "tsa_roots": _path,
+    "tsa_interval_s": float,
+    "c2pa_cert": _path,
+    "c2pa_key": _path,
     "privacy_notice_version": str,
     "redis_url": str,
     "redis_prefix": str,
@@ -434,6 +448,22 @@ def _validate(settings: Settings) -> None:
     need(settings.retention_sweep_s >= 10, "retention_sweep_s", "must be at least 10 seconds")
     need(settings.redact_max_clip_s > 0, "redact_max_clip_s", "must be positive")
     need(settings.redact_max_seconds > 0, "redact_max_seconds", "must be positive")
+    need(
+        not settings.tsa_url or settings.tsa_url.startswith(("http://", "https://")),
+        "tsa_url",
+        "must be an http:// or https:// URL",
+    )
+    need(
+        not settings.tsa_url or settings.tsa_roots is not None,
+        "tsa_roots",
+        "the authority's root certificates (PEM) are needed with INSPECT_TSA_URL",
+    )
+    need(settings.tsa_interval_s >= 1, "tsa_interval_s", "must be at least 1 second")
+    need(
+        (settings.c2pa_cert is None) == (settings.c2pa_key is None),
+        "c2pa_cert",
+        "INSPECT_C2PA_CERT and INSPECT_C2PA_KEY go together",
+    )
     if settings.media_ports:
         bounds = settings.media_ports.split("-")
         need(

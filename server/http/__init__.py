@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from evidence import EvidenceArchive
+from evidence import ContentCredentials, EvidenceArchive
 from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
 from server.capture.redaction import RedactionService
@@ -40,6 +40,7 @@ from server.http.keys import (
     CAPTIONS_KEY,
     CAPTURES_KEY,
     CASES_KEY,
+    CREDENTIALS_KEY,
     DB_KEY,
     EVIDENCE_KEY,
     GRADING_VIEW_KEY,
@@ -140,6 +141,8 @@ class Edge:
     returns: ReturnsService | None = None
     redaction: RedactionService | None = None
     analytics: AnalyticsService | None = None
+    #: Content credentials for exported copies (none: bundles carry no C2PA copies).
+    credentials: ContentCredentials | None = None
     node_id: str | None = None
 
 
@@ -175,6 +178,8 @@ def setup_http(
         app[REDACTION_KEY] = edge.redaction
     if edge.analytics is not None:
         app[ANALYTICS_KEY] = edge.analytics
+    if edge.credentials is not None:
+        app[CREDENTIALS_KEY] = edge.credentials
     if edge.sites is not None:
         app[SITES_KEY] = edge.sites
     if edge.presence is not None:

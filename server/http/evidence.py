@@ -31,7 +31,13 @@ from pydantic import Field, StringConstraints, ValidationError
 from evidence import export_bundle
 from server.errors import Forbidden, InvalidRequest
 from server.http._request import ADMIN, case_id_of, credential_of, read_body, require
-from server.http.keys import CASES_KEY, EVIDENCE_KEY, REDACTION_KEY, SETTINGS_KEY
+from server.http.keys import (
+    CASES_KEY,
+    CREDENTIALS_KEY,
+    EVIDENCE_KEY,
+    REDACTION_KEY,
+    SETTINGS_KEY,
+)
 from server.http.openapi import ApiRoute
 from server.http.replies import JsonReply, Out, reply
 from server.http.wire import Body, ItemListResponse, ItemResponse, Stage, item_json
@@ -239,7 +245,12 @@ async def export(request: web.Request) -> web.StreamResponse:
     workdir = Path(tempfile.mkdtemp(prefix="bundle-", dir=request.app[SETTINGS_KEY].data_dir))
     try:
         bundle = await export_bundle(
-            archive, item_ids, actor=identity.audit_actor, reason=body.reason, dest_dir=workdir
+            archive,
+            item_ids,
+            actor=identity.audit_actor,
+            reason=body.reason,
+            dest_dir=workdir,
+            credentials=request.app.get(CREDENTIALS_KEY),
         )
         response = _SentFileResponse(
             bundle,

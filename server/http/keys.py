@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from evidence import EvidenceArchive
+from evidence import ContentCredentials, EvidenceArchive
 from server.accounts import AccountService
 from server.capture import CaptureService, InspectionService, UploadStore
 from server.capture.redaction import RedactionService
@@ -28,6 +28,7 @@ __all__ = [
     "CAPTIONS_KEY",
     "CAPTURES_KEY",
     "CASES_KEY",
+    "CREDENTIALS_KEY",
     "DB_KEY",
     "EVIDENCE_KEY",
     "GRADING_VIEW_KEY",
@@ -63,6 +64,8 @@ INSPECTION_KEY = web.AppKey("inspect_inspection", InspectionService)
 #: Where the customers' photos are spooled while they arrive in pieces.
 UPLOADS_KEY = web.AppKey("inspect_uploads", UploadStore)
 SITES_KEY = web.AppKey("inspect_sites", SiteService)
+#: The C2PA signer of exported copies (an operator's certificate, or the archive's key).
+CREDENTIALS_KEY = web.AppKey("inspect_credentials", ContentCredentials)
 #: Redacted copies of evidence for sharing (``server.capture.redaction``).
 REDACTION_KEY = web.AppKey("inspect_redaction", RedactionService)
 #: Returns analytics, sales and alerts (``server.returns.analytics``).
