@@ -59,9 +59,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 from cryptography.hazmat.primitives import hashes, serialization
 
 from evidence._bundle_text import BUNDLE_VERSION, Copy, Part, readme, summary
+from evidence._rendition import RENDERED, mp4_rendition
 from evidence.credentials import MIME_TYPES, ContentCredentials, CredentialsError
 from evidence.errors import InvalidRecord
 from evidence.log import canonical_json
@@ -241,6 +243,11 @@ def _credentialed_copies(
         item = part.proof.item
         for file in item.files:
             suffix = Path(file.name).suffix.lower()
+            if suffix in RENDERED:
+                copies[(item.item_id, file.name)] = _rendered_copy(
+                    part, file, credentials, scratch, bundle, key_id
+                )
+                continue
             mime = MIME_TYPES.get(suffix)
             if mime is None:
                 why = f"none: C2PA cannot carry a manifest in a {suffix or 'suffix-less'} file"
@@ -267,6 +274,43 @@ def _credentialed_copies(
             member = f"credentials/{item.item_id}/{file.name}"
             copies[(item.item_id, file.name)] = Copy(member, dest, member)
     return copies
+
+
+def _rendered_copy(
+    part: Part,
+    file: Any,
+    credentials: ContentCredentials,
+    scratch: Path,
+    bundle: str,
+    key_id: str,
+) -> Copy:
+    """Blocking: a recorded clip (WebM, Matroska) as a signed MP4 rendition, its assertion
+    naming the original file and its SHA-256."""
+    item = part.proof.item
+    name = f"{Path(file.name).stem}.mp4"
+    dest = scratch / item.item_id / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rendered = dest.with_name(f"{name}.rendition")
+    evidence = {
+        **_assertion(part, file, key_id, bundle),
+        "rendition_of": file.name,
+        "rendition": "MP4 (H.264 copied or re-encoded from VP8/VP9, sound to AAC)",
+    }
+    try:
+        mp4_rendition(part.proof.directory / file.name, rendered)
+        credentials.sign_file(
+            rendered, dest, "video/mp4", title=name, evidence=evidence,
+            captured_at=item.record.started_at,
+        )  # fmt: skip
+    except (CredentialsError, ValueError, av.FFmpegError) as exc:
+        logger.warning(
+            "no content credentials for %s: %s", file.name, exc, extra={"item_id": item.item_id}
+        )
+        return Copy(None, None, f"none: {exc}")
+    finally:
+        rendered.unlink(missing_ok=True)
+    member = f"credentials/{item.item_id}/{name}"
+    return Copy(member, dest, f"{member} (an MP4 rendition: C2PA does not sign {file.name})")
 
 
 def _check_layout(proof: ItemProof) -> None:

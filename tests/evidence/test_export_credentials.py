@@ -27,6 +27,7 @@ from evidence import (
     export_bundle,
     read_credentials,
 )
+from tests.fakes.faces import write_face_clip
 
 from .conftest import make_files, make_record
 
@@ -65,8 +66,9 @@ def write_media(directory: Path) -> list[tuple[str, Path]]:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    # A recorded call (VP8 and Opus in WebM): its credentialed copy is an MP4 rendition.
     webm = directory / "call.webm"
-    webm.write_bytes(b"\x1a\x45\xdf\xa3" + b"w" * 500)
+    write_face_clip(webm, seconds=1.0, size=(120, 160), face_width=60)
     strokes = directory / "strokes.json"
     strokes.write_text('{"strokes": []}')
     return [(p.name, p) for p in (photo, png, clip, webm, strokes)]
@@ -106,6 +108,7 @@ async def test_credentialed_copies_read_back_trusted_with_their_record(
             for n in ("photo.jpg", "markup.png", "clip.mp4")
         }
         originals = {f.name: zf.read(f"items/{media.item_id}/{f.name}") for f in media.files}
+        rendition = zf.read(f"credentials/{media.item_id}/call.mp4")
         summary = zf.read("summary.html").decode()
         readme = zf.read("README.txt").decode()
     assert anchor == credentials.anchor_pem
@@ -113,6 +116,7 @@ async def test_credentialed_copies_read_back_trusted_with_their_record(
     assert credentialed == {
         "credentials/trust_anchor.pem",
         *(f"credentials/{media.item_id}/{n}" for n in copies),
+        f"credentials/{media.item_id}/call.mp4",
     }
     assert credentialed <= set(manifest["members"])
 
@@ -145,7 +149,16 @@ async def test_credentialed_copies_read_back_trusted_with_their_record(
     with av.open(io.BytesIO(copies["clip.mp4"]), "r") as container:  # still plays
         assert len(list(container.decode(video=0))) == 10
 
-    assert "none: C2PA cannot carry a manifest in a .webm file" in summary
+    # The recorded call's copy is an MP4 rendition, signed, naming the WebM it was made from.
+    rendered = read_credentials(rendition, "video/mp4", anchors=anchor)
+    assert rendered.state == "Trusted", rendered.failures
+    assert rendered.evidence is not None
+    assert rendered.evidence["rendition_of"] == "call.webm"
+    webm = media.file("call.webm")
+    assert webm is not None and rendered.evidence["sha256"] == webm.sha256
+    with av.open(io.BytesIO(rendition), "r") as container:
+        assert len(list(container.decode(video=0))) >= 10
+    assert "an MP4 rendition" in summary
     assert "none: C2PA cannot carry a manifest in a .json file" in summary
     assert "none: the file could not be signed" in summary  # the fake snapshot.jpg
     assert f"credentials/{media.item_id}/photo.jpg" in summary
