@@ -381,6 +381,16 @@ async def test_a_changed_case_or_sale_shows_in_the_next_answer(
     assert (await stack.store.units(Dimension.SKU, one_day))[case.sku] == before_day + 1000
     after_month = (await stack.store.units(Dimension.MONTH, year_slice))[day.isoformat()[:7]]
     assert after_month == before_month + 1000
+    # One upload with several rows of that day, one of them twice (the later wins): the day
+    # is marked for a rebuild once, whatever the triggers meet inside the upsert.
+    await stack.service.put_sales(
+        [
+            SalesRow(day=day, sku=case.sku, units=10, country="ZZ"),
+            SalesRow(day=day, sku="SKU-OTHER", units=5, country="ZZ"),
+            SalesRow(day=day, sku=case.sku, units=20, country="ZZ"),
+        ]
+    )
+    assert (await stack.store.units(Dimension.SKU, one_day))[case.sku] == before_day + 20
 
 
 # -- alerts -------------------------------------------------------------------------------------

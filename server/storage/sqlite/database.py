@@ -348,10 +348,20 @@ CREATE INDEX IF NOT EXISTS cases_contact ON cases (customer_contact, created_at)
 CREATE INDEX IF NOT EXISTS sales_category ON sales (category, sku, day, country, units);
 CREATE INDEX IF NOT EXISTS sales_country ON sales (country, sku, day, category, units);
 -- A change to what analytics count marks the day of the case (or sale) for a rebuild.
+-- (Dropped and made again at every start: a trigger's body may change between versions.
+-- Inside an upsert SQLite applies the outer statement's conflict rule to a trigger's own
+-- inserts, so "OR IGNORE" cannot be relied on there: the inserts check first.)
+DROP TRIGGER IF EXISTS analytics_case_insert;
+DROP TRIGGER IF EXISTS analytics_case_update;
+DROP TRIGGER IF EXISTS analytics_case_delete;
+DROP TRIGGER IF EXISTS analytics_sales_insert;
+DROP TRIGGER IF EXISTS analytics_sales_update;
+DROP TRIGGER IF EXISTS analytics_sales_delete;
 CREATE TRIGGER IF NOT EXISTS analytics_case_insert AFTER INSERT ON cases
 WHEN NEW.kind = 'return'
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(NEW.created_at, 'unixepoch'));
+    INSERT INTO analytics_dirty (day) SELECT date(NEW.created_at, 'unixepoch')
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(NEW.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_case_update AFTER UPDATE OF kind, created_at, sku,
     category, claimed_reason, verified_reason, final_grade, country, carrier, order_value,
@@ -364,26 +374,33 @@ WHEN (NEW.kind = 'return' OR OLD.kind = 'return') AND (NEW.kind IS NOT OLD.kind
     OR NEW.order_value IS NOT OLD.order_value OR NEW.order_currency IS NOT OLD.order_currency
     OR NEW.decided_at IS NOT OLD.decided_at)
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(OLD.created_at, 'unixepoch'));
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(NEW.created_at, 'unixepoch'));
+    INSERT INTO analytics_dirty (day) SELECT date(OLD.created_at, 'unixepoch')
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(OLD.created_at, 'unixepoch'));
+    INSERT INTO analytics_dirty (day) SELECT date(NEW.created_at, 'unixepoch')
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(NEW.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_case_delete AFTER DELETE ON cases
 WHEN OLD.kind = 'return'
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (date(OLD.created_at, 'unixepoch'));
+    INSERT INTO analytics_dirty (day) SELECT date(OLD.created_at, 'unixepoch')
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(OLD.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_sales_insert AFTER INSERT ON sales
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (NEW.day);
+    INSERT INTO analytics_dirty (day) SELECT NEW.day
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = NEW.day);
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_sales_update AFTER UPDATE ON sales
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (OLD.day);
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (NEW.day);
+    INSERT INTO analytics_dirty (day) SELECT OLD.day
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = OLD.day);
+    INSERT INTO analytics_dirty (day) SELECT NEW.day
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = NEW.day);
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_sales_delete AFTER DELETE ON sales
 BEGIN
-    INSERT OR IGNORE INTO analytics_dirty (day) VALUES (OLD.day);
+    INSERT INTO analytics_dirty (day) SELECT OLD.day
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = OLD.day);
 END;
 -- Rollups of another format (or none yet, in a database that has cases): rebuild every day.
 DELETE FROM return_dim
