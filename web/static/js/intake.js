@@ -38,6 +38,8 @@ export class IntakeForm {
       event.preventDefault();
       this.#send();
     });
+    this.#ui.reason.disabled = false;
+    this.#ui.submit.disabled = false;
   }
 
   async #post(path, body) {
