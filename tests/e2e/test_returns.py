@@ -90,9 +90,7 @@ async def test_intake_offer_verified_reason_and_the_rules_page(
             intake = customer.locator(tid("intake"))
             await pw_expect(intake).to_be_visible(timeout=WAIT_MS)
             # The form works once the page's script runs (it enables it).
-            await pw_expect(customer.locator(tid("intake-reason"))).to_be_enabled(
-                timeout=WAIT_MS
-            )
+            await pw_expect(customer.locator(tid("intake-reason"))).to_be_enabled(timeout=WAIT_MS)
             await pw_expect(intake.locator("h2")).to_have_text(translate("es", "intake.title"))
 
             async with customer.expect_response(

@@ -361,7 +361,8 @@ CREATE TRIGGER IF NOT EXISTS analytics_case_insert AFTER INSERT ON cases
 WHEN NEW.kind = 'return'
 BEGIN
     INSERT INTO analytics_dirty (day) SELECT date(NEW.created_at, 'unixepoch')
-        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(NEW.created_at, 'unixepoch'));
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty
+                          WHERE day = date(NEW.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_case_update AFTER UPDATE OF kind, created_at, sku,
     category, claimed_reason, verified_reason, final_grade, country, carrier, order_value,
@@ -375,15 +376,18 @@ WHEN (NEW.kind = 'return' OR OLD.kind = 'return') AND (NEW.kind IS NOT OLD.kind
     OR NEW.decided_at IS NOT OLD.decided_at)
 BEGIN
     INSERT INTO analytics_dirty (day) SELECT date(OLD.created_at, 'unixepoch')
-        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(OLD.created_at, 'unixepoch'));
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty
+                          WHERE day = date(OLD.created_at, 'unixepoch'));
     INSERT INTO analytics_dirty (day) SELECT date(NEW.created_at, 'unixepoch')
-        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(NEW.created_at, 'unixepoch'));
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty
+                          WHERE day = date(NEW.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_case_delete AFTER DELETE ON cases
 WHEN OLD.kind = 'return'
 BEGIN
     INSERT INTO analytics_dirty (day) SELECT date(OLD.created_at, 'unixepoch')
-        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty WHERE day = date(OLD.created_at, 'unixepoch'));
+        WHERE NOT EXISTS (SELECT 1 FROM analytics_dirty
+                          WHERE day = date(OLD.created_at, 'unixepoch'));
 END;
 CREATE TRIGGER IF NOT EXISTS analytics_sales_insert AFTER INSERT ON sales
 BEGIN
