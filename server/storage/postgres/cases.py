@@ -7,23 +7,18 @@ one case from any number of nodes run one after the other and none is lost."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from decimal import Decimal
-from enum import StrEnum
-from typing import Any
-
-import asyncpg
 
 from server.cases import (
     Case,
     CaseEvent,
-    CaseKind,
     CaseState,
     CaseUpdate,
     WebhookEvent,
 )
 from server.errors import NotFound
+from server.storage._case_rows import case_from_row, column_value
 
 from .database import Connection, PostgresDatabase
 from .webhooks import enqueue
@@ -74,74 +69,12 @@ _APPEND_ONCE = (
 )
 
 
-def _json(text: str | None) -> Any:
-    return json.loads(text) if text else None
-
-
-def _case(row: asyncpg.Record) -> Case:
-    return Case(
-        id=row["id"],
-        kind=CaseKind(row["kind"]),
-        state=CaseState(row["state"]),
-        customer_name=row["customer_name"],
-        customer_contact=row["customer_contact"],
-        order_id=row["order_id"],
-        sku=row["sku"],
-        reason=row["reason"],
-        tracking_number=row["tracking_number"],
-        unit_id=row["unit_id"],
-        carrier=row["carrier"],
-        shipped_at=row["shipped_at"],
-        delivered_at=row["delivered_at"],
-        customer_locale=row["customer_locale"],
-        customer_time_zone=row["customer_time_zone"],
-        claimed_reason=row["claimed_reason"],
-        verified_reason=row["verified_reason"],
-        category=row["category"],
-        order_value=Decimal(row["order_value"]) if row["order_value"] else None,
-        order_currency=row["order_currency"],
-        country=row["country"],
-        intake=_json(row["intake"]),
-        refund_state=row["refund_state"] or "none",
-        disposition=row["disposition"],
-        approval=_json(row["approval"]),
-        final_grade=row["final_grade"],
-        agent_id=row["agent_id"],
-        decision=row["decision"],
-        refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
-        currency=row["currency"],
-        facts=_json(row["facts"]),
-        note=row["note"],
-        outcome=row["outcome"],
-        resolution_note=row["resolution_note"],
-        grading=_json(row["grading"]),
-        created_at=row["created_at"],
-        waiting_at=row["waiting_at"],
-        in_call_at=row["in_call_at"],
-        decided_at=row["decided_at"],
-        closed_at=row["closed_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _column(value: Any) -> Any:
-    """A field's value as its column holds it: money as decimal text (never a float at rest),
-    mappings as JSON, enums by value."""
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return json.dumps(dict(value))
-    return value
-
-
 async def _load(conn: Connection, case_id: str, *, lock: bool = False) -> Case:
     sql = f"SELECT {_COLUMNS} FROM cases WHERE id = $1" + (" FOR UPDATE" if lock else "")
     row = await conn.fetchrow(sql, case_id)
     if row is None:
         raise NotFound(f"no case {case_id!r}")
-    return _case(row)
+    return case_from_row(row)
 
 
 class PostgresCaseStore:
@@ -172,7 +105,7 @@ class PostgresCaseStore:
 
     async def get(self, case_id: str) -> Case | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE id = $1", (case_id,))
-        return _case(row) if row is not None else None
+        return case_from_row(row) if row is not None else None
 
     async def list_cases(self, state: CaseState | None, *, limit: int, offset: int) -> list[Case]:
         if state is None:
@@ -187,7 +120,7 @@ class PostgresCaseStore:
                 " ORDER BY created_at DESC, seq DESC LIMIT $2 OFFSET $3",
                 (state.value, limit, offset),
             )
-        return [_case(row) for row in rows]
+        return [case_from_row(row) for row in rows]
 
     async def events(self, case_id: str) -> list[CaseEvent]:
         rows = await self._db.fetch(
@@ -215,7 +148,7 @@ class PostgresCaseStore:
             " AND created_at < $2 ORDER BY created_at, seq LIMIT $3",
             (since, until, limit),
         )
-        return [_case(row) for row in rows]
+        return [case_from_row(row) for row in rows]
 
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self._db.fetch("SELECT state, COUNT(*) AS n FROM cases GROUP BY state")
@@ -224,7 +157,7 @@ class PostgresCaseStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def create(self, case: Case, *, event: CaseEvent, webhook: WebhookEvent | None) -> Case:
-        values = [_column(getattr(case, name)) for name in _INSERT_COLUMNS]
+        values = [column_value(getattr(case, name)) for name in _INSERT_COLUMNS]
 
         async def work(conn: Connection) -> Case:
             await conn.execute(_INSERT, *values)
@@ -246,7 +179,7 @@ class PostgresCaseStore:
                 raise ValueError(f"not a field a case change may set: {sorted(unknown)}")
             names = list(update.values)
             columns = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, start=1))
-            params = [_column(update.values[name]) for name in names]
+            params = [column_value(update.values[name]) for name in names]
             await conn.execute(
                 f"UPDATE cases SET {columns} WHERE id = ${len(names) + 1}", *params, case_id
             )

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from decimal import Decimal
-from enum import StrEnum
-from typing import Any
 
 from server.cases import (
     Case,
     CaseEvent,
-    CaseKind,
     CaseState,
     CaseUpdate,
     WebhookEvent,
 )
 from server.errors import NotFound
+from server.storage._case_rows import case_from_row, column_value
 
 from .database import Database
 from .webhooks import enqueue
@@ -30,69 +27,11 @@ __all__ = ["SqliteCaseStore"]
 _MUTABLE = frozenset(f.name for f in fields(Case)) - {"id", "kind", "created_at"}
 
 
-def _case(row: sqlite3.Row) -> Case:
-    return Case(
-        id=row["id"],
-        kind=CaseKind(row["kind"]),
-        state=CaseState(row["state"]),
-        customer_name=row["customer_name"],
-        customer_contact=row["customer_contact"],
-        order_id=row["order_id"],
-        sku=row["sku"],
-        reason=row["reason"],
-        tracking_number=row["tracking_number"],
-        unit_id=row["unit_id"],
-        carrier=row["carrier"],
-        shipped_at=row["shipped_at"],
-        delivered_at=row["delivered_at"],
-        customer_locale=row["customer_locale"],
-        customer_time_zone=row["customer_time_zone"],
-        claimed_reason=row["claimed_reason"],
-        verified_reason=row["verified_reason"],
-        category=row["category"],
-        order_value=Decimal(row["order_value"]) if row["order_value"] else None,
-        order_currency=row["order_currency"],
-        country=row["country"],
-        intake=json.loads(row["intake"]) if row["intake"] else None,
-        refund_state=row["refund_state"] or "none",
-        disposition=row["disposition"],
-        approval=json.loads(row["approval"]) if row["approval"] else None,
-        final_grade=row["final_grade"],
-        agent_id=row["agent_id"],
-        decision=row["decision"],
-        refund_amount=Decimal(row["refund_amount"]) if row["refund_amount"] else None,
-        currency=row["currency"],
-        facts=json.loads(row["facts"]) if row["facts"] else None,
-        note=row["note"],
-        outcome=row["outcome"],
-        resolution_note=row["resolution_note"],
-        grading=json.loads(row["grading"]) if row["grading"] else None,
-        created_at=row["created_at"],
-        waiting_at=row["waiting_at"],
-        in_call_at=row["in_call_at"],
-        decided_at=row["decided_at"],
-        closed_at=row["closed_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _column(value: Any) -> Any:
-    """A field's value as its column holds it: money as decimal text (never a float at rest),
-    mappings as JSON, enums by value."""
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return json.dumps(dict(value))
-    return value
-
-
 def _load(conn: sqlite3.Connection, case_id: str) -> Case:
     row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
     if row is None:
         raise NotFound(f"no case {case_id!r}")
-    return _case(row)
+    return case_from_row(row)
 
 
 class SqliteCaseStore:
@@ -120,7 +59,7 @@ class SqliteCaseStore:
 
     async def get(self, case_id: str) -> Case | None:
         row = await self._db.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
-        return _case(row) if row is not None else None
+        return case_from_row(row) if row is not None else None
 
     async def list_cases(self, state: CaseState | None, *, limit: int, offset: int) -> list[Case]:
         if state is None:
@@ -134,7 +73,7 @@ class SqliteCaseStore:
                 " LIMIT ? OFFSET ?",
                 (state.value, limit, offset),
             )
-        return [_case(row) for row in rows]
+        return [case_from_row(row) for row in rows]
 
     async def events(self, case_id: str) -> list[CaseEvent]:
         rows = await self._db.fetchall(
@@ -162,7 +101,7 @@ class SqliteCaseStore:
             " ORDER BY created_at, rowid LIMIT ?",
             (since, until, limit),
         )
-        return [_case(row) for row in rows]
+        return [case_from_row(row) for row in rows]
 
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM cases GROUP BY state")
@@ -196,7 +135,7 @@ class SqliteCaseStore:
                     case.customer_time_zone,
                     case.claimed_reason,
                     case.category,
-                    _column(case.order_value),
+                    column_value(case.order_value),
                     case.order_currency,
                     case.country,
                     case.created_at,
@@ -220,7 +159,7 @@ class SqliteCaseStore:
             if unknown:
                 raise ValueError(f"not a field a case change may set: {sorted(unknown)}")
             columns = ", ".join(f"{name} = ?" for name in update.values)
-            params = [_column(value) for value in update.values.values()]
+            params = [column_value(value) for value in update.values.values()]
             conn.execute(f"UPDATE cases SET {columns} WHERE id = ?", (*params, case_id))
             self._append(conn, case_id, update.event, update.webhook)
             return _load(conn, case_id), True
