@@ -146,7 +146,7 @@ async def test_an_rtsp_camera_is_pulled_watched_comes_back_and_stops_when_switch
             live,
             http,
             camera_id,
-            lambda s: s["rtsp"] is not None and live.state.rtsp.error_detail(camera_id) == refused,
+            lambda s: (s["rtsp"] or {}).get("detail") == refused,
         )
         assert status["online"] is False and status["rtsp"]["retries"] >= 2
         assert status["rtsp"]["state"] in ("retrying", "connecting")
@@ -173,7 +173,7 @@ async def test_an_rtsp_camera_is_pulled_watched_comes_back_and_stops_when_switch
             live,
             http,
             camera_id,
-            lambda s: live.state.rtsp.error_detail(camera_id) == unauthorized,
+            lambda s: (s["rtsp"] or {}).get("detail") == unauthorized,
         )
         assert status["online"] is False and status["rtsp"]["error"] == UNREACHABLE
         await call(
