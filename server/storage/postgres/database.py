@@ -1,5 +1,5 @@
 """PostgreSQL storage: an asyncpg pool bound to one schema (``search_path``), the schema of the
-stores ported so far, and its migrations.
+stores (``schema/*.sql``, one file per domain), and its migrations.
 
 The schema shares SQLite's history: ``schema_version`` holds the same numbers as
 :data:`server.storage.sqlite.database.SCHEMA_VERSION`, so one version names one set of tables on
@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -37,107 +38,16 @@ _TRANSACTION_ATTEMPTS = 5
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-# Every statement is idempotent: the script runs at each start, so a table added here for a
-# newly ported store appears in databases made before it (as SQLite's CREATE IF NOT EXISTS).
-# Types: times are double precision (seconds since the epoch, as SQLite's REAL), money is
-# decimal text (never a float at rest), JSON is the text the store wrote (read back exactly).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (
-    version    integer PRIMARY KEY,
-    applied_at double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cases (
-    id                 text PRIMARY KEY,
-    -- Creation order, for ties of created_at (SQLite's rowid).
-    seq                bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    kind               text NOT NULL,
-    state              text NOT NULL,
-    customer_name      text NOT NULL,
-    customer_contact   text,
-    order_id           text,
-    sku                text,
-    reason             text,
-    tracking_number    text,
-    unit_id            text,
-    carrier            text,
-    shipped_at         double precision,
-    delivered_at       double precision,
-    customer_locale    text,
-    customer_time_zone text,
-    claimed_reason     text,
-    verified_reason    text,
-    category           text,
-    order_value        text,
-    order_currency     text,
-    country            text,
-    intake             text,
-    refund_state       text NOT NULL DEFAULT 'none',
-    disposition        text,
-    approval           text,
-    final_grade        text,
-    agent_id           text,
-    decision           text,
-    refund_amount      text,
-    currency           text,
-    facts              text,
-    note               text,
-    outcome            text,
-    resolution_note    text,
-    grading            text,
-    created_at         double precision NOT NULL,
-    waiting_at         double precision,
-    in_call_at         double precision,
-    decided_at         double precision,
-    closed_at          double precision,
-    updated_at         double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cases_state ON cases (state, created_at, seq);
-CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at, seq);
-CREATE INDEX IF NOT EXISTS cases_order ON cases (order_id);
-CREATE INDEX IF NOT EXISTS cases_tracking ON cases (tracking_number);
-CREATE INDEX IF NOT EXISTS cases_contact ON cases (customer_contact, created_at);
-CREATE INDEX IF NOT EXISTS cases_returns ON cases (kind, created_at, seq);
-CREATE TABLE IF NOT EXISTS case_events (
-    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    case_id   text NOT NULL REFERENCES cases (id),
-    at        double precision NOT NULL,
-    type      text NOT NULL,
-    actor     text NOT NULL,
-    data      text NOT NULL,
-    dedup_key text,
-    UNIQUE (case_id, dedup_key)
-);
-CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, id);
-CREATE TABLE IF NOT EXISTS webhooks (
-    id         text PRIMARY KEY,
-    url        text NOT NULL,
-    secret     text NOT NULL,
-    created_by text,
-    created_at double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_outbox (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    delivery_id     text NOT NULL UNIQUE,
-    event_id        text NOT NULL,
-    event           text NOT NULL,
-    case_id         text NOT NULL,
-    webhook_id      text,
-    url             text NOT NULL,
-    body            text NOT NULL,
-    status          text NOT NULL DEFAULT 'pending',
-    attempts        integer NOT NULL DEFAULT 0,
-    next_attempt_at double precision NOT NULL,
-    last_error      text,
-    created_at      double precision NOT NULL,
-    finished_at     double precision,
-    -- Until when a node holds this delivery (PostgresWebhookStore.claim_due); NULL: nobody.
-    claimed_until   double precision
-);
-CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (webhook_id, url, case_id, id)
-    WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS webhook_outbox_finished ON webhook_outbox (finished_at)
-    WHERE status <> 'pending';
-"""
+#: The schema, one file per domain in ``schema/`` (run in name order at every start; each
+#: statement is idempotent, so a store ported later finds its tables in an older database).
+_SCHEMA_DIR = Path(__file__).with_name("schema")
+
+
+def schema_sql() -> str:
+    """Every domain's DDL, in file name order."""
+    files = sorted(_SCHEMA_DIR.glob("*.sql"))
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
 
 #: Changes to databases made by an earlier version, by the version they lead to (every version
 #: after BASE_VERSION up to SCHEMA_VERSION must be here, even as an empty tuple).
@@ -164,7 +74,7 @@ def _status_count(status: str) -> int:
 
 async def _migrate(conn: Connection, supported: int) -> None:
     """Create or bring the schema up to ``supported``, inside the caller's transaction."""
-    await conn.execute(_SCHEMA)
+    await conn.execute(schema_sql())
     found = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
     version = int(found)
     if version > supported:
