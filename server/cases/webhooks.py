@@ -59,6 +59,13 @@ class WebhookConfig:
     max_delay_s: float = 600.0
     request_timeout_s: float = 10.0
     concurrency: int = 8
+    #: How long a claimed delivery is this process's to send (then another may take it): well
+    #: past an attempt's longest (the request timeout), so two never send one attempt.
+    lease_s: float = 60.0
+    #: The longest the dispatcher sleeps without looking at the outbox: deliveries that
+    #: another process enqueued and could not send (it stopped) are taken over within this.
+    #: ``None``: only when woken (one process alone on its outbox).
+    poll_s: float | None = 30.0
     #: Finished deliveries older than this are forgotten at start.
     keep_finished_s: float = 7 * 86400
 
@@ -67,6 +74,8 @@ class WebhookConfig:
             raise ValueError("max_attempts must be at least 1")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.lease_s <= self.request_timeout_s:
+            raise ValueError("lease_s must be longer than request_timeout_s")
 
 
 class DeliveryMetrics(Protocol):
@@ -111,6 +120,8 @@ class WebhookDispatcher:
         self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[tuple[str | None, str, str], asyncio.Task[None]] = {}
+        #: Row ids of the deliveries being sent (leased to this process).
+        self._held: set[int] = set()
         self._closed = False
 
     # -- admin-configured targets --------------------------------------------------------------
@@ -206,6 +217,7 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
+        self._held.clear()
         if self._session is not None:
             await self._session.close()
 
@@ -223,26 +235,35 @@ class WebhookDispatcher:
             logger.debug("webhook dispatcher stopped")
 
     async def _dispatch_due(self) -> float | None:
-        """Start every due head-of-line delivery; the delay until the next one falls due."""
-        heads = await self._store.pending_heads()
+        """Claim and start the due head-of-line deliveries this process has room for; the
+        delay until the outbox should be looked at again."""
+        room = self._config.concurrency - len(self._inflight)
         now = self._clock()
-        next_due: float | None = None
-        for delivery in heads:
-            if delivery.group in self._inflight:
-                continue
-            if delivery.next_attempt_at <= now:
+        if room > 0:
+            claimed = await self._store.claim_due(now=now, lease_s=self._config.lease_s, limit=room)
+            for delivery in claimed:
                 task = asyncio.create_task(
                     self._deliver(delivery), name=f"webhook-{delivery.delivery_id}"
                 )
                 self._inflight[delivery.group] = task
-                task.add_done_callback(functools.partial(self._finished, delivery.group))
-            else:
-                wait = delivery.next_attempt_at - now
-                next_due = wait if next_due is None else min(next_due, wait)
-        return next_due
+                self._held.add(delivery.row_id)
+                task.add_done_callback(
+                    functools.partial(self._finished, delivery.group, delivery.row_id)
+                )
+        if self._inflight and len(self._inflight) >= self._config.concurrency:
+            return None  # woken when one finishes
+        due = await self._store.next_due(held=self._held)
+        poll = self._config.poll_s
+        if due is None:
+            return poll
+        delay = max(due - self._clock(), 0.0)
+        return delay if poll is None else min(delay, poll)
 
-    def _finished(self, key: tuple[str | None, str, str], _task: asyncio.Task[None]) -> None:
+    def _finished(
+        self, key: tuple[str | None, str, str], row_id: int, _task: asyncio.Task[None]
+    ) -> None:
         self._inflight.pop(key, None)
+        self._held.discard(row_id)
         self._wake.set()
 
     async def _wait(self, delay: float | None) -> None:

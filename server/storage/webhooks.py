@@ -4,6 +4,7 @@ targets and the outbox of deliveries that case changes enqueued (see
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -42,6 +43,19 @@ class WebhookStore(Protocol):
         """The oldest pending delivery of each (target, URL, case), due or not, soonest due
         first (equal times: the older first). Only these may be attempted: a later delivery of
         the same case to the same target waits until the one before it is finished."""
+        ...
+
+    async def claim_due(self, *, now: float, lease_s: float, limit: int = 100) -> list[Delivery]:
+        """Lease to the caller, until ``now + lease_s``, up to ``limit`` due heads (as
+        :meth:`pending_heads` has them) that no one holds, soonest due first, in one
+        transaction: of the processes and nodes dispatching from one outbox, one sends each
+        attempt. Finishing a delivery or :meth:`retry_later` ends its lease; a lease that runs
+        out (a process that died mid-send) lets another take the delivery again."""
+        ...
+
+    async def next_due(self, *, held: Collection[int] = ()) -> float | None:
+        """When the soonest pending head other than those ``held`` (row ids the caller is
+        sending) can next be claimed (due, and its lease over); ``None`` if there is none."""
         ...
 
     async def mark_delivered(self, row_id: int, *, attempts: int, at: float) -> None:

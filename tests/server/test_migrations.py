@@ -3,8 +3,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from server.storage.accounts import SessionRecord
-from server.storage.sqlite import SCHEMA_VERSION, Database
+from server.storage.sqlite import SCHEMA_VERSION, Database, SchemaTooNew
 from server.storage.sqlite.accounts import SqliteAccountStore
 
 
@@ -172,3 +174,49 @@ async def test_a_schema_6_database_gains_the_returns_columns_and_keeps_its_grade
         assert await db.fetchall("SELECT * FROM return_rules") == []
     finally:
         await db.aclose()
+
+
+async def test_a_schema_7_outbox_gains_delivery_leases_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "inspect.db"
+    db = await Database.open(path)
+    await db.aclose()
+    # Back to version 7: the outbox as it was (no lease column), with a pending delivery.
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        DROP TABLE webhook_outbox;
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL UNIQUE,
+            event_id TEXT NOT NULL, event TEXT NOT NULL, case_id TEXT NOT NULL, webhook_id TEXT,
+            url TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL,
+            last_error TEXT, created_at REAL NOT NULL, finished_at REAL);
+        INSERT INTO webhook_outbox (delivery_id, event_id, event, case_id, url, body,
+            next_attempt_at, created_at)
+            VALUES ('d1', 'e1', 'case.created', 'c1', 'https://h.example/', '{}', 5.0, 5.0);
+        PRAGMA user_version=7;
+        """
+    )
+    old.close()
+    db = await Database.open(path)
+    try:
+        version = await db.fetchone("PRAGMA user_version")
+        assert version is not None and version[0] == SCHEMA_VERSION
+        row = await db.fetchone("SELECT delivery_id, claimed_until FROM webhook_outbox")
+        assert row is not None and tuple(row) == ("d1", None)
+    finally:
+        await db.aclose()
+
+
+async def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "inspect.db"
+    db = await Database.open(path)
+    await db.aclose()
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        await Database.open(path)
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    check.close()

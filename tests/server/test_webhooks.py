@@ -138,6 +138,7 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
             secret=settings.webhook_secret,
             max_attempts=settings.webhook_max_attempts,
             base_delay_s=1.0,
+            poll_s=None,  # one process: the fake clock moves only for retries
         )
         dispatcher = WebhookDispatcher(
             SqliteWebhookStore(db),

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from ..database import SchemaTooNew
 from ..sqlite.database import SCHEMA_VERSION
 
 __all__ = ["BASE_VERSION", "SCHEMA_VERSION", "Connection", "PostgresDatabase", "SchemaTooNew"]
@@ -51,19 +52,10 @@ def schema_sql() -> str:
 
 #: Changes to databases made by an earlier version, by the version they lead to (every version
 #: after BASE_VERSION up to SCHEMA_VERSION must be here, even as an empty tuple).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was made by a newer version of the program than this one."""
-
-    def __init__(self, found: int, supported: int) -> None:
-        super().__init__(
-            f"the PostgreSQL database is at schema version {found}, newer than this program's "
-            f"{supported}: run the newer version (or restore a backup made for this one)"
-        )
-        self.found = found
-        self.supported = supported
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 8: the outbox's delivery leases, which the PostgreSQL schema had from the start.
+    8: (),
+}
 
 
 def _status_count(status: str) -> int:
@@ -78,7 +70,7 @@ async def _migrate(conn: Connection, supported: int) -> None:
     found = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
     version = int(found)
     if version > supported:
-        raise SchemaTooNew(version, supported)
+        raise SchemaTooNew("the PostgreSQL database", version, supported)
     if version == supported:
         return
     # A new database is the base schema; an older one has what it had.
@@ -101,6 +93,8 @@ class PostgresDatabase:
     """An asyncpg pool whose connections all use one schema. :meth:`transaction` runs a
     function in a transaction on one connection, again if PostgreSQL chose it as a deadlock's
     or a serialization failure's victim."""
+
+    backend = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, schema: str | None) -> None:
         self._pool = pool

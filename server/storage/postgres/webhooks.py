@@ -7,7 +7,7 @@ same attempt and a (target, case) still has at most one delivery in flight."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
@@ -44,6 +44,14 @@ WITH heads AS (
 )
 UPDATE webhook_outbox AS w SET claimed_until = $2 FROM picked WHERE w.id = picked.id
 RETURNING w.*
+"""
+
+# When the soonest head can be claimed: due, and its lease (if any) run out.
+_NEXT_DUE = """
+SELECT MIN(GREATEST(o.next_attempt_at, o.claimed_until)) FROM webhook_outbox AS o
+JOIN (SELECT MIN(id) AS id FROM webhook_outbox WHERE status = 'pending'
+      GROUP BY webhook_id, url, case_id) AS h ON o.id = h.id
+WHERE o.id <> ALL($1::bigint[])
 """
 
 
@@ -92,8 +100,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
 
 
 class PostgresWebhookStore:
-    """:class:`~server.storage.webhooks.WebhookStore` on a :class:`PostgresDatabase`, plus
-    :meth:`claim_due` for dispatching from several nodes."""
+    """:class:`~server.storage.webhooks.WebhookStore` on a :class:`PostgresDatabase`."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
@@ -138,14 +145,15 @@ class PostgresWebhookStore:
         return [_delivery(row) for row in await self._db.fetch(_HEADS)]
 
     async def claim_due(self, *, now: float, lease_s: float, limit: int = 100) -> list[Delivery]:
-        """Lease to the caller, until ``now + lease_s``, up to ``limit`` due heads (as
-        :meth:`pending_heads` has them) that no one else holds, soonest due first. Finishing a
-        delivery or :meth:`retry_later` ends its lease; a lease that runs out (a node that
-        died mid-send) lets another node take the delivery again."""
         rows = await self._db.fetch(_CLAIM, (now, now + lease_s, limit))
         deliveries = [_delivery(row) for row in rows]
         deliveries.sort(key=lambda d: (d.next_attempt_at, d.row_id))
         return deliveries
+
+    async def next_due(self, *, held: Collection[int] = ()) -> float | None:
+        # GREATEST ignores NULL: an unclaimed head is claimable when it is due.
+        value = await self._db.fetchval(_NEXT_DUE, (list(held),))
+        return None if value is None else float(value)
 
     async def mark_delivered(self, row_id: int, *, attempts: int, at: float) -> None:
         await self._db.execute(

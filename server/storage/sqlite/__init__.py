@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .accounts import SqliteAccountStore
 from .cases import SqliteCaseStore
-from .database import SCHEMA_VERSION, Database
+from .database import SCHEMA_VERSION, Database, SchemaTooNew
 from .returns import SqliteRulesStore
 from .sites import SqliteSiteStore
 from .webhooks import SqliteWebhookStore
@@ -13,6 +13,7 @@ from .webhooks import SqliteWebhookStore
 __all__ = [
     "SCHEMA_VERSION",
     "Database",
+    "SchemaTooNew",
     "SqliteAccountStore",
     "SqliteCaseStore",
     "SqliteRulesStore",

@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Database", "SCHEMA_VERSION"]
+from ..database import SchemaTooNew
+
+__all__ = ["SCHEMA_VERSION", "Database", "SchemaTooNew"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -133,7 +135,9 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     next_attempt_at REAL NOT NULL,
     last_error      TEXT,
     created_at      REAL NOT NULL,
-    finished_at     REAL
+    finished_at     REAL,
+    -- Until when a process holds this delivery (SqliteWebhookStore.claim_due); NULL: nobody.
+    claimed_until   REAL
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_pending ON webhook_outbox (status, url, case_id, id);
 CREATE TABLE IF NOT EXISTS sites (
@@ -330,6 +334,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE cases SET final_grade = json_extract(grading, '$.final_grade')"
         " WHERE grading IS NOT NULL",
     ),
+    # 8: deliveries are leased to the process sending them (several processes, one outbox).
+    8: ("ALTER TABLE webhook_outbox ADD COLUMN claimed_until REAL",),
 }
 
 
@@ -469,6 +475,8 @@ class Database:
     """An SQLite file behind an async API. Every statement runs on the one database thread, so
     calls are serialised; :meth:`transaction` runs a function atomically on that thread."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect-db")
@@ -504,6 +512,9 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise SchemaTooNew(f"the database {self.path}", version, SCHEMA_VERSION)
         conn.executescript(_SCHEMA)
         _migrate(conn, version)
         conn.executescript(_AFTER_MIGRATIONS)

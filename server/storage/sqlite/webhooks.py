@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from server.cases import Delivery, Webhook, WebhookEvent
 
@@ -18,6 +18,14 @@ SELECT o.* FROM webhook_outbox AS o
 JOIN (SELECT MIN(id) AS id FROM webhook_outbox WHERE status = 'pending'
       GROUP BY webhook_id, url, case_id) AS h ON o.id = h.id
 ORDER BY o.next_attempt_at, o.id
+"""
+
+# When the soonest head can be claimed: due, and its lease (if any) run out.
+_NEXT_DUE = """
+SELECT MIN(MAX(o.next_attempt_at, COALESCE(o.claimed_until, o.next_attempt_at)))
+FROM webhook_outbox AS o
+JOIN (SELECT MIN(id) AS id FROM webhook_outbox WHERE status = 'pending'
+      GROUP BY webhook_id, url, case_id) AS h ON o.id = h.id
 """
 
 
@@ -105,17 +113,41 @@ class SqliteWebhookStore:
     async def pending_heads(self) -> list[Delivery]:
         return [_delivery(row) for row in await self._db.fetchall(_HEADS)]
 
+    async def claim_due(self, *, now: float, lease_s: float, limit: int = 100) -> list[Delivery]:
+        # BEGIN IMMEDIATE holds the file's write lock: the processes sharing it claim in turn.
+        def work(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(_HEADS).fetchall()
+            due = [
+                row
+                for row in rows
+                if row["next_attempt_at"] <= now
+                and (row["claimed_until"] is None or row["claimed_until"] <= now)
+            ][:limit]
+            conn.executemany(
+                "UPDATE webhook_outbox SET claimed_until = ? WHERE id = ?",
+                [(now + lease_s, row["id"]) for row in due],
+            )
+            return [_delivery(row) for row in due]
+
+        return await self._db.transaction(work)
+
+    async def next_due(self, *, held: Collection[int] = ()) -> float | None:
+        others = ",".join("?" * len(held))
+        sql = f"{_NEXT_DUE} WHERE o.id NOT IN ({others})" if held else _NEXT_DUE
+        row = await self._db.fetchone(sql, tuple(held))
+        return None if row is None or row[0] is None else float(row[0])
+
     async def mark_delivered(self, row_id: int, *, attempts: int, at: float) -> None:
         await self._db.execute(
             "UPDATE webhook_outbox SET status = 'delivered', attempts = ?, finished_at = ?,"
-            " last_error = NULL WHERE id = ?",
+            " last_error = NULL, claimed_until = NULL WHERE id = ?",
             (attempts, at, row_id),
         )
 
     async def mark_failed(self, row_id: int, *, attempts: int, at: float, error: str) -> None:
         await self._db.execute(
             "UPDATE webhook_outbox SET status = 'failed', attempts = ?, finished_at = ?,"
-            " last_error = ? WHERE id = ?",
+            " last_error = ?, claimed_until = NULL WHERE id = ?",
             (attempts, at, error, row_id),
         )
 
@@ -123,14 +155,15 @@ class SqliteWebhookStore:
         self, row_id: int, *, attempts: int, next_attempt_at: float, error: str
     ) -> None:
         await self._db.execute(
-            "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?"
-            " WHERE id = ?",
+            "UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,"
+            " claimed_until = NULL WHERE id = ?",
             (attempts, next_attempt_at, error, row_id),
         )
 
     async def cancel(self, row_id: int, *, at: float) -> None:
         await self._db.execute(
-            "UPDATE webhook_outbox SET status = 'cancelled', finished_at = ? WHERE id = ?",
+            "UPDATE webhook_outbox SET status = 'cancelled', finished_at = ?,"
+            " claimed_until = NULL WHERE id = ?",
             (at, row_id),
         )
 

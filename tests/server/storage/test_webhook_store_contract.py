@@ -193,3 +193,50 @@ async def test_prune_forgets_only_finished_deliveries_before_the_time(
     assert await store.webhooks.prune(finished_before=T0 + 1000) == 1
     assert await store.webhooks.pending_count() == 1  # the pending one is kept however old
     assert _queues(await store.webhooks.pending_heads()) == [("c2", None, "case.created")]
+
+
+async def test_claimed_heads_are_leased_to_one_caller_until_finished_or_run_out(
+    open_backend: OpenBackend,
+) -> None:
+    store = await open_backend(webhook_urls=(HOOK,))
+    await _create(store, "c1", T0)
+    await _touch(store, "c1", T0 + 1)
+    await _create(store, "c2", T0 + 2)
+    assert await store.webhooks.next_due() == T0  # the soonest head, due since it was made
+
+    first = await store.webhooks.claim_due(now=T0 + 10, lease_s=30, limit=1)
+    assert _queues(first) == [("c1", None, "case.created")]
+    held = {first[0].row_id}
+    # c1's next event waits behind its head; c2's head is free
+    second = await store.webhooks.claim_due(now=T0 + 10, lease_s=30)
+    assert _queues(second) == [("c2", None, "case.created")]
+    held.add(second[0].row_id)
+    assert await store.webhooks.claim_due(now=T0 + 10, lease_s=30) == []
+    # the heads are leased until T0 + 40: to their holder nothing else is pending
+    assert await store.webhooks.next_due() == T0 + 40
+    assert await store.webhooks.next_due(held=held) is None
+
+    # a retry ends the lease and keeps the place in the queue
+    await store.webhooks.retry_later(
+        first[0].row_id, attempts=1, next_attempt_at=T0 + 20, error="HTTP 503"
+    )
+    assert await store.webhooks.next_due(held={second[0].row_id}) == T0 + 20
+    assert await store.webhooks.claim_due(now=T0 + 15, lease_s=30) == []
+    again = await store.webhooks.claim_due(now=T0 + 20, lease_s=30)
+    assert [(d.row_id, d.attempts) for d in again] == [(first[0].row_id, 1)]
+
+    # a holder that died mid-send: once its lease runs out, the delivery is taken again
+    assert await store.webhooks.claim_due(now=T0 + 39, lease_s=30) == []
+    taken = await store.webhooks.claim_due(now=T0 + 40, lease_s=30)
+    assert {d.row_id for d in taken} == {second[0].row_id}
+    taken = await store.webhooks.claim_due(now=T0 + 50, lease_s=30)
+    assert [d.row_id for d in taken] == [first[0].row_id]
+
+    # finished: the next event of the case is the head now
+    await store.webhooks.mark_delivered(first[0].row_id, attempts=2, at=T0 + 51)
+    nxt = await store.webhooks.claim_due(now=T0 + 51, lease_s=30)
+    assert _queues(nxt) == [("c1", None, "case.state_changed")]
+    await store.webhooks.cancel(nxt[0].row_id, at=T0 + 52)
+    await store.webhooks.mark_failed(second[0].row_id, attempts=8, at=T0 + 52, error="HTTP 500")
+    assert await store.webhooks.claim_due(now=T0 + 1000, lease_s=30) == []
+    assert await store.webhooks.next_due() is None
