@@ -9,6 +9,7 @@ its entry in :data:`_MIGRATIONS`, and a start refuses a database newer than this
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from ..database import SchemaTooNew
+from ..database import SchemaTooNew, StorageUnavailable
 from ..sqlite.database import SCHEMA_VERSION
 
 __all__ = ["BASE_VERSION", "SCHEMA_VERSION", "Connection", "PostgresDatabase", "SchemaTooNew"]
@@ -36,6 +37,23 @@ BASE_VERSION = 7
 
 #: How many times a transaction that lost a deadlock or a serialization check is run again.
 _TRANSACTION_ATTEMPTS = 5
+
+#: Waits between attempts to reach a database that dropped the connection or refused a new
+#: one (a restart, a failover): about three seconds in all, then StorageUnavailable.
+_RECONNECT_DELAYS_S = (0.1, 0.3, 0.6, 1.0, 1.0)
+
+#: What a lost or refused connection raises: the statement did not run, or its transaction
+#: was rolled back by the server (a COMMIT whose answer was lost is the exception).
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -158,10 +176,11 @@ class PostgresDatabase:
     async def transaction(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """``await fn(connection)`` inside ``BEGIN`` ... ``COMMIT`` (rolled back if it raises);
         run again, up to a few times, if PostgreSQL aborted it for a deadlock or a failed
-        serialization check, so ``fn`` must be safe to repeat."""
+        serialization check, or if the connection was lost (the server restarting), so ``fn``
+        must be safe to repeat. :class:`StorageUnavailable` once the database stays away."""
         for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
             try:
-                return await self._transaction_once(fn)
+                return await self._reconnecting(lambda: self._transaction_once(fn))
             except (
                 asyncpg.exceptions.DeadlockDetectedError,
                 asyncpg.exceptions.SerializationError,
@@ -171,27 +190,50 @@ class PostgresDatabase:
                 logger.info("transaction aborted by the server (attempt %d); retrying", attempt)
         raise AssertionError("unreachable")
 
+    async def _reconnecting(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()``, again after a lost or refused connection (the pool opens a new
+        one), until the delays run out: then :class:`StorageUnavailable`."""
+        for delay in (*_RECONNECT_DELAYS_S, None):
+            try:
+                return await call()
+            except _CONNECTION_ERRORS as exc:
+                if self._closed:
+                    raise
+                if delay is None:
+                    raise StorageUnavailable(
+                        f"the PostgreSQL database cannot be reached ({type(exc).__name__}:"
+                        f" {exc}); the change was not made: try again"
+                    ) from exc
+                logger.warning("PostgreSQL connection lost (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement (autocommit); returns the number of rows it changed."""
-        status: str = await self._live().execute(sql, *params)
+        status: str = await self._reconnecting(lambda: self._live().execute(sql, *params))
         return _status_count(status)
 
     async def fetchrow(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._live().fetchrow(sql, *params)
+        row: asyncpg.Record | None = await self._reconnecting(
+            lambda: self._live().fetchrow(sql, *params)
+        )
         return row
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._live().fetch(sql, *params)
+        rows: list[asyncpg.Record] = await self._reconnecting(
+            lambda: self._live().fetch(sql, *params)
+        )
         return rows
 
     async def fetchval(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return await self._live().fetchval(sql, *params)
+        return await self._reconnecting(lambda: self._live().fetchval(sql, *params))
 
     async def ping(self) -> bool:
-        """True if the database answers a trivial query (for ``/healthz``)."""
+        """True if the database answers a trivial query (for ``/healthz``), at once: no
+        retries, so a probe learns of an outage while it lasts."""
         try:
-            return bool(await self.fetchval("SELECT 1") == 1)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError):
+            return bool(await self._live().fetchval("SELECT 1", timeout=2.0) == 1)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError, RuntimeError, TimeoutError):
             logger.exception("database ping failed")
             return False
 

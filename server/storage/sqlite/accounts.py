@@ -13,46 +13,14 @@ from server.storage.accounts import (
     UserUpdate,
 )
 
+from .._rows import api_token_record as _token
+from .._rows import session_record as _session
+from .._rows import user_record as _user
 from .database import Database
 
 __all__ = ["SqliteAccountStore"]
 
 _USER_COLUMNS = "id, username, name, role, password_hash, created_at, disabled"
-
-
-def _user(row: sqlite3.Row) -> UserRecord:
-    return UserRecord(
-        id=row["id"],
-        username=row["username"],
-        name=row["name"],
-        role=row["role"],
-        password_hash=row["password_hash"],
-        created_at=row["created_at"],
-        disabled=bool(row["disabled"]),
-    )
-
-
-def _session(row: sqlite3.Row) -> SessionRecord:
-    return SessionRecord(
-        id=row["id"],
-        user_id=row["user_id"],
-        token_hash=row["token_hash"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _token(row: sqlite3.Row) -> ApiTokenRecord:
-    return ApiTokenRecord(
-        id=row["id"],
-        name=row["name"],
-        role=row["role"],
-        token_hash=row["token_hash"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 class SqliteAccountStore:

@@ -38,9 +38,11 @@ from server.storage.analytics import (
     ReturnGroup,
     SalesRow,
     Slice,
-    split_carriers,
 )
 
+from .._analytics_rows import SUMMED as _SUMMED
+from .._analytics_rows import group_rows as _groups
+from .._rows import alert_record as _alert
 from .database import Database
 from .webhooks import enqueue
 
@@ -54,10 +56,6 @@ _REFRESH_CHUNK: Final = 31
 #: than added to.
 _MANY_DAYS: Final = 8
 _GRAINS: Final = ("day", "week", "month")
-_HIST: Final = tuple(f"h{k:02d}" for k in range(BUCKETS))
-_COUNTS: Final = ("returns", "compared", "mismatched", "damaged")
-_VALUES: Final = ("value_a", "value_b", "value_c", "value_d")
-_SUMMED: Final = (*_COUNTS, *_VALUES, *_HIST)
 
 _BUCKET_SQL: Final = (
     "CASE WHEN decided_at IS NULL THEN -1"
@@ -65,7 +63,7 @@ _BUCKET_SQL: Final = (
     f" ELSE min({BUCKETS - 1},"
     f" CAST(2 * log2((decided_at - created_at) / {BUCKET_BASE_S}) AS INTEGER) + 1) END"
 )
-#: The sums of a group of cases, in the order of _COUNTS and _VALUES.
+#: The sums of a group of cases, in the order of COUNTS and VALUES (server.storage._analytics_rows).
 _MEASURES_SQL: Final = ", ".join(
     (
         "COUNT(*)",
@@ -311,55 +309,6 @@ def _rollup_sql(rollup: _Rollup, dimension: Dimension, where: Slice) -> tuple[st
     return sql, params
 
 
-def _groups(
-    rows: Iterable[Sequence[Any]], *, bucketed: bool, split: bool, carrier: str | None
-) -> list[ReturnGroup]:
-    """Rows of (key, currency, carrier field, [bucket,] sums...) as one group per key and
-    currency: the carrier field split into a group per carrier (``split``: the dimension is
-    carrier), rows of other carriers left out (``carrier``: filtered by one). ``bucketed``
-    rows (from the cases) carry a decision-time bucket; rollup rows their histogram."""
-    wanted = carrier.casefold() if carrier is not None else None
-    measured = len(_COUNTS) + len(_VALUES)
-    totals: dict[tuple[str, str], list[int]] = {}
-    # (the carriers of a field, whether the filter's is among them): fields repeat a lot
-    carriers: dict[str, tuple[list[str], bool]] = {}
-    for row in rows:
-        names: list[str] = []
-        if split or wanted is not None:
-            known = carriers.get(row[2])
-            if known is None:
-                parts = split_carriers(row[2])
-                known = carriers[row[2]] = (parts, wanted in {n.casefold() for n in parts})
-            names = known[0]
-            if wanted is not None and not known[1]:
-                continue
-        for key in (names or [""]) if split else [str(row[0])]:
-            total = totals.get((key, row[1]))
-            if total is None:
-                total = totals[(key, row[1])] = [0] * len(_SUMMED)
-            if bucketed:
-                for index in range(measured):
-                    total[index] += row[4 + index] or 0
-                if row[3] >= 0:
-                    total[measured + row[3]] += row[4]
-            else:
-                for index in range(len(_SUMMED)):
-                    total[index] += row[3 + index] or 0
-    return [
-        ReturnGroup(
-            key=key,
-            currency=str(currency),
-            returns=total[0],
-            compared=total[1],
-            mismatched=total[2],
-            damaged=total[3],
-            value=(total[4], total[5], total[6], total[7]),
-            decisions=tuple(total[measured:]),
-        )
-        for (key, currency), total in totals.items()
-    ]
-
-
 def _sales_sql(dimension: str, where: Slice) -> tuple[str, list[Any]]:
     extra, params = "", []
     for column in ("sku", "category", "country"):
@@ -557,20 +506,6 @@ def _refresh_some(conn: sqlite3.Connection, limit: int) -> int:
 
 def _dirty(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM analytics_dirty LIMIT 1").fetchone() is not None
-
-
-def _alert(row: sqlite3.Row) -> AlertRecord:
-    since, _, until = str(row["period"]).partition("..")
-    return AlertRecord(
-        id=row["id"],
-        rule_id=row["rule_id"],
-        version=row["version"],
-        subject=row["subject"],
-        since=date.fromisoformat(since),
-        until=date.fromisoformat(until),
-        data=json.loads(row["data"]),
-        raised_at=row["raised_at"],
-    )
 
 
 class SqliteAnalyticsStore:

@@ -9,19 +9,10 @@ from typing import Any
 
 from server.storage.returns import RuleVersion
 
+from .._rows import rule_version as _version
 from .database import Database
 
 __all__ = ["SqliteRulesStore"]
-
-
-def _version(row: sqlite3.Row) -> RuleVersion:
-    return RuleVersion(
-        version=row["version"],
-        body=json.loads(row["body"]),
-        author=row["author"],
-        note=row["note"],
-        created_at=row["created_at"],
-    )
 
 
 class SqliteRulesStore:

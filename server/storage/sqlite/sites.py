@@ -14,71 +14,17 @@ from server.storage.sites import (
     SiteEvidenceRecord,
     SiteField,
     SiteRecord,
-    StationRecord,
 )
 
+from .._rows import camera_record as _camera
+from .._rows import camera_token_record as _token
+from .._rows import site_evidence_record as _evidence
+from .._rows import site_record as _site
 from .database import Database
 
 __all__ = ["SqliteSiteStore"]
 
 _SITE_FIELDS: frozenset[str] = frozenset({"name", "address", "note"})
-
-
-def _site(row: sqlite3.Row) -> SiteRecord:
-    return SiteRecord(
-        id=row["id"],
-        name=row["name"],
-        address=row["address"],
-        note=row["note"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _camera(row: sqlite3.Row) -> CameraRecord:
-    station = None
-    if row["station_stage"]:
-        station = StationRecord(row["station_stage"], row["station_idle_timeout_s"])
-    return CameraRecord(
-        id=row["id"],
-        site_id=row["site_id"],
-        name=row["name"],
-        kind=row["kind"],
-        rtsp_url=row["rtsp_url"],
-        rtsp_username=row["rtsp_username"],
-        rtsp_password=row["rtsp_password"],
-        station=station,
-        enabled=bool(row["enabled"]),
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_seen_at=row["last_seen_at"],
-    )
-
-
-def _token(row: sqlite3.Row) -> CameraTokenRecord:
-    return CameraTokenRecord(
-        id=row["id"],
-        camera_id=row["camera_id"],
-        token_hash=row["token_hash"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
-
-
-def _evidence(row: sqlite3.Row) -> SiteEvidenceRecord:
-    return SiteEvidenceRecord(
-        item_id=row["item_id"],
-        site_id=row["site_id"],
-        camera_id=row["camera_id"],
-        case_id=row["case_id"],
-        operator=row["operator"],
-        created_at=row["created_at"],
-    )
 
 
 def _camera_columns(update: CameraUpdate) -> dict[str, Any]:

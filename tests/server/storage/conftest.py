@@ -1,7 +1,8 @@
-"""The case and webhook stores of every backend, opened on a fresh database for each test.
+"""The stores of every backend, opened on a fresh database for each test.
 
-Each backend is one parameter of ``open_backend``: a test written against the Protocols
-(``test_case_store_contract.py``, ``test_webhook_store_contract.py``) runs once per backend.
+Each backend is one parameter of ``open_backend`` (the case and webhook stores, which share
+the outbox) and of ``database`` (a bare database, for the stores of the other domains): a test
+written against the Protocols runs once per backend.
 PostgreSQL is the session's server (``tests/postgres_server.py``: the machine's own, else one
 started for the tests); each opened backend is a fresh schema of its own."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from server.storage.cases import CaseStore
+from server.storage.database import DatabaseHandle
 from server.storage.postgres import PostgresCaseStore, PostgresDatabase, PostgresWebhookStore
 from server.storage.sqlite.cases import SqliteCaseStore
 from server.storage.sqlite.database import Database
@@ -89,3 +91,25 @@ async def open_backend(
 async def backend(open_backend: OpenBackend) -> Backend:
     """The backend under test with no webhook targets from the configuration."""
     return await open_backend()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DatabaseHandle]:
+    """A fresh, empty database of each backend (``database.backend`` names it)."""
+    if request.param == "sqlite":
+        db = await Database.open(tmp_path / "inspect.db")
+        try:
+            yield db
+        finally:
+            await db.aclose()
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    schema = await create_schema(url)
+    try:
+        pg = await PostgresDatabase.open(url, schema=schema)
+        try:
+            yield pg
+        finally:
+            await pg.aclose()
+    finally:
+        await drop_schemas(url, [schema])

@@ -3,8 +3,7 @@ its store, whichever is wired."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+import asyncio
 
 import pytest
 
@@ -16,19 +15,19 @@ from server.storage.accounts import (
     UserRecord,
     UserUpdate,
 )
+from server.storage.database import DatabaseHandle
+from server.storage.postgres import PostgresAccountStore, PostgresDatabase
 from server.storage.sqlite import Database
 from server.storage.sqlite.accounts import SqliteAccountStore
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AccountStore]:
+@pytest.fixture
+def store(database: DatabaseHandle) -> AccountStore:
     """A fresh, empty store of each backend."""
-    assert request.param == "sqlite"
-    db = await Database.open(tmp_path / "inspect.db")
-    try:
-        yield SqliteAccountStore(db)
-    finally:
-        await db.aclose()
+    if isinstance(database, PostgresDatabase):
+        return PostgresAccountStore(database)
+    assert isinstance(database, Database)
+    return SqliteAccountStore(database)
 
 
 def _user(user_id: str, username: str, at: float = 100.0, **kwargs: object) -> UserRecord:
@@ -182,6 +181,26 @@ async def test_the_last_enabled_admin_cannot_be_disabled_or_demoted(store: Accou
     await store.add_user(_user("u2", "bob", role="admin"))
     demoted = await store.update_user("u1", UserUpdate(role="agent"), at=300.0)
     assert demoted is not None and demoted.role == "agent"
+
+
+async def test_two_admins_demoted_at_once_leave_one(store: AccountStore) -> None:
+    """Two nodes demoting the last two admins at the same moment: one change wins, the other
+    is refused, and an enabled admin is left (on PostgreSQL the two run on two connections)."""
+    await store.add_user(_user("u1", "ana", role="admin"))
+    await store.add_user(_user("u2", "bob", role="admin"))
+    for _ in range(5):
+        results = await asyncio.gather(
+            store.update_user("u1", UserUpdate(role="agent"), at=300.0),
+            store.update_user("u2", UserUpdate(disabled=True), at=300.0),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, LastAdminError)]
+        assert len(refused) == 1, results
+        admins = [u for u in await store.list_users() if u.role == "admin" and not u.disabled]
+        assert len(admins) == 1
+        # Both admins again for the next round.
+        await store.update_user("u1", UserUpdate(role="admin", disabled=False), at=301.0)
+        await store.update_user("u2", UserUpdate(role="admin", disabled=False), at=301.0)
 
 
 async def test_a_password_hash_is_replaced_only_if_unchanged(store: AccountStore) -> None:

@@ -3,11 +3,10 @@ store, whichever is wired."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
+from server.storage.database import DatabaseHandle
+from server.storage.postgres import PostgresDatabase, PostgresSiteStore
 from server.storage.sites import (
     CameraRecord,
     CameraTokenRecord,
@@ -22,15 +21,13 @@ from server.storage.sqlite import Database
 from server.storage.sqlite.sites import SqliteSiteStore
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SiteStore]:
+@pytest.fixture
+def store(database: DatabaseHandle) -> SiteStore:
     """A fresh, empty store of each backend."""
-    assert request.param == "sqlite"
-    db = await Database.open(tmp_path / "inspect.db")
-    try:
-        yield SqliteSiteStore(db)
-    finally:
-        await db.aclose()
+    if isinstance(database, PostgresDatabase):
+        return PostgresSiteStore(database)
+    assert isinstance(database, Database)
+    return SqliteSiteStore(database)
 
 
 def _site(site_id: str, name: str, at: float = 100.0) -> SiteRecord:
