@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from evidence.credentials import ContentCredentials, CredentialsError, read_credentials
 from evidence.errors import (
+    ArchiveUnavailable,
     EvidenceError,
     EvidenceErrorCode,
     IntegrityError,
@@ -64,6 +65,7 @@ from evidence.timestamp import (
 )
 
 __all__ = [
+    "ArchiveUnavailable",
     "BUNDLE_VERSION",
     "CLAIM_RULES",
     "CLAIM_RULES_VERSION",

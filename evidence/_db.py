@@ -1,4 +1,7 @@
-"""SQLite on one dedicated thread: every call runs there, the event loop never blocks on it."""
+"""The archive's database on one dedicated thread: every call runs there, the event loop never
+blocks on it. The archive's SQL is written once, in synchronous functions of a
+:class:`Connection` (``?`` placeholders): :class:`Database` runs them on SQLite
+(``evidence.db``), :class:`evidence._postgres.PostgresDatabase` on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,16 +11,56 @@ import errno
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from evidence.errors import StorageFull
 
-__all__ = ["Database"]
+__all__ = ["Connection", "Cursor", "Database", "EvidenceDatabase"]
 
 T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What the archive reads of a statement's result (rows are tuples)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+class Connection(Protocol):
+    """What the archive's SQL functions are given: ``sqlite3.Connection`` or its PostgreSQL
+    stand-in, with ``?`` placeholders either way."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+class EvidenceDatabase(Protocol):
+    """The archive's database: functions of a :class:`Connection` run on its own thread."""
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]: ...
+
+    async def create_schema(self, *, sqlite: str, postgresql: str) -> None:
+        """Run the DDL written for this backend (idempotent statements)."""
+        ...
+
+    async def run(self, fn: Callable[[Connection], T]) -> T: ...
+
+    async def transaction(self, fn: Callable[[Connection], T], *, exclusive: bool = False) -> T:
+        """``fn(conn)`` in one transaction, rolled back on any error; ``exclusive``: one such
+        transaction at a time among every process sharing the archive."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -42,14 +85,20 @@ def file_lock(path: Path | None) -> Iterator[None]:
 
 
 class Database:
-    """A single connection owned by a single worker thread."""
+    """SQLite: a single connection owned by a single worker thread. Exclusive transactions
+    hold ``lock`` (a file beside the database, :func:`file_lock`) when one is given."""
 
-    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+    backend: Literal["sqlite"] = "sqlite"
+
+    def __init__(
+        self, executor: ThreadPoolExecutor, conn: sqlite3.Connection, lock: Path | None = None
+    ) -> None:
         self._executor = executor
         self._conn: sqlite3.Connection | None = conn
+        self._lock = lock
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, *, lock: Path | None = None) -> Database:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-db")
 
         def connect() -> sqlite3.Connection:
@@ -66,10 +115,16 @@ class Database:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(executor, conn)
+        return cls(executor, conn, lock)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def create_schema(self, *, sqlite: str, postgresql: str) -> None:
+        await self._run(lambda conn: conn.executescript(sqlite))
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` on the database thread."""
+        return await self._run(fn)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
             raise RuntimeError("the evidence database is closed")
@@ -81,14 +136,12 @@ class Database:
                 raise StorageFull("the evidence disk is full") from exc
             raise
 
-    async def transaction(
-        self, fn: Callable[[sqlite3.Connection], T], *, lock: Path | None = None
-    ) -> T:
+    async def transaction(self, fn: Callable[[Connection], T], *, exclusive: bool = False) -> T:
         """Run ``fn(conn)`` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error. With
-        ``lock``, all of it holds that file's exclusive lock (:func:`file_lock`)."""
+        ``exclusive``, all of it holds the database's lock file (:func:`file_lock`)."""
 
         def wrapped(conn: sqlite3.Connection) -> T:
-            with file_lock(lock):
+            with file_lock(self._lock if exclusive else None):
                 return transact(conn)
 
         def transact(conn: sqlite3.Connection) -> T:
@@ -106,7 +159,7 @@ class Database:
                 raise
             return result
 
-        return await self.run(wrapped)
+        return await self._run(wrapped)
 
     async def aclose(self) -> None:
         """Close the connection and stop the thread; idempotent."""

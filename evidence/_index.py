@@ -10,7 +10,16 @@ from typing import Any
 from evidence import _files
 from evidence.record import EvidenceFile, EvidenceItem, EvidenceRecord, FileCheck
 
-__all__ = ["ITEM_COLUMNS", "SCHEMA", "check_files", "from_ms", "item_from_row", "ms", "unlink_all"]
+__all__ = [
+    "ITEM_COLUMNS",
+    "POSTGRES_SCHEMA",
+    "SCHEMA",
+    "check_files",
+    "from_ms",
+    "item_from_row",
+    "ms",
+    "unlink_all",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -32,6 +41,35 @@ CREATE TABLE IF NOT EXISTS items (
     retention_class TEXT NOT NULL,
     retain_until INTEGER NOT NULL,
     legal_hold INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS items_order ON items (order_id, started_at);
+CREATE INDEX IF NOT EXISTS items_tracking ON items (tracking_number, started_at);
+CREATE INDEX IF NOT EXISTS items_case ON items (case_id, started_at);
+CREATE INDEX IF NOT EXISTS items_unit ON items (unit_id, started_at);
+CREATE INDEX IF NOT EXISTS items_started ON items (started_at);
+CREATE INDEX IF NOT EXISTS items_retain ON items (retain_until);
+"""
+#: The same table on PostgreSQL (times in ms since the epoch need 64 bits).
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id text PRIMARY KEY,
+    added_at bigint NOT NULL,
+    rel_dir text NOT NULL,
+    record text NOT NULL,
+    files text NOT NULL,
+    leaf_index bigint NOT NULL,
+    case_id text NOT NULL,
+    order_id text,
+    tracking_number text,
+    unit_id text,
+    use text NOT NULL,
+    stage text,
+    stage_rank integer,
+    started_at bigint NOT NULL,
+    grade text,
+    retention_class text NOT NULL,
+    retain_until bigint NOT NULL,
+    legal_hold integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_order ON items (order_id, started_at);
 CREATE INDEX IF NOT EXISTS items_tracking ON items (tracking_number, started_at);

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "ArchiveUnavailable",
     "EvidenceError",
     "EvidenceErrorCode",
     "IntegrityError",
@@ -24,6 +25,7 @@ class EvidenceErrorCode(StrEnum):
     ON_LEGAL_HOLD = "on_legal_hold"
     RETENTION_ACTIVE = "retention_active"
     STORAGE_FULL = "storage_full"
+    UNAVAILABLE = "unavailable"  # the archive's database cannot be reached (nothing changed)
     INTEGRITY = "integrity"  # stored data does not match its log entry or the log is corrupt
 
 
@@ -72,6 +74,14 @@ class StorageFull(EvidenceError, OSError):
     """The disk is full; nothing was added to the index or the log."""
 
     code = EvidenceErrorCode.STORAGE_FULL
+    retryable = True
+
+
+class ArchiveUnavailable(EvidenceError):
+    """The archive's database (PostgreSQL) cannot be reached; the change was not made and
+    may be tried again."""
+
+    code = EvidenceErrorCode.UNAVAILABLE
     retryable = True
 
 

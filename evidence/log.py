@@ -4,8 +4,9 @@ Entries live in the ``log_entries`` table of ``evidence.db``; each stores the ca
 bytes that were hashed (``data``) and the leaf hash. The tree is rebuilt from ``data`` at open,
 so an edited row is detected there rather than silently signed.
 
-Several processes may append to one log (the nodes of ``inspectd serve --workers``): each
-append holds an exclusive file lock and first adds to its in-memory tree the entries other
+Several processes may append to one log (the nodes of ``inspectd serve --workers``, or nodes
+on one PostgreSQL database): each append is an exclusive transaction (a file lock on SQLite,
+an advisory lock on PostgreSQL) that first adds to its in-memory tree the entries other
 processes appended since (checking each), so every process numbers its entry after all of
 them and the log never forks; :meth:`TransparencyLog.refresh` catches up before reading.
 """
@@ -14,22 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from evidence._db import Database
+from evidence._db import Connection, EvidenceDatabase
 from evidence.errors import IntegrityError, InvalidRecord
 from evidence.merkle import MerkleTree, leaf_hash
 from evidence.signing import SignedTreeHead, SigningKey
 
 __all__ = ["EntryKind", "LogEntry", "TransparencyLog", "canonical_json"]
 
-IndexUpdate = Callable[[sqlite3.Connection, int], None]
+IndexUpdate = Callable[[Connection, int], None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_entries (
@@ -41,6 +40,19 @@ CREATE TABLE IF NOT EXISTS log_entries (
     item_id TEXT,
     data BLOB NOT NULL,
     leaf_hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_entries_item ON log_entries (item_id, idx);
+"""
+_POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_entries (
+    idx bigint PRIMARY KEY,
+    timestamp bigint NOT NULL,
+    kind text NOT NULL,
+    actor text NOT NULL,
+    reason text NOT NULL,
+    item_id text,
+    data bytea NOT NULL,
+    leaf_hash bytea NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_entries_item ON log_entries (item_id, idx);
 """
@@ -104,7 +116,7 @@ class LogEntry:
         }
 
 
-def _new_leaves(conn: sqlite3.Connection, start: int) -> list[bytes]:
+def _new_leaves(conn: Connection, start: int) -> list[bytes]:
     """The leaf hashes of the entries from index ``start`` on, each checked against its data."""
     leaves: list[bytes] = []
     for idx, data, stored in conn.execute(
@@ -133,40 +145,36 @@ class TransparencyLog:
 
     def __init__(
         self,
-        db: Database,
+        db: EvidenceDatabase,
         key: SigningKey,
         tree: MerkleTree,
         clock: Callable[[], float],
-        lock: Path | None = None,
     ) -> None:
         self._db = db
         self._key = key
         self._tree = tree
         self._clock = clock
-        self._file_lock = lock
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
         cls,
-        db: Database,
+        db: EvidenceDatabase,
         key: SigningKey,
         *,
         clock: Callable[[], float] = time.time,
-        lock: Path | None = None,
     ) -> TransparencyLog:
-        """Create the table if needed and rebuild the tree, checking every stored row.
-        ``lock``: the file every process appending to this log locks around its appends."""
+        """Create the table if needed and rebuild the tree, checking every stored row."""
 
-        def load(conn: sqlite3.Connection) -> MerkleTree:
-            conn.executescript(_SCHEMA)
+        def load(conn: Connection) -> MerkleTree:
             tree = MerkleTree()
             for h in _new_leaves(conn, 0):
                 tree.append_hash(h)
             tree.warm()
             return tree
 
-        return cls(db, key, await db.run(load), clock, lock)
+        await db.create_schema(sqlite=_SCHEMA, postgresql=_POSTGRES_SCHEMA)
+        return cls(db, key, await db.run(load), clock)
 
     @property
     def size(self) -> int:
@@ -215,8 +223,8 @@ class TransparencyLog:
             async with self._lock:
                 start = len(self._tree)
 
-                def write(conn: sqlite3.Connection) -> list[bytes]:
-                    # Under the file lock: entries of other processes come first.
+                def write(conn: Connection) -> list[bytes]:
+                    # Exclusive among processes: entries of other processes come first.
                     others = _new_leaves(conn, start)
                     index = start + len(others)
                     conn.execute(
@@ -227,7 +235,7 @@ class TransparencyLog:
                         index_update(conn, index)
                     return others
 
-                others = await self._db.transaction(write, lock=self._file_lock)
+                others = await self._db.transaction(write, exclusive=True)
                 for h in others:
                     self._tree.append_hash(h)
                 return self._tree.append_hash(lh)
@@ -255,7 +263,7 @@ class TransparencyLog:
         return self._tree.leaf(index)
 
     async def entry(self, index: int) -> LogEntry | None:
-        def read(conn: sqlite3.Connection) -> LogEntry | None:
+        def read(conn: Connection) -> LogEntry | None:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM log_entries WHERE idx = ?", (index,)
             ).fetchone()
@@ -266,7 +274,7 @@ class TransparencyLog:
     async def entries(self, *, item_id: str | None = None, limit: int = 1000) -> list[LogEntry]:
         """Entries in log order, of one item or (item_id None) of the whole log, newest last."""
 
-        def read(conn: sqlite3.Connection) -> list[LogEntry]:
+        def read(conn: Connection) -> list[LogEntry]:
             if item_id is None:
                 sql = f"SELECT {_COLUMNS} FROM log_entries ORDER BY idx LIMIT ?"
                 rows = conn.execute(sql, (limit,))
@@ -281,7 +289,7 @@ class TransparencyLog:
         """Whether an entry of another kind than ``besides`` has an index from ``start`` to
         ``end - 1``."""
 
-        def read(conn: sqlite3.Connection) -> bool:
+        def read(conn: Connection) -> bool:
             row = conn.execute(
                 "SELECT 1 FROM log_entries WHERE idx >= ? AND idx < ? AND kind != ? LIMIT 1",
                 (start, end, besides.value),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from rfc3161_client import TimeStampRequest
 
-from evidence._db import Database
+from evidence._db import Connection, EvidenceDatabase
 from evidence._index import from_ms
 from evidence.errors import InvalidRecord, InvalidTimestamp
 from evidence.log import EntryKind, TransparencyLog, canonical_json
@@ -37,7 +36,14 @@ from evidence.record import format_time, parse_time
 from evidence.signing import SignedTreeHead, SigningKey, verify_tree_head
 from evidence.timestamp import Timestamp, TimestampError, request_for, verify_response
 
-__all__ = ["STAMP_ACTOR", "STAMP_SCHEMA", "StampedHead", "TimestampAuthority", "TreeHeadStamps"]
+__all__ = [
+    "STAMP_ACTOR",
+    "STAMP_POSTGRES_SCHEMA",
+    "STAMP_SCHEMA",
+    "StampedHead",
+    "TimestampAuthority",
+    "TreeHeadStamps",
+]
 
 RunIo = Callable[..., Awaitable[Any]]
 
@@ -52,6 +58,17 @@ CREATE TABLE IF NOT EXISTS tree_head_stamps (
     authority TEXT NOT NULL,     -- the authority's name (RFC 4514)
     stamped_at INTEGER NOT NULL, -- when the archive kept it (ms since the epoch)
     roots TEXT NOT NULL          -- the root certificate(s) it was checked against (PEM)
+);
+"""
+STAMP_POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tree_head_stamps (
+    tree_size bigint PRIMARY KEY,
+    tree_head text NOT NULL,
+    response bytea NOT NULL,
+    gen_time text NOT NULL,
+    authority text NOT NULL,
+    stamped_at bigint NOT NULL,
+    roots text NOT NULL
 );
 """
 _COLUMNS = "tree_size, tree_head, response, gen_time, authority, stamped_at, roots"
@@ -109,7 +126,7 @@ class TreeHeadStamps:
     """The stamped heads of one archive's log (see the module docstring); the archive creates
     the table (:data:`STAMP_SCHEMA`) when it opens."""
 
-    def __init__(self, db: Database, log: TransparencyLog, key: SigningKey, run_io: RunIo):
+    def __init__(self, db: EvidenceDatabase, log: TransparencyLog, key: SigningKey, run_io: RunIo):
         self._db = db
         self._log = log
         self._key = key
@@ -120,7 +137,7 @@ class TreeHeadStamps:
         head (by more than "tree_head.stamped" entries), else None."""
         size = await self._log.refresh()
 
-        def last(conn: sqlite3.Connection) -> int:
+        def last(conn: Connection) -> int:
             row = conn.execute("SELECT MAX(tree_size) FROM tree_head_stamps").fetchone()
             return int(row[0] or 0)
 
@@ -162,7 +179,7 @@ class TreeHeadStamps:
             roots_pem=_pem(roots),
         )
 
-        def insert(conn: sqlite3.Connection, _index: int) -> None:
+        def insert(conn: Connection, _index: int) -> None:
             # Under the log's lock: of two processes stamping one size, the second stops here
             # and its log entry is rolled back with this transaction.
             found = conn.execute(
@@ -223,7 +240,7 @@ class TreeHeadStamps:
     async def all(self) -> list[StampedHead]:
         """Every stamped head, smallest tree first."""
 
-        def read(conn: sqlite3.Connection) -> list[StampedHead]:
+        def read(conn: Connection) -> list[StampedHead]:
             sql = f"SELECT {_COLUMNS} FROM tree_head_stamps ORDER BY tree_size"
             return [_row(row) for row in conn.execute(sql)]
 
@@ -234,7 +251,7 @@ class TreeHeadStamps:
         larger) among the heads of at most ``tree_size``; indexes no such head covers are left
         out."""
 
-        def read(conn: sqlite3.Connection) -> dict[int, StampedHead]:
+        def read(conn: Connection) -> dict[int, StampedHead]:
             found: dict[int, StampedHead] = {}
             for index in set(leaf_indexes):
                 row = conn.execute(
@@ -249,7 +266,7 @@ class TreeHeadStamps:
         return await self._db.run(read)
 
     async def _get(self, tree_size: int) -> StampedHead | None:
-        def read(conn: sqlite3.Connection) -> StampedHead | None:
+        def read(conn: Connection) -> StampedHead | None:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM tree_head_stamps WHERE tree_size = ?", (tree_size,)
             ).fetchone()

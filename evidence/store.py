@@ -2,7 +2,9 @@
 
 Layout under ``data_dir``: ``evidence.db`` (SQLite: the log and the search index),
 ``signing_key.pem`` and ``evidence/<yyyy>/<mm>/<item_id>/<file>``; the stamped tree heads
-(``evidence.stamps``) live in ``evidence.db`` too. The index row and the log
+(``evidence.stamps``) live in ``evidence.db`` too. With a PostgreSQL database the index, log
+and stamps are its tables ``items``, ``log_entries`` and ``tree_head_stamps`` instead, and the
+directory holds the files and the key only. The index row and the log
 entry of every change are written in one transaction, so they never disagree.
 """
 
@@ -13,7 +15,6 @@ import errno
 import json
 import logging
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +28,10 @@ from cryptography import x509
 from rfc3161_client import TimeStampRequest
 
 from evidence import _files
-from evidence._db import Database
+from evidence._db import Connection, Database, EvidenceDatabase
 from evidence._index import (
     ITEM_COLUMNS,
+    POSTGRES_SCHEMA,
     SCHEMA,
     check_files,
     from_ms,
@@ -59,7 +61,13 @@ from evidence.record import (
 )
 from evidence.retention import retain_until, retention_period
 from evidence.signing import SignedTreeHead, SigningKey, verify_tree_head
-from evidence.stamps import STAMP_SCHEMA, StampedHead, TimestampAuthority, TreeHeadStamps
+from evidence.stamps import (
+    STAMP_POSTGRES_SCHEMA,
+    STAMP_SCHEMA,
+    StampedHead,
+    TimestampAuthority,
+    TreeHeadStamps,
+)
 
 __all__ = ["EvidenceArchive", "ItemProof"]
 
@@ -88,7 +96,7 @@ class EvidenceArchive:
     def __init__(
         self,
         data_dir: Path,
-        db: Database,
+        db: EvidenceDatabase,
         log: TransparencyLog,
         key: SigningKey,
         io: ThreadPoolExecutor,
@@ -105,19 +113,35 @@ class EvidenceArchive:
 
     @classmethod
     async def open(
-        cls, data_dir: Path, *, clock: Callable[[], float] = time.time, io_threads: int = 2
+        cls,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        io_threads: int = 2,
+        database_url: str | None = None,
+        schema: str | None = None,
     ) -> EvidenceArchive:
-        """Open (creating on first start) the archive in ``data_dir``."""
+        """Open (creating on first start) the archive in ``data_dir``: its files and signing
+        key there, its index, log and stamps in ``evidence.db`` there or, with
+        ``database_url``, in that PostgreSQL database (``schema``, else the server's
+        ``search_path``), which every node of a deployment shares."""
         io = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="evidence-io")
         loop = asyncio.get_running_loop()
-        db: Database | None = None
+        db: EvidenceDatabase | None = None
         try:
             await loop.run_in_executor(io, lambda: data_dir.mkdir(parents=True, exist_ok=True))
             key = await loop.run_in_executor(io, SigningKey.load_or_create, data_dir)
-            db = await Database.open(data_dir / "evidence.db")
-            await db.run(lambda conn: conn.executescript(SCHEMA + STAMP_SCHEMA))
-            # Nodes of one deployment share the archive: appends lock this file.
-            log = await TransparencyLog.open(db, key, clock=clock, lock=data_dir / "evidence.lock")
+            if database_url is None:
+                # Processes sharing the directory: exclusive transactions lock this file.
+                db = await Database.open(data_dir / "evidence.db", lock=data_dir / "evidence.lock")
+            else:
+                from evidence._postgres import PostgresDatabase
+
+                db = await PostgresDatabase.open(database_url, schema=schema)
+            await db.create_schema(
+                sqlite=SCHEMA + STAMP_SCHEMA, postgresql=POSTGRES_SCHEMA + STAMP_POSTGRES_SCHEMA
+            )
+            log = await TransparencyLog.open(db, key, clock=clock)
         except BaseException:
             if db is not None:
                 await db.aclose()
@@ -175,7 +199,7 @@ class EvidenceArchive:
         record_json = record.to_json()
         stage = record.logistics_stage
 
-        def index(conn: sqlite3.Connection, leaf_index: int) -> None:
+        def index(conn: Connection, leaf_index: int) -> None:
             conn.execute(
                 "INSERT INTO items (item_id, added_at, rel_dir, record, files, leaf_index,"
                 " case_id, order_id, tracking_number, unit_id, use, stage, stage_rank,"
@@ -285,7 +309,7 @@ class EvidenceArchive:
         sql += f" ORDER BY {order} LIMIT ?"
         args.append(max(0, min(limit, 10_000)))
 
-        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        def read(conn: Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, args).fetchall()
 
         return [item_from_row(row)[0] for row in await self._db.run(read)]
@@ -392,6 +416,12 @@ class EvidenceArchive:
     @property
     def key_id(self) -> str:
         return self._key.key_id
+
+    @property
+    def database(self) -> EvidenceDatabase:
+        """Where the index, the log and the stamps are kept (``evidence.migrate`` copies them
+        from one to another)."""
+        return self._db
 
     @property
     def log(self) -> TransparencyLog:
@@ -542,7 +572,7 @@ class EvidenceArchive:
         item, _ = await self._row(item_id)
         until = item.added_at + retention_period(retention_class)
 
-        def update(conn: sqlite3.Connection, _index: int) -> None:
+        def update(conn: Connection, _index: int) -> None:
             conn.execute(
                 "UPDATE items SET retention_class = ?, retain_until = ? WHERE item_id = ?",
                 (retention_class, ms(until), item_id),
@@ -570,7 +600,7 @@ class EvidenceArchive:
         """Delete every item past its retain-until that is not on hold; returns their ids."""
         now = int(self._clock() * 1000)
 
-        def read(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+        def read(conn: Connection) -> list[tuple[str, str, int]]:
             return conn.execute(
                 "SELECT item_id, retention_class, retain_until FROM items"
                 " WHERE retain_until <= ? AND legal_hold = 0 ORDER BY retain_until",
@@ -593,7 +623,7 @@ class EvidenceArchive:
         _, rel_dir = await self._row(item_id)
         now = int(self._clock() * 1000)
 
-        def remove(conn: sqlite3.Connection, _index: int) -> None:
+        def remove(conn: Connection, _index: int) -> None:
             # Checked inside the transaction so a concurrent hold cannot slip between.
             row = conn.execute(
                 "SELECT legal_hold, retain_until FROM items WHERE item_id = ?", (item_id,)
@@ -618,7 +648,7 @@ class EvidenceArchive:
     ) -> None:
         await self._row(item_id)
 
-        def update(conn: sqlite3.Connection, _index: int) -> None:
+        def update(conn: Connection, _index: int) -> None:
             cur = conn.execute(
                 "UPDATE items SET legal_hold = ? WHERE item_id = ?", (int(held), item_id)
             )
@@ -635,7 +665,7 @@ class EvidenceArchive:
         reason: str,
         *,
         fields: dict[str, Any] | None = None,
-        index_update: Callable[[sqlite3.Connection, int], None] | None = None,
+        index_update: Callable[[Connection, int], None] | None = None,
     ) -> LogEntry:
         if not actor:
             raise InvalidRecord(f"{kind.value} needs an actor")
@@ -654,7 +684,7 @@ class EvidenceArchive:
         if not _ITEM_ID.match(item_id):
             raise NotFound(f"no evidence item {item_id!r}", item_id=item_id)
 
-        def read(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+        def read(conn: Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = conn.execute(
                 f"SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ?", (item_id,)
             ).fetchone()

@@ -22,7 +22,9 @@ from evidence import (
 )
 from tests.fakes.tsa import LocalTsa, TsaError
 
-from .conftest import make_files, make_record
+from .conftest import OpenArchive, make_files, make_record
+
+ARCHIVE_BACKENDS = ("sqlite", "postgres")
 
 
 @pytest.fixture
@@ -68,11 +70,11 @@ async def test_a_head_is_stamped_kept_and_logged(
 
 
 async def test_stamps_survive_a_reopen(
-    archive: EvidenceArchive, tsa: LocalTsa, tmp_path: Path
+    archive: EvidenceArchive, open_archive: OpenArchive, tsa: LocalTsa, tmp_path: Path
 ) -> None:
     await _add(archive, tmp_path, "a")
     stamp = await archive.stamp(tsa.client(), load_certificates(tsa.root_pem))
-    reopened = await EvidenceArchive.open(archive.data_dir)
+    reopened = await open_archive(archive.data_dir)
     try:
         assert await reopened.stamps() == [stamp]
     finally:

@@ -18,7 +18,10 @@ from evidence import (
 from evidence.merkle import leaf_hash
 from evidence.signing import load_public_key
 
-from .conftest import T0, FakeClock, make_files, make_record
+from .conftest import T0, FakeClock, OpenArchive, make_files, make_record
+
+#: Every archive test here runs on SQLite and on PostgreSQL (conftest).
+ARCHIVE_BACKENDS = ("sqlite", "postgres")
 
 
 async def test_add_item_moves_hashes_logs_and_indexes(
@@ -163,15 +166,17 @@ async def test_verify_reports_each_file(archive: EvidenceArchive, tmp_path: Path
     assert len(await archive.log_entries(item.item_id)) == 1  # verify never logs
 
 
-async def test_index_survives_reopen(tmp_path: Path, clock: FakeClock) -> None:
-    archive = await EvidenceArchive.open(tmp_path / "data", clock=clock)
+async def test_index_survives_reopen(
+    open_archive: OpenArchive, tmp_path: Path, clock: FakeClock
+) -> None:
+    archive = await open_archive(tmp_path / "data", clock=clock)
     item = await archive.add_item(make_files(tmp_path / "c"), make_record(), actor="a")
     head = archive.tree_head()
     key = archive.public_key_pem()
     await archive.aclose()
     await archive.aclose()  # idempotent
 
-    archive = await EvidenceArchive.open(tmp_path / "data", clock=clock)
+    archive = await open_archive(tmp_path / "data", clock=clock)
     try:
         assert archive.public_key_pem() == key
         assert archive.tree_head().root_hash == head.root_hash
