@@ -48,6 +48,7 @@ from server.wiring.pages import Pages
 from server.wiring.rtsp import RtspCameras
 from server.wiring.services import Services, open_services
 from server.wiring.signaling import CameraSessions, Renegotiation, SiteRooms, open_hub
+from server.wiring.storage import open_archive
 from server.wiring.timestamps import HttpTimestampAuthority, StampLoop, load_tsa_roots
 from signaling import Hub, RoomId, RoomKind
 from web import setup_pages
@@ -112,7 +113,7 @@ async def _build(
     # -- storage: the database-backed services and the evidence archive -----------------------
     services = await open_services(settings, start_webhooks=False)
     opened.push_async_callback(services.aclose)
-    archive = await EvidenceArchive.open(settings.data_dir / "evidence")
+    archive = await open_archive(settings)
     opened.push_async_callback(archive.aclose)
     # Content credentials of exported copies: the operator's certificate (a bad one, or one
     # that does not match its key, stops the start), else the archive's own key.

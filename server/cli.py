@@ -16,6 +16,7 @@ from aiohttp import web
 from inference import InferenceError
 from server.access_log import MaskingAccessLogger
 from server.settings import Settings, SettingsError, load_settings
+from server.storage.database import SchemaTooNew
 
 __all__ = ["main"]
 
@@ -108,6 +109,23 @@ def _parser() -> argparse.ArgumentParser:
         help="integration (default: create cases, mint join links, read cases) or a staff role;"
         " admin only when the integration must manage accounts",
     )
+
+    commands.add_parser(
+        "migrate",
+        help="bring the database (INSPECT_DATABASE_URL, else SQLite under the data directory)"
+        " to this version's schema; a node also does this when it starts",
+    )
+    move = commands.add_parser(
+        "migrate-data",
+        help="copy an embedded install (SQLite) into PostgreSQL, verify it and say what was copied",
+    )
+    move.add_argument(
+        "--from", dest="source", type=Path, required=True, help="the SQLite file (var/inspect.db)"
+    )
+    move.add_argument(
+        "--to", dest="target", required=True, help="postgresql://user:password@host/db (empty)"
+    )
+    move.add_argument("--schema", help="the PostgreSQL schema to fill (default: search_path)")
 
     disable = commands.add_parser(
         "disable-user",
@@ -205,12 +223,12 @@ async def _serve(settings: Settings, demo: bool, worker: int | None = None) -> N
 
 async def _prepare(settings: Settings) -> None:
     """Create what every worker would race to create: schema, secret and signing keys."""
-    from evidence import EvidenceArchive
     from server.app import open_state
+    from server.wiring.storage import open_archive
 
     async with open_state(settings):
         pass
-    archive = await EvidenceArchive.open(settings.data_dir / "evidence")
+    archive = await open_archive(settings)
     await archive.aclose()
 
 
@@ -325,6 +343,24 @@ async def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(settings: Settings) -> None:
+    from server.wiring.migrate import migrate
+
+    print(await migrate(settings))
+
+
+async def _migrate_data(args: argparse.Namespace) -> int:
+    from server.wiring.migrate import MigrationError, migrate_data
+
+    try:
+        copied = await migrate_data(args.source, args.target, schema=args.schema)
+    except MigrationError as exc:
+        print(f"inspectd: migrate-data: {exc}", file=sys.stderr)
+        return 1
+    print(copied.describe())
+    return 0
+
+
 def _model_tool(command: str, argv: list[str]) -> int:
     """``eval`` and ``train`` run the training package's own command lines."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -374,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_disable_user(settings, args))
         elif args.command == "worker":
             asyncio.run(_worker(settings, args.stale_s))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "migrate-data":
+            return asyncio.run(_migrate_data(args))
     except KeyboardInterrupt:
         return 130
     except SettingsError as exc:
@@ -382,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"inspectd: {exc}", file=sys.stderr)
         return 1
+    except SchemaTooNew as exc:
+        print(f"inspectd: refusing to start: {exc}", file=sys.stderr)
+        return 2
     except InferenceError as exc:
         # A model that breaks the contract, or an unavailable provider: refuse to start.
         print(f"inspectd: grading model: {exc}", file=sys.stderr)

@@ -151,6 +151,13 @@ class Settings:
     c2pa_key: Path | None = None
     #: The privacy notice customers were shown, recorded with every evidence item.
     privacy_notice_version: str = "2026-11"
+    #: PostgreSQL holding every record (``postgresql://user:password@host:5432/inspect``):
+    #: accounts, cases, the outbox, sites, returns, analytics, the evidence index and log.
+    #: Empty: SQLite files under ``data_dir`` (one host).
+    database_url: str = ""
+    #: The PostgreSQL schema the tables live in (created if missing). Empty: the server's
+    #: ``search_path`` (normally ``public``).
+    database_schema: str = ""
     #: Redis shared by every node and worker (``redis://host:6379/0``). Empty: one process
     #: with its embedded memory bus.
     redis_url: str = ""
@@ -287,6 +294,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "c2pa_cert": _path,
     "c2pa_key": _path,
     "privacy_notice_version": str,
+    "database_url": str,
+    "database_schema": str,
     "redis_url": str,
     "redis_prefix": str,
     "node_id": str,
@@ -477,6 +486,20 @@ def _validate(settings: Settings) -> None:
             "media_ports",
             f"the range must be within 1024-65535 and MIN <= MAX, got {settings.media_ports!r}",
         )
+    if settings.database_url:
+        need(
+            urlsplit(settings.database_url).scheme in ("postgresql", "postgres"),
+            "database_url",
+            # Only the scheme is repeated: the rest may hold the password.
+            "expected a postgresql:// URL (SQLite is the default: leave it empty),"
+            f" got one starting {urlsplit(settings.database_url).scheme or '(no scheme)'}:",
+        )
+    need(
+        not settings.database_schema
+        or re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", settings.database_schema) is not None,
+        "database_schema",
+        f"must be a plain lower-case identifier, got {settings.database_schema!r}",
+    )
     if settings.redis_url:
         need(
             urlsplit(settings.redis_url).scheme in ("redis", "rediss", "unix"),

@@ -10,6 +10,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -100,6 +101,11 @@ class PostgresProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         data = self._dir / "data"
+        if not (data / "PG_VERSION").exists():
+            self._init(data)
+        self._serve(data, timeout)
+
+    def _init(self, data: Path) -> None:
         done = self._run(
             str(self.bin / "initdb"),
             "-D",
@@ -113,6 +119,8 @@ class PostgresProcess:
         )
         if done.returncode != 0:
             raise AssertionError(f"initdb failed: {done.stderr.decode(errors='replace')}")
+
+    def _serve(self, data: Path, timeout: float) -> None:
         self.process = subprocess.Popen(
             [
                 str(self.bin / "postgres"),
@@ -141,15 +149,21 @@ class PostgresProcess:
                 raise AssertionError(f"postgres did not start on port {self.port}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server as a restart does ("fast" shutdown, SIGINT: every client is
+        disconnected at once), keeping its data for :meth:`start`."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # "smart" shutdown would wait for clients: SIGTERM is fast
+            self.process.send_signal(signal.SIGINT)  # SIGTERM ("smart") waits for clients
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
         self.process = None
+
+    def stop(self) -> None:
+        """Stop the server and remove its data."""
+        self.halt()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -74,7 +74,7 @@ from server.returns import ReturnsService
 from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
-from server.storage.sqlite import Database, SqliteRulesStore
+from server.storage.database import DatabaseHandle
 
 __all__ = [
     "API_VERSION",
@@ -121,12 +121,14 @@ class Edge:
     apps that serve only part of the API (tests of the REST routes alone)."""
 
     settings: Settings
-    db: Database
+    db: DatabaseHandle
     cases: CaseService
     accounts: AccountService
     auth: RequestAuth
     webhooks: WebhookDispatcher
     metrics: Metrics
+    #: Intake, verified reasons and the return rules (on the cases above).
+    returns: ReturnsService
     calls: CallControl | None = None
     grading: GradingView | None = None
     evidence: EvidenceArchive | None = None
@@ -137,8 +139,6 @@ class Edge:
     presence: CameraPresence | None = None
     camera_sessions: CameraSessions | None = None
     captions: CaptionSwitch | None = None
-    #: Without one, a service on the edge's cases and database.
-    returns: ReturnsService | None = None
     redaction: RedactionService | None = None
     analytics: AnalyticsService | None = None
     #: Content credentials for exported copies (none: bundles carry no C2PA copies).
@@ -187,11 +187,7 @@ def setup_http(
     if edge.camera_sessions is not None:
         app[CAMERA_SESSIONS_KEY] = edge.camera_sessions
     app[CAPTIONS_KEY] = edge.captions if edge.captions is not None else NoCaptions()
-    app[RETURNS_KEY] = (
-        edge.returns
-        if edge.returns is not None
-        else ReturnsService(edge.cases, SqliteRulesStore(edge.db))
-    )
+    app[RETURNS_KEY] = edge.returns
     if edge.node_id is not None:
         app[NODE_KEY] = edge.node_id
     edge.metrics.set_case_counts(edge.cases.counts_by_state)

@@ -17,6 +17,7 @@ from aiohttp import web
 from evidence import EvidenceError, EvidenceErrorCode
 from media import MediaError
 from server.errors import DomainError, DomainErrorCode
+from server.storage.database import StorageUnavailable
 from signaling import SignalingError, SignalingErrorCode
 
 __all__ = ["DOMAIN_STATUS", "HttpError", "error_middleware", "error_response", "status_of"]
@@ -47,6 +48,7 @@ _EVIDENCE_STATUS = {
     EvidenceErrorCode.ON_LEGAL_HOLD: 409,
     EvidenceErrorCode.RETENTION_ACTIVE: 409,
     EvidenceErrorCode.STORAGE_FULL: 507,
+    EvidenceErrorCode.UNAVAILABLE: 503,
 }
 
 #: Media errors that are not "the call is not in a state for this" (409).
@@ -135,11 +137,19 @@ async def error_middleware(
         if status >= 500:
             logger.error("request failed: %s", exc.message)
         return error_response(status, exc.code.value, exc.message, exc.fields)
+    except StorageUnavailable as exc:
+        logger.error("database unavailable: %s", exc)
+        response = error_response(503, DomainErrorCode.UNAVAILABLE.value, str(exc))
+        response.headers["Retry-After"] = "2"
+        return response
     except EvidenceError as exc:
         status = _EVIDENCE_STATUS.get(exc.code, 500)
         if status >= 500:
             logger.error("evidence archive failed: %s", exc.message)
-        return error_response(status, exc.code.value, exc.message)
+        response = error_response(status, exc.code.value, exc.message)
+        if status == 503:
+            response.headers["Retry-After"] = "2"
+        return response
     except MediaError as exc:
         status = 400 if isinstance(exc, ValueError) else _MEDIA_STATUS.get(exc.code, 409)
         return error_response(status, exc.code, exc.message)

@@ -17,7 +17,7 @@ from server.returns import ReturnsService
 from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import CameraPresence, SiteService
-from server.storage.sqlite import Database
+from server.storage.database import DatabaseHandle
 
 __all__ = [
     "ACCOUNTS_KEY",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 SETTINGS_KEY = web.AppKey("inspect_settings", Settings)
-DB_KEY = web.AppKey("inspect_db", Database)
+DB_KEY = web.AppKey("inspect_db", DatabaseHandle)
 CASES_KEY = web.AppKey("inspect_cases", CaseService)
 ACCOUNTS_KEY = web.AppKey("inspect_accounts", AccountService)
 #: The request-facing half of accounts: who a request is, the session cookie.

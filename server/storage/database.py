@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["DatabaseHandle", "SchemaTooNew"]
+__all__ = ["DatabaseHandle", "SchemaTooNew", "StorageUnavailable"]
 
 
 class DatabaseHandle(Protocol):
@@ -35,3 +35,8 @@ class SchemaTooNew(RuntimeError):
         )
         self.found = found
         self.supported = supported
+
+
+class StorageUnavailable(RuntimeError):
+    """The database could not be reached (restarting, network down) for a read or a change,
+    after the retries the backend makes; the request is answered 503 and may be repeated."""

@@ -1,5 +1,6 @@
-"""The storage-backed services of one process, opened together: the database, accounts, cases
-with their webhook outbox, and sites."""
+"""The storage-backed services of one process, opened together: the database and its stores
+(``server.wiring.storage``), accounts, cases with their webhook outbox, sites, returns and
+analytics."""
 
 from __future__ import annotations
 
@@ -15,15 +16,9 @@ from server.returns import ReturnsService
 from server.returns.analytics import AnalyticsService
 from server.settings import Settings
 from server.sites import SiteService
-from server.storage.sqlite import (
-    Database,
-    SqliteAccountStore,
-    SqliteCaseStore,
-    SqliteRulesStore,
-    SqliteSiteStore,
-    SqliteWebhookStore,
-)
-from server.storage.sqlite.analytics import SqliteAnalyticsStore
+from server.storage.database import DatabaseHandle
+
+from .storage import Stores, open_stores
 
 __all__ = ["Services", "open_services"]
 
@@ -32,7 +27,9 @@ __all__ = ["Services", "open_services"]
 class Services:
     """The storage-backed objects of one app, opened together (see :func:`open_services`)."""
 
-    db: Database
+    #: The database every store is on (SQLite under the data directory, or PostgreSQL).
+    db: DatabaseHandle
+    stores: Stores
     accounts: AccountService
     #: The request-facing half of accounts (credentials of a request, the session cookie).
     auth: RequestAuth
@@ -55,16 +52,17 @@ class Services:
 async def open_services(
     settings: Settings, *, metrics: Metrics | None = None, start_webhooks: bool = True
 ) -> Services:
-    """Open the database under ``settings.data_dir``, load the secret key and the auth cache,
-    and start the webhook dispatcher."""
-    db = await Database.open(settings.data_dir / "inspect.db")
+    """Open the database (``settings.database_url``, else SQLite under ``settings.data_dir``),
+    load the secret key and the auth cache, and start the webhook dispatcher."""
+    stores = await open_stores(settings)
+    db = stores.database
     try:
         secret = await asyncio.get_running_loop().run_in_executor(
             None, load_secret_key, SecretKeyConfig(settings.data_dir, settings.secret_key)
         )
         metrics = metrics or Metrics()
         accounts = AccountService(
-            SqliteAccountStore(db),
+            stores.accounts,
             secret,
             config=AccountConfig(
                 session_ttl_s=settings.session_ttl_s, join_token_ttl_s=settings.join_token_ttl_s
@@ -74,19 +72,17 @@ async def open_services(
         # Webhook and RTSP targets reach public hosts only (and INSPECT_OUTBOUND_ALLOW's).
         guard = OutboundGuard(settings.outbound_allow)
         webhooks = WebhookDispatcher(
-            SqliteWebhookStore(db),
+            stores.webhooks,
             WebhookConfig(
                 secret=settings.webhook_secret, max_attempts=settings.webhook_max_attempts
             ),
             metrics=metrics,
             guard=guard,
         )
-        cases = CaseService(SqliteCaseStore(db, webhook_urls=settings.webhook_urls), sink=webhooks)
-        sites = SiteService(SqliteSiteStore(db), secret, guard=guard)
-        returns = ReturnsService(cases, SqliteRulesStore(db))
-        analytics = AnalyticsService(
-            SqliteAnalyticsStore(db, webhook_urls=settings.webhook_urls), sink=webhooks
-        )
+        cases = CaseService(stores.cases, sink=webhooks)
+        sites = SiteService(stores.sites, secret, guard=guard)
+        returns = ReturnsService(cases, stores.rules)
+        analytics = AnalyticsService(stores.analytics, sink=webhooks)
         cases.add_listener(returns.case_changed)
         if start_webhooks:
             await webhooks.start()
@@ -95,6 +91,7 @@ async def open_services(
         raise
     return Services(
         db=db,
+        stores=stores,
         accounts=accounts,
         auth=RequestAuth(accounts, public_url=settings.base_url),
         cases=cases,

@@ -8,12 +8,18 @@ import asyncio
 import contextlib
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
+from server.app import RunningService, running_service
+from server.settings import Settings
+from signaling import Role
 from tests.fakes import NumberedVideoTrack, ToneAudioTrack, read_frame_number
 from tests.fakes.signal_client import Participant
 
@@ -157,3 +163,67 @@ async def node_of(base_url: str, log: Path, within: float = 30.0) -> str:
         except TimeoutError:
             text = await asyncio.to_thread(log.read_text)
             raise AssertionError(f"{base_url} did not start:\n{text[-3000:]}") from None
+
+
+PASSWORD = "agent-pass-123"
+
+
+@dataclass(slots=True)
+class Cluster:
+    a: RunningService
+    b: RunningService
+    admin_token: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    async def new_case(self, session: aiohttp.ClientSession) -> tuple[str, str]:
+        body = {"kind": "return", "customer_name": "Dana Customer", "order_id": "ORD-7"}
+        async with session.post(
+            f"{self.a.base_url}/api/cases", json=body, headers=self.headers()
+        ) as response:
+            assert response.status == 201, await response.text()
+            created = await response.json()
+        return str(created["case"]["id"]), str(created["join_token"])
+
+    async def case(self, session: aiohttp.ClientSession, node: RunningService, case_id: str) -> Any:
+        async with session.get(
+            f"{node.base_url}/api/cases/{case_id}", headers=self.headers()
+        ) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["case"]
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path: Path, url: str, **settings: Any) -> AsyncIterator[Cluster]:
+    """Two nodes (``node-a``, ``node-b``) on the Redis at ``url`` with one data directory and
+    ``settings`` besides (a database URL, say), an agent user and an admin API token."""
+    shared: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "port": 0,
+        "shutdown_timeout_s": 2.0,
+        "grading": False,
+        "redis_url": url,
+        "redis_prefix": f"inspect-test:{uuid.uuid4().hex[:12]}:",
+        "node_heartbeat_s": 0.5,
+        **settings,
+    }
+    try:
+        async with (
+            running_service(Settings(**shared, node_id="node-a")) as a,
+            running_service(Settings(**shared, node_id="node-b")) as b,
+        ):
+            await a.state.accounts.create_user(
+                "agent", PASSWORD, name="Alex Agent", role=Role.AGENT
+            )
+            token, _ = await a.state.accounts.create_api_token("tests", role=Role.ADMIN)
+            yield Cluster(a, b, token)
+    finally:
+        with contextlib.suppress(OSError, aioredis.RedisError):
+            client = aioredis.from_url(url)
+            try:
+                keys = [key async for key in client.scan_iter(match=f"{shared['redis_prefix']}*")]
+                if keys:
+                    await client.delete(*keys)
+            finally:
+                await client.aclose()

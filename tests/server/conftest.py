@@ -128,7 +128,7 @@ async def serve_api(
             webhooks=services.webhooks,
             metrics=services.metrics,
             calls=calls,
-            **edge,
+            **{"returns": services.returns, **edge},
         ),
     )
     result = Api(

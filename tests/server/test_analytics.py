@@ -548,6 +548,7 @@ async def routes(
             auth=services.auth,
             webhooks=services.webhooks,
             metrics=services.metrics,
+            returns=services.returns,
         ),
         routes=analytics_routes.routes(),
     )

@@ -5,78 +5,25 @@ the media lives on the room's home node, signaling crosses nodes through Redis."
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
-from server.app import RunningService, running_service
-from server.settings import Settings
 from signaling import Role
 from tests.fakes.signal_client import Participant
 from tests.redis_server import RedisProcess, redis_url  # noqa: F401 - the session's Redis
-from tests.server._multinode import agent_participant, chat_both_ways, start_call
+from tests.server._multinode import (
+    PASSWORD,
+    agent_participant,
+    chat_both_ways,
+    cluster,
+    start_call,
+)
 from tests.signaling._redis_buses import eventually
 
 pytestmark = pytest.mark.redis
-
-PASSWORD = "agent-pass-123"
-
-
-@dataclass(slots=True)
-class Cluster:
-    a: RunningService
-    b: RunningService
-    admin_token: str
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.admin_token}"}
-
-    async def new_case(self, session: aiohttp.ClientSession) -> tuple[str, str]:
-        body = {"kind": "return", "customer_name": "Dana Customer", "order_id": "ORD-7"}
-        async with session.post(
-            f"{self.a.base_url}/api/cases", json=body, headers=self.headers()
-        ) as response:
-            assert response.status == 201, await response.text()
-            created = await response.json()
-        return str(created["case"]["id"]), str(created["join_token"])
-
-
-@contextlib.asynccontextmanager
-async def cluster(tmp_path: Path, url: str) -> AsyncIterator[Cluster]:
-    shared = {
-        "data_dir": tmp_path / "var",
-        "port": 0,
-        "shutdown_timeout_s": 2.0,
-        "grading": False,
-        "redis_url": url,
-        "redis_prefix": f"inspect-test:{uuid.uuid4().hex[:12]}:",
-        "node_heartbeat_s": 0.5,
-    }
-    try:
-        async with (
-            running_service(Settings(**shared, node_id="node-a")) as a,
-            running_service(Settings(**shared, node_id="node-b")) as b,
-        ):
-            await a.state.accounts.create_user(
-                "agent", PASSWORD, name="Alex Agent", role=Role.AGENT
-            )
-            token, _ = await a.state.accounts.create_api_token("tests", role=Role.ADMIN)
-            yield Cluster(a, b, token)
-    finally:
-        with contextlib.suppress(OSError, aioredis.RedisError):
-            client = aioredis.from_url(url)
-            try:
-                keys = [key async for key in client.scan_iter(match=f"{shared['redis_prefix']}*")]
-                if keys:
-                    await client.delete(*keys)
-            finally:
-                await client.aclose()
 
 
 @pytest.fixture

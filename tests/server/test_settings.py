@@ -47,6 +47,8 @@ def test_environment_values_are_cast() -> None:
         ({"INSPECT_PUBLIC_URL": "inspect.example.com"}, "INSPECT_PUBLIC_URL"),
         ({"INSPECT_PROT": "8080"}, "INSPECT_PROT"),
         ({"INSPECT_TLS_SELF_SIGNED": "maybe"}, "INSPECT_TLS_SELF_SIGNED"),
+        ({"INSPECT_DATABASE_URL": "mysql://u:pw@db/inspect"}, "INSPECT_DATABASE_URL"),
+        ({"INSPECT_DATABASE_SCHEMA": "Inspect; DROP"}, "INSPECT_DATABASE_SCHEMA"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(environ: dict[str, str], variable: str) -> None:
@@ -54,6 +56,15 @@ def test_bad_values_fail_fast_naming_the_variable(environ: dict[str, str], varia
         load_settings(environ)
     assert caught.value.variable == variable
     assert str(caught.value).startswith(variable)
+
+
+def test_a_refused_database_url_is_not_repeated_with_its_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"INSPECT_DATABASE_URL": "mysql://inspect:hunter2-secret@db/inspect"})
+    assert "hunter2" not in str(caught.value) and "mysql:" in str(caught.value)
+    url = "postgresql://inspect:pw@db.internal:5432/inspect"
+    settings = load_settings({"INSPECT_DATABASE_URL": url, "INSPECT_DATABASE_SCHEMA": "eu"})
+    assert (settings.database_url, settings.database_schema) == (url, "eu")
 
 
 def test_toml_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
