@@ -8,8 +8,8 @@
 #
 # Checks the environment variable NAME of each argument, prints one line per refused variable
 # on stderr and exits 78 (EX_CONFIG) if any is refused; otherwise it runs COMMAND in its place.
-# compose.yaml and the Kubernetes manifests put it in front of inspectd, Redis and coturn
-# (coturn/start.sh calls it). Values are read from the environment by awk, never from the
+# compose.yaml and the Kubernetes manifests put it in front of inspectd, PostgreSQL, Redis and
+# coturn (coturn/start.sh calls it). Values are read from the environment by awk, never from the
 # command line, so they do not show in the process list.
 #
 # Refused: unset or empty; containing REPLACE_ME or CHANGEME; under 32 characters; anything but

@@ -24,6 +24,7 @@ def test_deploy_has_the_expected_files() -> None:
         "coturn/turnserver.conf",
         "coturn/start.sh",
         "require-secrets.sh",
+        "k8s/25-postgres.yaml",
     ]
     for name in expected:
         assert (DEPLOY / name).is_file(), name

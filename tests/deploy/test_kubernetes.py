@@ -1,15 +1,18 @@
 """deploy/k8s/: every manifest against the Kubernetes 1.30 schemas (kubernetes-validate,
 strict: unknown fields fail), stable API versions only, references that resolve, and the
-settings, commands, ports and secrets the service and coturn must agree on."""
+settings, commands, ports and secrets the service, PostgreSQL, Redis and coturn must agree
+on."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 import secrets
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -262,6 +265,93 @@ def test_redis_is_a_stateful_set_with_a_password_the_nodes_use() -> None:
     assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
 
 
+def _statefulset_container(name: str) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = _pod(_find("StatefulSet", name))["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _option(argv: list[str], flag: str) -> str:
+    """The value after ``flag`` in ``argv``."""
+    assert flag in argv, f"{flag} missing from {argv}"
+    return argv[argv.index(flag) + 1]
+
+
+#: The postgres user of the official images: uid and gid 70 on Alpine, 999 on Debian.
+POSTGRES_UID = {"alpine": 70, "debian": 999}
+
+
+def test_postgres_is_a_stateful_set_the_nodes_reach_with_its_password() -> None:
+    postgres = _find("StatefulSet", "postgres")
+    assert postgres["spec"]["replicas"] == 1
+    service = _find("Service", postgres["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None", "headless: the name resolves to the pod"
+    container = _statefulset_container("postgres")
+    environment = _environment(container)
+    (port,) = service["spec"]["ports"]
+    (target,) = [p for p in container["ports"] if p["name"] == port["targetPort"]]
+    assert target["containerPort"] == 5432
+
+    inspectd = _container("inspectd")
+    settings = settings_of(_environment(inspectd), "Deployment inspectd")
+    url = urlsplit(settings.database_url)
+    assert url.scheme == "postgresql"
+    meta = service["metadata"]
+    assert url.hostname == f"{meta['name']}.{meta['namespace']}.svc.cluster.local", url
+    assert url.port == port["port"]
+    assert url.username == environment["POSTGRES_USER"]
+    assert url.path == "/" + environment["POSTGRES_DB"]
+    # The URL is built from the Secret, never a copy of it; the kubelet expands $(VAR) only
+    # for a variable defined earlier in the list.
+    (item,) = [item for item in inspectd["env"] if item["name"] == "INSPECT_DATABASE_URL"]
+    assert "$(POSTGRES_PASSWORD)" in item["value"]
+    names = [item["name"] for item in inspectd["env"]]
+    assert names.index("POSTGRES_PASSWORD") < names.index("INSPECT_DATABASE_URL")
+    assert _environment(inspectd)["INSPECT_DATABASE_URL"].count(PLACEHOLDER) == 1
+    key = _secret_keys(container)["POSTGRES_PASSWORD"]
+    assert _secret_keys(inspectd)["POSTGRES_PASSWORD"] == key, "one Secret key for both"
+    built = urlsplit(_environment(inspectd)["INSPECT_DATABASE_URL"])
+    assert built.password == environment["POSTGRES_PASSWORD"]
+    # The GPU workers never touch the database: they get neither its URL nor its password.
+    worker = _container("inspectd-worker")
+    assert not settings_of(_environment(worker), "worker").database_url
+    assert key not in _secret_keys(worker).values()
+
+
+def test_postgres_runs_as_the_image_user_with_its_data_in_a_subdirectory() -> None:
+    postgres = _find("StatefulSet", "postgres")
+    container = _statefulset_container("postgres")
+    image = container["image"]
+    assert image.startswith("postgres:1"), image
+    uid = POSTGRES_UID["alpine" if image.endswith("-alpine") else "debian"]
+    context = _pod(postgres)["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (uid,) * 3
+    assert context["runAsNonRoot"] is True
+    (claim,) = postgres["spec"]["volumeClaimTemplates"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    pgdata = _environment(container)["PGDATA"]
+    data = posixpath.dirname(pgdata)
+    assert mounts.get(data) == claim["metadata"]["name"], (
+        "PGDATA is a subdirectory of the claim's mount: the volume root may hold lost+found"
+    )
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    emptydirs = {v["name"] for v in _pod(postgres)["volumes"] if "emptyDir" in v}
+    # The root filesystem is read-only: the socket directory and /dev/shm (dynamic shared
+    # memory, 64 MB by default) are volumes of their own.
+    for path in ("/var/run/postgresql", "/dev/shm"):
+        assert mounts.get(path) in emptydirs, f"{path} must be writable"
+    environment = _environment(container)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[0] == "pg_isready", probe
+        # Over TCP: the temporary server of the first start listens on the Unix socket only.
+        assert _option(command, "-h") == "127.0.0.1", probe
+        assert _option(command, "-U") == environment["POSTGRES_USER"], probe
+        assert _option(command, "-d") == environment["POSTGRES_DB"], probe
+    checked = container["command"]
+    assert checked[checked.index("--") + 1 :] == ["docker-entrypoint.sh", "postgres"]
+
+
 def test_worker_requests_a_gpu() -> None:
     container = _container("inspectd-worker")
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -379,7 +469,7 @@ def test_the_require_secrets_config_map_holds_the_script() -> None:
 
 def test_every_container_that_reads_a_secret_checks_it_before_it_starts() -> None:
     readers = {c["name"] for _, c in _containers() if _secret_keys(c)}
-    assert readers == {"inspectd", "coturn", "redis", "worker"}
+    assert readers == {"inspectd", "coturn", "postgres", "redis", "worker"}
     for workload, container in _containers():
         keys = _secret_keys(container)
         if not keys:
@@ -410,7 +500,7 @@ def test_every_container_that_reads_a_secret_checks_it_before_it_starts() -> Non
 
 
 @pytest.mark.parametrize(
-    "container_name", ["inspectd", "worker", "redis", "coturn"], ids=lambda name: name
+    "container_name", ["inspectd", "worker", "postgres", "redis", "coturn"], ids=lambda name: name
 )
 def test_the_secret_placeholders_stop_the_container(container_name: str, tmp_path: Path) -> None:
     ((workload, container),) = [(w, c) for w, c in _containers() if c["name"] == container_name]
@@ -426,7 +516,7 @@ def test_the_secret_placeholders_stop_the_container(container_name: str, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "container_name", ["inspectd", "worker", "redis", "coturn"], ids=lambda name: name
+    "container_name", ["inspectd", "worker", "postgres", "redis", "coturn"], ids=lambda name: name
 )
 def test_generated_secrets_start_the_container(container_name: str, tmp_path: Path) -> None:
     ((workload, container),) = [(w, c) for w, c in _containers() if c["name"] == container_name]

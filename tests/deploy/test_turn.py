@@ -371,16 +371,28 @@ async def _client(relay: Relay, transport: str = "udp") -> AsyncIterator[turn.Tu
     loop = asyncio.get_running_loop()
     server = ("127.0.0.1", relay.port)
     username, password = relay.credentials()
-    options = {"username": username, "password": password, "lifetime": 600}
-    options["channel_refresh_time"] = 500
     protocol: turn.TurnClientMixin
     if transport == "tcp":
         _, protocol = await loop.create_connection(
-            lambda: turn.TurnClientTcpProtocol(server, **options), *server
+            lambda: turn.TurnClientTcpProtocol(
+                server,
+                username=username,
+                password=password,
+                lifetime=600,
+                channel_refresh_time=500,
+            ),
+            *server,
         )
     else:
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: turn.TurnClientUdpProtocol(server, **options), remote_addr=server
+            lambda: turn.TurnClientUdpProtocol(
+                server,
+                username=username,
+                password=password,
+                lifetime=600,
+                channel_refresh_time=500,
+            ),
+            remote_addr=server,
         )
     try:
         yield protocol
