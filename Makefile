@@ -32,8 +32,9 @@ TEST_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 # tests/deploy validate deploy/ offline: docker-compose (v1, `config` needs no engine), caddy
 # (`caddy adapt --validate` on the Caddyfile), coturn (the TURN config against real turnserver).
 TEST_DEBS += docker-compose caddy coturn
-# Tests start their own redis-server when none answers at 127.0.0.1:6379.
-TEST_DEBS += redis-server
+# Tests start their own redis-server when none answers at 127.0.0.1:6379, and their own
+# PostgreSQL cluster (initdb, postgres) when none answers at 127.0.0.1:5432.
+TEST_DEBS += redis-server postgresql
 # tests/deploy run the secret check under busybox sh and awk, and shellcheck the scripts.
 TEST_DEBS += busybox shellcheck
 # The drawn product labels of the OCR tests use DejaVu Sans.

@@ -99,6 +99,10 @@ async def test_four_processes_append_to_one_log_without_forking_it(
             assert archive.log.leaf_hash(int(index)) == leaf
             proof = archive.log.inclusion_proof(int(index), size)
             assert verify_inclusion(int(index), size, leaf, proof, root)
+        # Every earlier size of the log is a prefix of this one.
+        for old in range(1, size):
+            proof = archive.consistency_proof(old, size)
+            assert verify_consistency(old, size, archive.log.root(old), root, proof), old
         proof = archive.consistency_proof(old_head.tree_size, size)
         assert verify_consistency(
             old_head.tree_size, size, bytes.fromhex(old_head.root_hash), root, proof
