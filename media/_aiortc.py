@@ -25,17 +25,33 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+from aiortc.utils import uint16_add, uint16_gt
 
 __all__ = [
     "EncodedCallback",
+    "LossRecovery",
+    "PassThroughAudioBuffer",
+    "RembRelay",
     "GathererServers",
     "IceCredentials",
     "bind_udp_ports",
+    "bound_retransmissions",
     "consent_from_any_packet",
+    "forward_audio_as_it_arrives",
     "gatherer_servers",
     "ice_connections",
     "negotiated_codec",
     "on_keyframe_request",
+    "on_remb",
+    "peer_rtt",
     "prefer_codec",
     "receiver_of",
     "release_frames_on_marker",
@@ -49,6 +65,13 @@ logger = logging.getLogger(__name__)
 #: The name-mangled decoder queue and jitter buffer of ``RTCRtpReceiver`` (aiortc 1.16).
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+#: The receiver's NACK generator, bitrate estimator, RTCP SSRC and RTX SSRC map.
+_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+#: The sender's smoothed round-trip time (from RTCP receiver reports) and its RTP history.
+_SENDER_RTT = "_RTCRtpSender__rtt"
 
 
 class MarkerJitterBuffer(JitterBuffer):
@@ -58,9 +81,50 @@ class MarkerJitterBuffer(JitterBuffer):
     aiortc releases a frame only when the *next* frame's first packet arrives, which adds one
     frame interval (33 ms at 30 fps, 67 ms at 15 fps) at every hop. Without a marker it falls
     back to aiortc's rule.
+
+    A hole that :class:`LossRecovery` gives up on is skipped (:meth:`give_up`): the packets up
+    to it are dropped and so is every frame after it until a keyframe, since frames that
+    refer to the lost one would only show a broken picture downstream. ``keyframe`` tells a
+    keyframe from the bytes of a complete frame.
     """
 
+    def __init__(self, capacity: int, keyframe: Callable[[bytes], bool] | None = None) -> None:
+        super().__init__(capacity=capacity, is_video=True)
+        self._keyframe = keyframe
+        #: After a hole was given up: nothing is released before the next keyframe.
+        self.awaiting_keyframe = False
+        #: Frames dropped while awaiting a keyframe, and holes skipped.
+        self.frames_skipped = 0
+        self.holes_skipped = 0
+
+    def give_up(self, sequence_numbers: list[int]) -> None:
+        """Stop waiting for these packets: drop what the buffer holds up to the newest of
+        them, and release nothing before the next keyframe."""
+        if self._origin is None or not sequence_numbers:
+            return
+        newest = sequence_numbers[0]
+        for seq in sequence_numbers[1:]:
+            if uint16_gt(seq, newest):
+                newest = seq
+        # Only holes inside the buffer's window move its origin.
+        if uint16_add(newest, -self._origin) < self._capacity:
+            self.remove(uint16_add(newest, -self._origin) + 1)
+        self.holes_skipped += 1
+        if self._keyframe is not None:
+            self.awaiting_keyframe = True
+
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        while True:
+            frame = self._next_frame()
+            if frame is None or not self.awaiting_keyframe:
+                return frame
+            assert self._keyframe is not None
+            if self._keyframe(frame.data):
+                self.awaiting_keyframe = False
+                return frame
+            self.frames_skipped += 1
+
+    def _next_frame(self) -> JitterFrame | None:
         assert self._origin is not None
         packets: list[Any] = []
         timestamp = None
@@ -83,12 +147,279 @@ class MarkerJitterBuffer(JitterBuffer):
         return None
 
 
-def release_frames_on_marker(receiver: RTCRtpReceiver) -> None:
+def release_frames_on_marker(
+    receiver: RTCRtpReceiver, keyframe: Callable[[bytes], bool] | None = None
+) -> MarkerJitterBuffer | None:
     """Give a video receiver a :class:`MarkerJitterBuffer` (call before packets arrive)."""
     current = getattr(receiver, _JITTER_BUFFER)
-    if isinstance(current, MarkerJitterBuffer) or not current._is_video:
-        return
-    setattr(receiver, _JITTER_BUFFER, MarkerJitterBuffer(capacity=current.capacity, is_video=True))
+    if isinstance(current, MarkerJitterBuffer):
+        return current
+    if not current._is_video:
+        return None
+    buffer = MarkerJitterBuffer(capacity=current.capacity, keyframe=keyframe)
+    setattr(receiver, _JITTER_BUFFER, buffer)
+    return buffer
+
+
+class PassThroughAudioBuffer(JitterBuffer):
+    """An audio "jitter buffer" that holds nothing: every Opus packet is a frame of its own,
+    handed on as it arrives, so the server forwards audio without waiting for the packets
+    after it and without dropping those around a loss (the subscriber's own jitter buffer,
+    with its concealment and FEC, is where waiting belongs). A packet older than the last one
+    handed on (reordered past it) or repeated is dropped: the forwarding sender numbers what
+    it is given in order, and aiortc would read an older timestamp as a wrap."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=16)
+        self._last: int | None = None
+        #: Packets dropped as late or repeated.
+        self.late = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        timestamp = packet.timestamp
+        if self._last is not None and ((self._last - timestamp) & 0xFFFFFFFF) < 0x80000000:
+            self.late += 1
+            return False, None
+        self._last = timestamp
+        return False, JitterFrame(data=packet._data, timestamp=timestamp)  # type: ignore[attr-defined]
+
+
+def forward_audio_as_it_arrives(receiver: RTCRtpReceiver) -> PassThroughAudioBuffer | None:
+    """Give an audio receiver a :class:`PassThroughAudioBuffer` (call before packets arrive)."""
+    current = getattr(receiver, _JITTER_BUFFER)
+    if isinstance(current, PassThroughAudioBuffer):
+        return current
+    if current._is_video:
+        return None
+    buffer = PassThroughAudioBuffer()
+    setattr(receiver, _JITTER_BUFFER, buffer)
+    return buffer
+
+
+class LossRecovery:
+    """The video receiver's NACKs, by time rather than by packet count.
+
+    Stands in for aiortc's ``NackGenerator`` (which sends each NACK once, tries again only when
+    a new gap appears, and forgets a hole only 512 packets later): aiortc asks :meth:`add` of
+    every packet and, when it returns True, NACKs :attr:`missing`. A missing packet is asked
+    for when it is found missing and again every round trip while packets arrive; after
+    ``max(3 x RTT, give_up_s)`` it is given up: ``on_give_up`` gets the holes (the jitter
+    buffer skips them and waits for a keyframe, which is requested at once). A gap of more
+    than ``max_gap`` packets (an outage) is given up whole, at once, without a NACK storm.
+    ``rtt`` is asked for the current round trip (None: ``default_rtt_s``).
+    """
+
+    def __init__(
+        self,
+        on_give_up: Callable[[list[int]], None],
+        *,
+        rtt: Callable[[], float | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        give_up_s: float = 0.4,
+        default_rtt_s: float = 0.1,
+        max_gap: int = 256,
+    ) -> None:
+        self._on_give_up = on_give_up
+        self._rtt = rtt
+        self._clock = clock
+        self._give_up_s = give_up_s
+        self._default_rtt_s = default_rtt_s
+        self._max_gap = max_gap
+        self.max_seq: int | None = None
+        #: seq -> (when it was found missing, when it was last asked for)
+        self._pending: dict[int, tuple[float, float | None]] = {}
+        #: What aiortc NACKs after an :meth:`add` that returned True.
+        self.missing: set[int] = set()
+        self.nacks_sent = 0
+        self.given_up = 0
+
+    def round_trip(self) -> float:
+        measured = self._rtt()
+        return measured if measured is not None and measured > 0 else self._default_rtt_s
+
+    def add(self, packet: RtpPacket) -> bool:
+        now = self._clock()
+        seq = packet.sequence_number
+        if self.max_seq is None:
+            self.max_seq = seq
+            return False
+        gone: list[int] = []
+        if uint16_gt(seq, self.max_seq):
+            gap = uint16_add(seq, -self.max_seq) - 1
+            if gap > self._max_gap:
+                gone.extend(self._pending)
+                self._pending.clear()
+                gone.append(uint16_add(seq, -1))
+            else:
+                for step in range(1, gap + 1):
+                    self._pending[uint16_add(self.max_seq, step)] = (now, None)
+            self.max_seq = seq
+        else:
+            self._pending.pop(seq, None)  # a retransmission, or a late one
+        rtt = self.round_trip()
+        limit = max(3 * rtt, self._give_up_s)
+        for missing, (found, _) in list(self._pending.items()):
+            if now - found >= limit:
+                del self._pending[missing]
+                gone.append(missing)
+        if gone:
+            self.given_up += len(gone)
+            self._on_give_up(gone)
+        due = [
+            missing
+            for missing, (_, asked) in self._pending.items()
+            if asked is None or now - asked >= rtt
+        ]
+        for missing in due:
+            self._pending[missing] = (self._pending[missing][0], now)
+        self.missing = set(due)
+        self.nacks_sent += len(due)
+        return bool(due)
+
+
+def recover_losses_by_time(receiver: RTCRtpReceiver, recovery: LossRecovery) -> None:
+    """Put ``recovery`` in place of the video receiver's NACK generator."""
+    if getattr(receiver, _NACK_GENERATOR) is None:
+        raise ValueError("not a video receiver")
+    setattr(receiver, _NACK_GENERATOR, recovery)
+
+
+def peer_rtt(pc: RTCPeerConnection) -> float | None:
+    """The smallest round-trip time the peer connection's senders measured (RTCP receiver
+    reports with LSR/DLSR); None before any report came back."""
+    times = [
+        rtt
+        for transceiver in pc.getTransceivers()
+        if (rtt := getattr(transceiver.sender, _SENDER_RTT, None)) is not None and rtt > 0
+    ]
+    return min(times) if times else None
+
+
+class RembRelay:
+    """What the publisher is told it may send: the lowest estimate of its subscribers
+    (their REMB), never below ``floor_bps``, instead of the server's own estimate of the
+    publisher's leg alone (on a good uplink that is far more than a narrow viewer can take).
+
+    Installed on the publisher's video receiver: aiortc's own REMB (from its bitrate
+    estimator, sent when packets carry abs-send-time) is capped at the relayed figure, and
+    :meth:`update` sends one at once when the subscribers' estimate falls (or rises by a
+    quarter, or a second has passed), so the publisher hears of a narrow viewer within a
+    round trip.
+    """
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        subscribers: Callable[[], int | None],
+        *,
+        floor_bps: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._receiver = receiver
+        self._subscribers = subscribers
+        self.floor_bps = floor_bps
+        self._clock = clock
+        self._last_sent: tuple[int, float] | None = None
+        #: The figure last told to the publisher (None: its own estimate went unchanged).
+        self.relayed_bps: int | None = None
+        estimator = getattr(receiver, _BITRATE_ESTIMATOR)
+        if estimator is not None:
+            original = estimator.add
+
+            def add(*args: Any, **kwargs: Any) -> tuple[int, list[int]] | None:
+                remb: tuple[int, list[int]] | None = original(*args, **kwargs)
+                if remb is None:
+                    return None
+                limit = self.limit()
+                if limit is None:
+                    return remb
+                return (min(remb[0], limit), remb[1])
+
+            estimator.add = add
+
+    def limit(self) -> int | None:
+        """The subscribers' lowest estimate, not below the floor; None without estimates."""
+        lowest = self._subscribers()
+        if lowest is None:
+            return None
+        return max(lowest, self.floor_bps)
+
+    async def update(self) -> bool:
+        """Send a REMB now if the relayed figure moved enough; whether one was sent."""
+        limit = self.limit()
+        if limit is None:
+            return False
+        now = self._clock()
+        if self._last_sent is not None:
+            sent, at = self._last_sent
+            if sent * 0.95 <= limit <= sent * 1.25 and now - at < 1.0:
+                return False
+        ssrcs = [
+            source.source
+            for source in self._receiver.getSynchronizationSources()
+            if source.source not in getattr(self._receiver, _RTX_SSRC)
+        ]
+        rtcp_ssrc = getattr(self._receiver, _RTCP_SSRC)
+        if not ssrcs or rtcp_ssrc is None:
+            return False
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(limit, ssrcs)
+        )
+        await self._receiver._send_rtcp(packet)
+        self._last_sent = (limit, now)
+        self.relayed_bps = limit
+        return True
+
+
+def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
+    """Call ``callback(bitrate)`` with every REMB the remote receiver of ``sender`` sends for
+    it (RTCP PSFB APP), before aiortc handles the packet as it would."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if sender._ssrc in ssrcs:
+                    try:
+                        callback(bitrate)
+                    except Exception:
+                        logger.exception("REMB callback failed")
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def bound_retransmissions(
+    sender: RTCRtpSender,
+    budget_bps: Callable[[], int],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    packet_bits: int = 1200 * 8,
+) -> Callable[[], int]:
+    """Retransmit only what ``budget_bps()`` allows (a token bucket of a quarter second's
+    worth): a subscriber on a narrow link that NACKs everything gets some of its losses
+    repaired, not a flood that crowds out the media itself. Returns a callable counting the
+    retransmissions refused."""
+    original = sender._retransmit
+    state = {"tokens": 0.0, "at": clock(), "refused": 0}
+
+    async def retransmit(sequence_number: int) -> None:
+        now = clock()
+        rate = max(budget_bps(), packet_bits)
+        state["tokens"] = min(rate / 4, state["tokens"] + (now - state["at"]) * rate)
+        state["at"] = now
+        if state["tokens"] < packet_bits:
+            state["refused"] += 1
+            return
+        state["tokens"] -= packet_bits
+        await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+    return lambda: int(state["refused"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +699,12 @@ async def _run_checks(connection: aioice_ice.Connection) -> None:
 
 
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
-    """Send a PLI for every SSRC the receiver heard recently; False if it has heard none yet."""
-    sources = receiver.getSynchronizationSources()
-    for source in sources:
-        await receiver._send_rtcp_pli(source.source)
+    """Send one PLI for each media SSRC the receiver heard recently (not for the RTX SSRC of
+    its retransmissions, which carries no pictures of its own); False if it heard none yet."""
+    rtx = getattr(receiver, _RTX_SSRC)
+    sources = [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+    for ssrc in sources:
+        await receiver._send_rtcp_pli(ssrc)
     return bool(sources)
 
 

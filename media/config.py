@@ -28,6 +28,15 @@ class MediaConfig:
     start_bitrate_kbps: int = 1500
     min_bitrate_kbps: int | None = None
     max_bitrate_kbps: int | None = None
+    #: The least a video publisher is told it may send (REMB) when its subscribers' estimates
+    #: are lower: a narrow viewer lowers the publisher's bitrate, but not below a picture worth
+    #: inspecting (640x360 at 15 fps in Chromium).
+    publish_floor_kbps: int = 500
+    #: Share of a subscriber's estimated bitrate its retransmissions may take.
+    retransmit_share: float = 0.25
+    #: How long the server waits for a lost video packet (NACKed about every round trip)
+    #: before it skips it and waits for a keyframe: at least this, else 3 round trips.
+    loss_give_up_s: float = 0.4
     #: How long closing one peer (or all of them in :meth:`MediaEngine.aclose`) may take.
     close_timeout_s: float = 5.0
     #: Decoded frames per second handed to the frame sink (the grading model) per video track.
@@ -57,6 +66,12 @@ class MediaConfig:
         high = self.max_bitrate_kbps or self.start_bitrate_kbps
         if not low <= self.start_bitrate_kbps <= high:
             raise ValueError("bitrates must satisfy min <= start <= max")
+        if self.publish_floor_kbps <= 0:
+            raise ValueError("publish_floor_kbps must be positive")
+        if not 0 < self.retransmit_share <= 1:
+            raise ValueError("retransmit_share must be in (0, 1]")
+        if self.loss_give_up_s <= 0:
+            raise ValueError("loss_give_up_s must be positive")
         if self.close_timeout_s <= 0:
             raise ValueError("close_timeout_s must be positive")
         if self.sample_fps <= 0:

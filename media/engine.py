@@ -29,14 +29,14 @@ from .errors import (
     PeerNotFound,
 )
 from .forwarder import Forwarder
-from .keyframes import received_frame
+from .keyframes import is_keyframe, received_frame
 from .peer import ServerPeer
 from .recorder import RecordedFile
 from .recording import CaptureHandle, Publication, Recordings
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import OfferedMedia, munge_answer, no_common_codec, parse_candidate, validate_offer
 from .source import SourceStats, TrackSource
-from .subscriber import ForwardingTotals
+from .subscriber import ForwardingTotals, SubscriberTrack
 
 __all__ = ["MediaEngine", "MediaListener"]
 
@@ -86,6 +86,8 @@ class MediaEngine:
         self._recordings = Recordings(self._config)
         #: The sampler the engine attached to each sampled video source.
         self._samplers: dict[TrackSource, FrameSampler] = {}
+        #: Each video publisher's REMB relay (its subscribers' estimates, with a floor).
+        self._remb: dict[TrackSource, _aiortc.RembRelay] = {}
         #: The audio sampler attached to each audio source whose speech is transcribed.
         self._listeners: dict[TrackSource, AudioSampler] = {}
         #: Participants publishing through add_publisher, and their room.
@@ -226,6 +228,8 @@ class MediaEngine:
                 outlet = self._forwarder.subscribe(peer.participant_id, transceiver.kind)
                 transceiver.sender.replaceTrack(outlet)
                 _aiortc.on_keyframe_request(transceiver.sender, outlet.request_keyframe)
+                if transceiver.kind == "video":
+                    self._follow_estimate(transceiver.sender, outlet)
                 peer.outlets[media.mid] = outlet
 
     async def add_candidate(
@@ -395,7 +399,9 @@ class MediaEngine:
             )
             _aiortc.tap_encoded_frames(receiver, _encoded_pusher(source))
             if source.kind == "video":
-                _aiortc.release_frames_on_marker(receiver)
+                self._recover_video(pc, receiver, source)
+            else:
+                _aiortc.forward_audio_as_it_arrives(receiver)
             logger.info(
                 "publishing %s track %s", source.kind, source.track_id, extra=peer.log_extra
             )
@@ -411,6 +417,48 @@ class MediaEngine:
         logger.info("peer created", extra=peer.log_extra)
         return peer
 
+    def _recover_video(self, pc: RTCPeerConnection, receiver: Any, source: TrackSource) -> None:
+        """A published video track's receive path under loss: frames released on their
+        marker, NACKs by time with holes given up for a keyframe, and the REMB its publisher
+        hears relayed from its subscribers (with the floor)."""
+        buffer = _aiortc.release_frames_on_marker(
+            receiver, keyframe=lambda data: is_keyframe(source.codec or "vp8", data)
+        )
+
+        def give_up(holes: list[int]) -> None:
+            if buffer is not None:
+                buffer.give_up(holes)
+            source.request_keyframe()
+
+        _aiortc.recover_losses_by_time(
+            receiver,
+            _aiortc.LossRecovery(
+                give_up, rtt=lambda: _aiortc.peer_rtt(pc), give_up_s=self._config.loss_give_up_s
+            ),
+        )
+        self._remb[source] = _aiortc.RembRelay(
+            receiver,
+            source.subscriber_estimate,
+            floor_bps=self._config.publish_floor_kbps * 1000,
+        )
+
+    def _follow_estimate(self, sender: Any, outlet: SubscriberTrack) -> None:
+        """A video subscriber's REMB: kept on its track, relayed to the publisher feeding it,
+        and the budget of its retransmissions."""
+
+        def estimated(bps: int) -> None:
+            outlet.estimate_bps = bps
+            feeding = outlet.source
+            relay = self._remb.get(feeding) if isinstance(feeding, TrackSource) else None
+            if relay is not None:
+                self._spawn(_relay_now(relay), "media-remb")
+
+        _aiortc.on_remb(sender, estimated)
+        share = self._config.retransmit_share
+        _aiortc.bound_retransmissions(
+            sender, lambda: int((outlet.estimate_bps or 2_000_000) * share)
+        )
+
     async def _close_if_current(self, peer: ServerPeer) -> None:
         # The participant may already have a newer peer by the time this runs.
         if self._peers.get(peer.participant_id) is peer:
@@ -418,6 +466,7 @@ class MediaEngine:
 
     def _source_ended(self, source: TrackSource) -> None:
         self._samplers.pop(source, None)
+        self._remb.pop(source, None)
         self._listeners.pop(source, None)
         self._recordings.source_ended(source)
         if not self._closed:
@@ -590,3 +639,7 @@ def _encoded_pusher(source: TrackSource) -> _aiortc.EncodedCallback:
         return source.push(frame)
 
     return push
+
+
+async def _relay_now(relay: _aiortc.RembRelay) -> None:
+    await relay.update()

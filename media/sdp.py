@@ -172,19 +172,50 @@ class BitrateHints:
 
 
 def munge_answer(answer_sdp: str, hints: BitrateHints) -> str:
-    """Add bitrate hints to every video codec's ``a=fmtp`` line of an answer.
+    """Add bitrate hints to every video codec's ``a=fmtp`` line of an answer, and Opus
+    in-band FEC (``useinbandfec=1``, RFC 7587) to every Opus ``a=fmtp`` line.
 
     Payload types with an fmtp line get the parameters appended; those without get a new
-    ``a=fmtp:<pt>`` line right after their ``a=rtpmap``. rtx/red/ulpfec are left alone.
+    ``a=fmtp:<pt>`` line right after their ``a=rtpmap``. rtx/red/ulpfec are left alone. With
+    FEC asked for, a browser puts a low-rate copy of each packet's speech in the next one: the
+    server forwards packets whole, so the receiver at the far end recovers a packet lost on
+    either leg from the one after it.
     """
     lines = answer_sdp.splitlines()
     out: list[str] = []
     for section in _sections(lines):
         if section and section[0].startswith("m=video"):
             out.extend(_munge_video_section(section, hints.params()))
+        elif section and section[0].startswith("m=audio"):
+            out.extend(_with_params(section, {"opus"}, "useinbandfec=1", "useinbandfec"))
         else:
             out.extend(section)
     return "\r\n".join(out) + "\r\n"
+
+
+def _with_params(section: list[str], codecs: set[str], params: str, marker: str) -> list[str]:
+    """``params`` on the fmtp line of every payload type of ``codecs`` (a line made if there is
+    none); a line already holding ``marker`` is left as it is."""
+    names = {m.group(1): m.group(2).lower() for line in section if (m := _RTPMAP.match(line))}
+    wanted = {pt for pt, name in names.items() if name in codecs}
+    with_fmtp = {m.group(1) for line in section if (m := _FMTP.match(line))}
+    out: list[str] = []
+    for line in section:
+        fmtp = _FMTP.match(line)
+        if fmtp and fmtp.group(1) in wanted:
+            existing = fmtp.group(2) or ""
+            if marker in existing:
+                out.append(line)
+            elif existing:
+                out.append(f"{line};{params}")
+            else:
+                out.append(f"a=fmtp:{fmtp.group(1)} {params}")
+            continue
+        out.append(line)
+        rtpmap = _RTPMAP.match(line)
+        if rtpmap and rtpmap.group(1) in wanted and rtpmap.group(1) not in with_fmtp:
+            out.append(f"a=fmtp:{rtpmap.group(1)} {params}")
+    return out
 
 
 def _sections(lines: list[str]) -> Iterable[list[str]]:
@@ -199,32 +230,9 @@ def _sections(lines: list[str]) -> Iterable[list[str]]:
 
 
 def _munge_video_section(section: list[str], params: str) -> list[str]:
-    codec_names: dict[str, str] = {}
-    with_fmtp: set[str] = set()
-    for line in section:
-        if match := _RTPMAP.match(line):
-            codec_names[match.group(1)] = match.group(2).lower()
-        elif match := _FMTP.match(line):
-            with_fmtp.add(match.group(1))
-    media_pts = {pt for pt, name in codec_names.items() if name not in _NON_MEDIA_CODECS}
-
-    out: list[str] = []
-    for line in section:
-        fmtp = _FMTP.match(line)
-        if fmtp and fmtp.group(1) in media_pts:
-            existing = fmtp.group(2) or ""
-            if "x-google-start-bitrate" in existing:
-                out.append(line)
-            elif existing:
-                out.append(f"{line};{params}")
-            else:
-                out.append(f"a=fmtp:{fmtp.group(1)} {params}")
-            continue
-        out.append(line)
-        rtpmap = _RTPMAP.match(line)
-        if rtpmap and rtpmap.group(1) in media_pts and rtpmap.group(1) not in with_fmtp:
-            out.append(f"a=fmtp:{rtpmap.group(1)} {params}")
-    return out
+    names = {m.group(1): m.group(2).lower() for line in section if (m := _RTPMAP.match(line))}
+    media = {name for name in names.values() if name not in _NON_MEDIA_CODECS}
+    return _with_params(section, media, params, "x-google-start-bitrate")
 
 
 def parse_candidate(

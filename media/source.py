@@ -287,6 +287,16 @@ class TrackSource(Fanout):
             if outlet.codec is not None and outlet.codec != codec:
                 self.transcode(outlet.codec).attach(outlet)
 
+    def subscriber_estimate(self) -> int | None:
+        """The lowest bitrate this track's direct subscribers said they can take (REMB), in
+        bit/s; None while none has said."""
+        estimates = [
+            bps
+            for outlet in self.subscribers
+            if (bps := getattr(outlet, "estimate_bps", None)) is not None
+        ]
+        return min(estimates) if estimates else None
+
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (rate-limited; never lost)."""
         if self.live and self.kind == "video":

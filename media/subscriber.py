@@ -76,6 +76,8 @@ class SubscriberTrack(MediaStreamTrack):
         self.sent_bytes = 0
         #: Keyframe requests that came from the subscriber's side (RTCP PLI/FIR).
         self.keyframe_requests = 0
+        #: What the subscriber's receiver last said it can take (its REMB), in bit/s.
+        self.estimate_bps: int | None = None
 
     @property
     def source(self) -> Fanout | None:

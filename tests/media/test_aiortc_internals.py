@@ -177,7 +177,7 @@ def test_marker_jitter_buffer_releases_a_frame_at_its_last_packet() -> None:
         p._data = data  # type: ignore[attr-defined]  # what the receiver's depayloader sets
         return p
 
-    buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+    buffer = MarkerJitterBuffer(capacity=512)
     assert buffer.add(packet(10, 3000, b"a", False)) == (False, None)
     _, frame = buffer.add(packet(11, 3000, b"b", True))
     assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
@@ -230,3 +230,46 @@ async def test_ice_restart_finds_the_aioice_state_it_resets() -> None:
     assert hasattr(gatherer, "_remote_candidates_end")
     assert transceiver.receiver.transport.transport._connection is connection
     await pc.close()
+
+
+async def test_loss_recovery_and_remb_hooks_are_where_expected() -> None:
+    """What LossRecovery, PassThroughAudioBuffer, RembRelay, on_remb, bound_retransmissions
+    and peer_rtt rely on: the receiver's private NACK generator (asked ``add`` and then
+    ``missing``), bitrate estimator (``add`` returning ``(bitrate, ssrcs)``), RTCP and RTX SSRCs,
+    and the sender's RTT, ``_retransmit`` and ``_handle_rtcp_packet``."""
+    import inspect
+
+    from aiortc import RTCRtpReceiver, RTCRtpSender
+    from aiortc.rate import RemoteBitrateEstimator
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    pc = RTCPeerConnection()
+    try:
+        video = pc.addTransceiver("video")
+        audio = pc.addTransceiver("audio")
+        receiver = video.receiver
+        assert isinstance(receiver._RTCRtpReceiver__nack_generator, NackGenerator)  # type: ignore[attr-defined]
+        assert isinstance(
+            receiver._RTCRtpReceiver__remote_bitrate_estimator,  # type: ignore[attr-defined]
+            RemoteBitrateEstimator,
+        )
+        assert audio.receiver._RTCRtpReceiver__nack_generator is None  # type: ignore[attr-defined]
+        assert isinstance(receiver._RTCRtpReceiver__rtcp_ssrc, int)  # type: ignore[attr-defined]
+        assert receiver._RTCRtpReceiver__rtx_ssrc == {}  # type: ignore[attr-defined]
+        assert video.sender._RTCRtpSender__rtt is None  # type: ignore[attr-defined]
+        source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        assert "self.__nack_generator.add(packet)" in source
+        assert "sorted(self.__nack_generator.missing)" in source
+        assert "self.__remote_bitrate_estimator.add(" in source
+        assert "self.__jitter_buffer.add(packet)" in source
+        assert list(inspect.signature(RTCRtpSender._retransmit).parameters) == [
+            "self",
+            "sequence_number",
+        ]
+        assert list(inspect.signature(RTCRtpSender._handle_rtcp_packet).parameters) == [
+            "self",
+            "packet",
+        ]
+        assert list(inspect.signature(RTCRtpReceiver._send_rtcp).parameters) == ["self", "packet"]
+    finally:
+        await pc.close()
