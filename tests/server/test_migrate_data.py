@@ -6,7 +6,6 @@ started on PostgreSQL finds all of it; a target that holds records is refused.""
 from __future__ import annotations
 
 import asyncio
-
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import date
