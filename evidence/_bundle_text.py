@@ -58,8 +58,8 @@ Outside timestamps
 The merchant's own clock is only the merchant's word. A signed tree head under timestamps/ was
 also timestamped by an RFC 3161 time-stamping authority (TSA): the TSA signed, at its own time,
 the SHA-256 of the tree head's signed message. Every item whose log entry that head contains
-(leaf index below its size) existed by then. verify.py checks, for each timestamps/<size>.json:
-the tree head's Ed25519 signature (the merchant's key, as tree_head.json), the consistency
+(leaf index below its size) existed by then. For each timestamps/<size>.json, the checker
+checks the tree head's Ed25519 signature (the merchant's key, as tree_head.json), the consistency
 proof from that head to tree_head.json (the later log only extended the stamped one), and the
 RFC 3161 response against the head's signed message and the TSA's root certificate. It then
 prints "OK: item <id> existed by <time> (<authority>)" for each item covered. The RFC 3161
@@ -69,7 +69,7 @@ timestamps/tsa_roots.pem is only the bundle's own copy of the TSA's root, which 
 would replace with a root of their own: obtain the TSA's root certificate from the TSA itself
 (its website or policy document), compare it with that file, or give it to the checker:
 
-    python verify.py {name} --expect-key-id <the key id the merchant gave you> \\
+    inspectd-verify {name} --expect-key-id <the key id the merchant gave you> \\
         --tsa-roots <the TSA's root certificate, a PEM file>
 
 By hand: decode "response" (base64) to resp.tsr, write the tree head's signed message (built
@@ -96,7 +96,7 @@ so a single copy can be checked without the bundle by any C2PA tool, for example
 
 or the c2pa Python library's Reader with that anchor in its trust settings: it must say
 "Trusted". As with the key id, obtain the anchor from the merchant, not only from this bundle.
-verify.py only checks that each copy is listed in the signed manifest with its SHA-256; the
+The checker only checks that each copy is listed in the signed manifest with its SHA-256; the
 C2PA manifest inside it is for the C2PA tools. A copy's bytes differ from the original's (the
 manifest is embedded), so the SHA-256 in record.json is that of the file under items/.
 """
@@ -140,23 +140,28 @@ is a failure.
 How to check it
 ---------------
 
-1. Get the checker from the inspectd project itself: the file evidence/verify.py of the
-   project's repository at the release tag the merchant names, or the verify.py the project
-   publishes, after comparing its SHA-256 with the published one. Do not use the verify.py
-   inside this bundle: whoever could alter the bundle could alter that copy too.
+1. Get the checker from the inspectd project itself: installing the project from its
+   repository (pip install ./inspectd in a clone) gives the command inspectd-verify; or take
+   the single file evidence/verify.py from the project's repository.
+   inspectd-verify --self-hash prints the SHA-256 of the checker it runs, and a verify.py
+   whose SHA-256 (sha256sum verify.py) is the same is the same checker.
+   Do not use the verify.py inside this bundle: whoever could alter the bundle could alter that
+   copy too.
 2. Get the merchant's key id from the merchant by another channel than this bundle (their
    website, a signed letter, the contract). The bundle says it was signed by key
 
        {key_id}
 
    but that is only the bundle's own claim, which a forged bundle makes too.
-3. With Python 3 and the 'cryptography' package (pip install cryptography), run
+3. Run
 
-       python verify.py {name} --expect-key-id <the key id the merchant gave you>
+       inspectd-verify {name} --expect-key-id <the key id the merchant gave you>
 
-   on this zip (or the folder it was extracted to).
+   on this zip (or the folder it was extracted to); with the single file, run it as
+   python verify.py and the same arguments (it needs Python 3 and the 'cryptography'
+   package: pip install cryptography).
 
-verify.py prints one line per check, OK or FAIL with what exactly failed (naming the member or
+The checker prints one line per check, OK or FAIL with what exactly failed (naming the member or
 item), then a RESULT line. Exit status: 0 every check passed and the key is the one expected;
 1 a check failed; 2 the bundle could not be read (or the checker failed); 3 every check passed
 but no --expect-key-id was given, so the key was not compared with the merchant's (UNPINNED):
@@ -316,17 +321,20 @@ you by another channel proves whose bundle this is.</p>
 <h2>How to verify</h2>
 <p>Nothing on this page is proven until the checker says so: this page is part of the bundle,
 and the bundle's signed manifest covers it.</p>
-<ol><li>Get the checker from the inspectd project itself: the file
-<code>evidence/verify.py</code> of the project's repository at the release tag the merchant
-names, or the <code>verify.py</code> the project publishes, after comparing its SHA-256 with
-the published one. Do not use the <code>verify.py</code> inside this bundle: whoever could alter
-the bundle could alter that copy too.</li>
+<ol><li>Get the checker from the inspectd project itself: installing the project from its
+repository (<code>pip install ./inspectd</code> in a clone) gives the command
+<code>inspectd-verify</code>; or take the single file
+<code>evidence/verify.py</code> from the project's repository.
+<code>inspectd-verify --self-hash</code> prints the SHA-256 of the checker it runs, and a
+<code>verify.py</code> whose SHA-256 is the same is the same checker. Do not use the
+<code>verify.py</code> inside this bundle: whoever could alter the bundle could alter that copy
+too.</li>
 <li>Get the merchant's key id from the merchant by another channel than this bundle (their
 website, a signed letter, the contract).</li>
-<li>Install Python 3 and <code>pip install cryptography</code>.</li>
 <li>Run this, with the key id the merchant gave you in place of the placeholder:<br>
-<code>python verify.py {e(name)} --expect-key-id &lt;the key id the merchant gave you&gt;</code>
-</li>
+<code>inspectd-verify {e(name)} --expect-key-id &lt;the key id the merchant gave you&gt;</code>
+<br>(with the single file: <code>python verify.py</code> and the same arguments, after
+<code>pip install cryptography</code>).</li>
 <li>Every line must read OK and the last one <code>RESULT: OK</code> (exit status 0). A FAIL
 line names what was altered; <code>UNPINNED</code> (exit status 3) means no key id was given,
 so the bundle is not proven to be the merchant's.</li>

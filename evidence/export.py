@@ -51,8 +51,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,13 +63,14 @@ from typing import Any
 
 import av
 from cryptography.hazmat.primitives import hashes, serialization
+from PIL import Image
 
 from evidence._bundle_text import BUNDLE_VERSION, Copy, Part, readme, summary
 from evidence._rendition import RENDERED, mp4_rendition
 from evidence.credentials import MIME_TYPES, ContentCredentials, CredentialsError
 from evidence.errors import InvalidRecord
 from evidence.log import canonical_json
-from evidence.record import EvidenceFile, format_time
+from evidence.record import EvidenceFile, EvidenceRecord, ItemKind, format_time
 from evidence.signing import SignedTreeHead
 from evidence.stamps import StampedHead
 from evidence.store import EvidenceArchive, ItemProof
@@ -85,6 +88,16 @@ TSA_ROOTS = "timestamps/tsa_roots.pem"
 TRUST_ANCHOR = "credentials/trust_anchor.pem"
 _RESERVED = frozenset({"record.json", "inclusion_proof.json"})
 _CHUNK = 1 << 20
+#: The label a site camera's or a station's capture puts in its record's note (server/http/
+#: capture.py, server/sites/stations.py): "Site <name> (<id>) · camera <name> (<id>)", then
+#: " · <stage> station" for a station. A redacted copy's note has it after its own words.
+_CAMERA_LABEL = re.compile(
+    r"Site (?P<site>.+?) \((?P<site_id>[^()]+)\) · camera (?P<camera>.+?) "
+    r"\((?P<camera_id>[^()]+)\)(?: · (?P<station>[a-z_]+) station\b)?"
+)
+#: The EXIF tags (IFD0) that name the camera of a photo: Make, Model.
+_EXIF_DEVICE = {"exif_make": 0x010F, "exif_model": 0x0110}
+_EXIF_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 
 async def export_bundle(
@@ -205,9 +218,65 @@ def _timestamps(
     return members
 
 
+def _exif_device(path: Path) -> dict[str, str]:
+    """Blocking: the camera make and model a photo's own EXIF names; empty without them, or
+    when the file cannot be read as an image."""
+    if path.suffix.lower() not in _EXIF_SUFFIXES:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged EXIF: Pillow warns, and nothing is named
+            with Image.open(path) as image:
+                exif = image.getexif()
+    except Exception:  # not an image Pillow reads: the file still gets its manifest
+        return {}
+    found = {}
+    for key, tag in _EXIF_DEVICE.items():
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            text = " ".join(value.replace("\x00", " ").split())[:100]
+            if text:
+                found[key] = text
+    return found
+
+
+def _device(record: EvidenceRecord, source: Path) -> dict[str, Any]:
+    """Blocking: what captured the file, as far as its record says: a site's camera or a
+    station (its label in the note), or the customer's phone in the case's call or sending a
+    photo (from the camera or the gallery, as ``details`` says), with the make and model the
+    photo's own EXIF names."""
+    label = _CAMERA_LABEL.search(record.note)
+    device: dict[str, Any]
+    if label is not None:
+        device = {
+            "kind": "station camera" if label["station"] else "site camera",
+            "camera_id": label["camera_id"],
+            "camera": label["camera"],
+            "site_id": label["site_id"],
+            "site": label["site"],
+        }
+        if label["station"]:
+            device["station"] = label["station"]
+    elif record.case_id.startswith("site:"):  # site evidence without its camera's label
+        device = {"kind": "site camera", "site_id": record.case_id.removeprefix("site:")}
+    elif record.kind is ItemKind.PHOTO:
+        details = record.details or {}
+        device = {"kind": "customer phone", "via": "photo upload"}
+        for key in ("source", "method"):
+            if isinstance(details.get(key), str):
+                device[key] = details[key]
+    else:
+        # A clip, snapshot, frozen or marked-up frame of the case's call: the video the server
+        # received from the call (the customer's phone), not a screenshot of a page.
+        device = {"kind": "customer phone", "via": "video call (WebRTC)"}
+    return {**device, **_exif_device(source)}
+
+
 def _assertion(part: Part, file: EvidenceFile, key_id: str, bundle: str) -> dict[str, Any]:
-    """The evidence assertion of a credentialed copy: what the file is evidence of, and where
-    its record is in the log."""
+    """Blocking (it reads the file's EXIF): the evidence assertion of a credentialed copy: what
+    the file is evidence of, what captured it, and where its record is in the log."""
     proof = part.proof
     item, record = proof.item, proof.item.record
     return {
@@ -218,6 +287,7 @@ def _assertion(part: Part, file: EvidenceFile, key_id: str, bundle: str) -> dict
         "unit_id": record.unit_id,
         "kind": record.kind.value,
         "captured_at": format_time(record.started_at),
+        "device": _device(record, proof.directory / file.name),
         "operator": record.operator,
         "log_entry": item.leaf_index,
         "leaf_hash": proof.leaf_hash.hex(),

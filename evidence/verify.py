@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Verify an inspectd evidence bundle offline::
 
+    inspectd-verify BUNDLE.zip --expect-key-id <the key id the merchant gave you>
     python verify.py BUNDLE.zip --expect-key-id <the key id the merchant gave you>
 
-Use a copy of this file obtained from the inspectd project itself (its repository at a release
-tag, or the published file after comparing its SHA-256), never the copy inside the bundle it
-checks: a forged bundle can carry a forged checker. Needs Python 3.9+ and the ``cryptography``
+Use a copy obtained from the inspectd project itself, never the copy inside the bundle it
+checks (a forged bundle can carry a forged checker): the ``inspectd-verify`` command that the
+project installs (from a clone of its repository), or the file ``evidence/verify.py`` of that
+repository. ``--self-hash`` prints the SHA-256 of the checker that runs, to compare with the
+SHA-256 of another copy (docs/verifier.md). Needs Python 3.9+ and the ``cryptography``
 package, and for a bundle with outside timestamps ``rfc3161-client`` too; nothing else.
 
 It reads bundles of format ``inspectd-bundle/2``, as a zip or as the folder they were extracted
@@ -1190,11 +1193,16 @@ def open_source(location: Path) -> ZipSource | DirSource:
     return ZipSource(location)
 
 
+def self_hash() -> str:
+    """The SHA-256 (hex) of this checker's own file; raises OSError when it cannot be read."""
+    return hashlib.sha256(Path(__file__).resolve().read_bytes()).hexdigest()
+
+
 def about_checker(location: Path) -> None:
-    """Which checker runs, so that its SHA-256 can be compared with the published one."""
+    """Which checker runs, so that its SHA-256 can be compared with another copy's."""
     me = Path(__file__).resolve()
     try:
-        print(f"checker: {me.name} SHA-256 {hashlib.sha256(me.read_bytes()).hexdigest()}")
+        print(f"checker: {me.name} SHA-256 {self_hash()}")
     except OSError:
         print(f"checker: {me} (cannot be read to show its SHA-256)")
     if location.is_dir() and location.resolve() in me.parents:
@@ -1270,13 +1278,27 @@ def run(location: Path, expect_key_id: str | None = None, tsa_roots: Path | None
     return EXIT_OK
 
 
+def _installed() -> bool:
+    """This checker runs from the inspectd package (``evidence/verify.py``, the
+    ``inspectd-verify`` command), not from a folder of its own such as an extracted bundle."""
+    return Path(__file__).with_name("__init__.py").is_file()
+
+
 def main(argv: list[str] | None = None) -> int:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors="backslashreplace")  # odd names never stop the report
     parser = argparse.ArgumentParser(description="Verify an inspectd evidence bundle offline.")
     parser.add_argument(
-        "bundle", nargs="?", help="bundle .zip or extracted folder (default: this script's folder)"
+        "bundle",
+        nargs="?",
+        help="bundle .zip or extracted folder (default: this script's folder, for the copy "
+        "inside an extracted bundle)",
+    )
+    parser.add_argument(
+        "--self-hash",
+        action="store_true",
+        help="print the SHA-256 of this checker's own file (as sha256sum prints it) and exit",
     )
     parser.add_argument(
         "--expect-key-id",
@@ -1289,6 +1311,16 @@ def main(argv: list[str] | None = None) -> int:
         "authority (default: the bundle's timestamps/tsa_roots.pem)",
     )
     args = parser.parse_args(argv)
+    if args.self_hash:
+        me = Path(__file__).resolve()
+        try:
+            print(f"{self_hash()}  {me}")
+        except OSError as exc:
+            print(f"FAIL: cannot read {me}: {describe(exc)}")
+            return EXIT_UNREADABLE
+        return EXIT_OK
+    if not args.bundle and _installed():
+        parser.error("name the bundle: a .zip or the folder it was extracted to")
     location = Path(args.bundle) if args.bundle else Path(__file__).resolve().parent
     try:
         return run(location, args.expect_key_id, args.tsa_roots)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from evidence import CredentialsError
 from inference import InferenceError
 from server.access_log import MaskingAccessLogger
 from server.settings import Settings, SettingsError, load_settings
@@ -424,6 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SchemaTooNew as exc:
         print(f"inspectd: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except CredentialsError as exc:
+        # INSPECT_C2PA_CERT and INSPECT_C2PA_KEY that do not make a signer.
+        print(f"inspectd: content credentials: {exc}", file=sys.stderr)
         return 2
     except InferenceError as exc:
         # A model that breaks the contract, or an unavailable provider: refuse to start.

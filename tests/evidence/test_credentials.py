@@ -1,11 +1,14 @@
 """Content credentials with the C2PA library's own reader: a photo and a clip signed by the
 archive's key (under its local root) read back as Trusted with their evidence assertion; a
 changed byte reads as Invalid; an operator certificate that does not match its key, or a
-self-signed one, is refused when loaded."""
+self-signed one, is refused when loaded. Exported copies name their case, capture time, log
+entry and capture device (a station's camera, or the customer's phone with its EXIF make and
+model)."""
 
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import av
@@ -15,7 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from PIL import Image
 
+from evidence import EvidenceArchive, export_bundle
 from evidence.credentials import ContentCredentials, CredentialsError, read_credentials
+
+from .conftest import make_record
 
 EVIDENCE = {"case_id": "c-1", "order_id": "ORD-7", "tracking_number": "1Z999", "item_id": "it-1",
             "log_entry": 12, "operator": "Alex Agent"}  # fmt: skip
@@ -94,3 +100,80 @@ def test_an_operator_certificate_must_match_its_key(
         ed25519.Ed25519PrivateKey.generate(), "cd" * 32, tmp_path
     )
     assert again.anchor_pem is not None
+
+
+def _phone_photo(path: Path) -> Path:
+    """A JPEG as a phone takes it: its EXIF names the camera's make and model."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Google", "Pixel 8"
+    Image.new("RGB", (96, 64), (90, 120, 60)).save(path, "JPEG", quality=85, exif=exif)
+    return path
+
+
+async def test_exported_copies_name_their_capture_device(
+    archive: EvidenceArchive, tmp_path: Path
+) -> None:
+    _mp4(tmp_path / "clip.mp4")
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(tmp_path / "frame.jpg", "JPEG")
+    station = await archive.add_item(
+        [("clip.mp4", tmp_path / "clip.mp4")],
+        make_record(
+            case_id="site:s-1",
+            use="packing",
+            operator="station:cam-9",
+            note="Site Depot (East) (s-1) · camera Dock 2 (cam-9) · packing station · tracking "
+            "number 1Z999 read at the packing station",
+        ),
+        actor="station:cam-9",
+    )
+    phone = await archive.add_item(
+        [("photo.jpg", _phone_photo(tmp_path / "photo.jpg"))],
+        make_record(kind="photo", details={"source": "camera", "method": "take_photo"}),
+        actor="customer:case-1",
+    )
+    call = await archive.add_item(
+        [("frame.jpg", tmp_path / "frame.jpg")],
+        make_record(kind="snapshot", note="frozen in the call for markup"),
+        actor="agent-7",
+    )
+    credentials = await archive.content_credentials()
+    path = await export_bundle(
+        archive, [station.item_id, phone.item_id, call.item_id], actor="reviewer",
+        reason="claim", dest_dir=tmp_path / "out", credentials=credentials,
+    )  # fmt: skip
+    with zipfile.ZipFile(path) as zf:
+        read = {
+            item.item_id: read_credentials(
+                zf.read(f"credentials/{item.item_id}/{name}"), mime, anchors=credentials.anchor_pem
+            )
+            for item, name, mime in (
+                (station, "clip.mp4", "video/mp4"),
+                (phone, "photo.jpg", "image/jpeg"),
+                (call, "frame.jpg", "image/jpeg"),
+            )
+        }
+    for item in (station, phone, call):
+        got = read[item.item_id]
+        assert got.state == "Trusted", got.failures
+        assert got.evidence is not None
+        assert got.evidence["case_id"] == item.record.case_id
+        assert got.evidence["captured_at"] == item.record.started_at.isoformat()
+        assert got.evidence["log_entry"] == item.leaf_index
+    devices = {item_id: got.evidence["device"] for item_id, got in read.items() if got.evidence}
+    assert devices[station.item_id] == {
+        "kind": "station camera",
+        "camera_id": "cam-9",
+        "camera": "Dock 2",
+        "site_id": "s-1",
+        "site": "Depot (East)",
+        "station": "packing",
+    }
+    assert devices[phone.item_id] == {
+        "kind": "customer phone",
+        "via": "photo upload",
+        "source": "camera",
+        "method": "take_photo",
+        "exif_make": "Google",
+        "exif_model": "Pixel 8",
+    }
+    assert devices[call.item_id] == {"kind": "customer phone", "via": "video call (WebRTC)"}

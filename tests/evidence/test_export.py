@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -280,6 +282,36 @@ def test_verify_is_standalone() -> None:
     top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert not {name for name in top if name.startswith(("rfc3161_client", "cryptography"))}
+
+
+def test_the_checker_is_a_console_script_that_prints_its_own_sha256(
+    bundle: tuple[Path, list[EvidenceItem]],
+) -> None:
+    """README.txt and summary.html name ``inspectd-verify`` and ``--self-hash``: they exist,
+    and every copy of the checker prints the same SHA-256, that of evidence/verify.py."""
+    target, _ = bundle
+    digest = hashlib.sha256(VERIFY_SOURCE.read_bytes()).hexdigest()
+    pyproject = tomllib.loads((VERIFY_SOURCE.parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["inspectd-verify"] == "evidence.verify:main"
+    script = Path(sys.executable).with_name("inspectd-verify")
+    assert script.is_file(), "inspectd-verify is not installed: make .venv/.installed-dev"
+    for command in (
+        [str(script), "--self-hash"],
+        [sys.executable, str(VERIFY_SOURCE), "--self-hash"],
+        [sys.executable, str(target / "verify.py"), "--self-hash"],  # the bundle's copy
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        printed, _, where = done.stdout.rstrip("\n").partition("  ")
+        assert printed == digest and where.endswith("verify.py"), done.stdout
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--expect-key-id" in done.stdout and "--self-hash" in done.stdout
+    # The installed checker with no bundle named: a usage error, not a check of its own folder.
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "name the bundle" in done.stderr, done.stdout
+    code, out = run_verify(target)  # the bundle's copy, with no argument, checks its folder
+    assert code == 3 and f"checker: verify.py SHA-256 {digest}" in out, out
 
 
 async def test_a_media_file_named_like_a_bundle_document_is_refused(

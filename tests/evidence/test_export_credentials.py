@@ -137,6 +137,8 @@ async def test_credentialed_copies_read_back_trusted_with_their_record(
             "unit_id": "UNIT-1",
             "kind": "photo",
             "captured_at": media.record.started_at.isoformat(),
+            # A photo's record without details or a camera's label: the customer's phone.
+            "device": {"kind": "customer phone", "via": "photo upload"},
             "operator": "agent-7",
             "log_entry": media.leaf_index,
             "leaf_hash": proof["leaf_hash"],

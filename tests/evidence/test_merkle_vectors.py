@@ -1,5 +1,6 @@
 """transparency-dev/merkle's RFC 6962 / 9162 proof vectors (tests/evidence/vectors/README.md)
-against ``evidence.merkle`` and the standalone ``verify.py``."""
+against ``evidence.merkle`` and the standalone ``verify.py``: inclusion probes against its
+``root_from_path``, consistency probes against its ``consistent``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ def test_consistency_probe(probe: dict[str, Any]) -> None:
     want = wanted(probe, [old, new, *path])
     got = verify_consistency(probe["size1"], probe["size2"], old, new, path)
     assert got is want, probe["desc"]
+    # The checker's own consistency check (a stamped head to the bundle's tree head).
+    checked = standalone.consistent(probe["size1"], probe["size2"], old, new, path)
+    assert checked is want, probe["desc"]
 
 
 def test_only_the_known_probes_are_judged_more_strictly() -> None:

@@ -280,7 +280,9 @@ async def test_summary_and_readme_send_the_recipient_elsewhere(exported: Exporte
     for text in (summary, readme):
         assert f"--expect-key-id {e.key_id}" not in text
         assert "the key id the merchant gave you" in text
-        assert "inspectd project" in text and "release tag" in text and "SHA-256" in text
+        assert "inspectd project" in text and "pip install ./inspectd" in text
+        assert "inspectd-verify --self-hash" in text and "evidence/verify.py" in text
+        assert "SHA-256" in text and "release tag" not in text and "published" not in text
         assert "Do not use the" in text and "inside this bundle" in text
         assert "another channel" in text
     assert "--expect-key-id &lt;the key id the merchant gave you&gt;</code>" in summary
