@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,8 @@ import pytest
 from aiohttp import web
 
 from server.settings import Settings
-from tests.conftest import LiveService
+from signaling import Role
+from tests.conftest import AGENT_PASSWORD, LiveService
 from tests.fakes.signal_client import Participant
 
 FACTS = {"cosmetic": "light_wear", "functional": "works", "packaging": "intact",
@@ -112,6 +114,28 @@ async def _json(response: aiohttp.ClientResponse, status: int) -> dict[str, Any]
     assert response.status == status, await response.text()
     data: dict[str, Any] = await response.json()
     return data
+
+
+def _when(text: str) -> float:
+    """An ISO 8601 time of the API (``2025-01-31T12:00:00.000Z``) as Unix seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def _in_call(
+    live: LiveService,
+    http: aiohttp.ClientSession,
+    agent_http: aiohttp.ClientSession,
+    created: dict[str, Any],
+) -> tuple[Participant, Participant]:
+    """The customer of ``created`` and the agent in its call (the agent holds the case)."""
+    case_id = str(created["case"]["id"])
+    caller = Participant(http, live.base_url, token=str(created["join_token"]))
+    agent = Participant(agent_http, live.base_url)
+    await agent.join()
+    await caller.join()
+    await agent.send({"type": "accept", "case_id": case_id})
+    await agent.expect("joined", where=lambda m: m["case"] is not None)
+    return caller, agent
 
 
 def _actions(events: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
@@ -248,6 +272,132 @@ async def test_intake_verification_rules_and_a_second_approval_end_to_end(
     assert deadlines and all("deadline" in d for d in deadlines)
 
 
+#: Rules on what the service works out itself (server/returns/service.py facts_of): the damage
+#: the model saw in the call and the customer's earlier returns (same contact); and a refund
+#: released by a rule, not by a second approval.
+FACTS_TABLE: dict[str, Any] = {
+    "rules": [
+        {"id": "hold-big", "on": ["created"], "when": {"order_value": {"gte": 100}},
+         "then": [{"action": "hold_refund"}]},
+        {"id": "repeat-customer", "on": ["created"], "when": {"past_returns": {"gte": 1}},
+         "then": [{"action": "hold_refund"},
+                  {"action": "webhook", "event": "erp.repeat_customer"}]},
+        {"id": "cracked", "on": ["verified"], "when": {"damage": {"any": ["crack"]}},
+         "then": [{"action": "route_disposition", "channel": "parts_recycling"},
+                  {"action": "webhook", "event": "erp.damage_seen"}]},
+        {"id": "release-first", "on": ["verified"],
+         "when": {"mismatch": False, "past_returns": 0},
+         "then": [{"action": "release_refund"}]},
+    ],
+    "alerts": [],
+}  # fmt: skip
+#: The model's final view of the call, as the grading pipeline keeps it on the case.
+MODEL_VIEW = {
+    "grade": "D",
+    "confidence": 0.82,
+    "status": "sure",
+    "model_version": "test",
+    "damage": [{"label": "scratch", "score": 0.6}, {"label": "crack", "score": 0.91}],
+}
+
+
+async def test_rules_act_on_the_damage_the_model_saw_and_the_customers_past_returns(
+    live_service: LiveService, receiver: Receiver
+) -> None:
+    base = live_service.base_url
+    admin = live_service.headers()
+    override = {**admin, "X-Inspect-Reason": "checking the repeat customer's return"}
+    v1 = "return-rules/1"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{base}/api/returns/rules", json=FACTS_TABLE, headers=admin
+        ) as response:
+            assert (await _json(response, 201))["version"] == v1
+
+        async def create(order_id: str, value: int, reason: str) -> dict[str, Any]:
+            body = {"kind": "return", "customer_name": "Ana Silva",
+                    "customer_contact": "ana@example.com", "order_id": order_id,
+                    "sku": "LAMP-3", "category": "home", "claimed_reason": reason,
+                    "order_value": value, "order_currency": "EUR", "country": "PT",
+                    "carrier": "DPD"}  # fmt: skip
+            async with http.post(f"{base}/api/cases", json=body, headers=admin) as response:
+                return await _json(response, 201)
+
+        # Ana's first return: held for its value; her second (same contact): held because
+        # she returned before, and the merchant's ERP told.
+        first = await create("ORD-A1", 150, "defective")
+        second = await create("ORD-A2", 40, "unwanted")
+        first_id, second_id = first["case"]["id"], second["case"]["id"]
+        assert first["case"]["refund_state"] == "held"
+        assert second["case"]["refund_state"] == "held"
+        hook = await receiver.wait_for(second_id, "returns.erp.repeat_customer")
+        assert hook["case"]["refund_state"] == "held"
+        await receiver.wait_for(first_id, "returns.refund_held")
+        assert "returns.erp.repeat_customer" not in receiver.names(first_id)
+
+        # The first in a call: the model sees a crack; the agent confirms the claimed reason.
+        agent_http = await _staff(live_service, "agent")
+        try:
+            caller, agent = await _in_call(live_service, http, agent_http, first)
+            await live_service.state.cases.record_model_view(first_id, MODEL_VIEW)
+            async with agent_http.post(
+                f"{base}/api/cases/{first_id}/reason", json={"verified_reason": "defective"}
+            ) as response:
+                verified = (await _json(response, 200))["case"]
+            await caller.aclose()
+            await agent.aclose()
+        finally:
+            await agent_http.close()
+        assert verified["mismatched"] is False
+        # Released by the rule, not by an approval; routed for the damage the model saw.
+        assert verified["refund_state"] == "released"
+        assert verified["disposition"] == "parts_recycling"
+        released = await receiver.wait_for(first_id, "returns.refund_released")
+        assert released["case"]["refund_state"] == "released"
+        seen = await receiver.wait_for(first_id, "returns.erp.damage_seen")
+        assert seen["case"]["disposition"] == "parts_recycling"
+
+        # The second, verified by an admin: no damage seen, and no release for a repeat
+        # customer: the refund stays held.
+        async with http.post(
+            f"{base}/api/cases/{second_id}/reason",
+            json={"verified_reason": "unwanted"},
+            headers=override,
+        ) as response:
+            assert (await _json(response, 200))["case"]["refund_state"] == "held"
+
+        timelines = {}
+        for case_id in (first_id, second_id):
+            async with http.get(f"{base}/api/cases/{case_id}", headers=admin) as response:
+                detail = await _json(response, 200)
+            timelines[case_id] = detail["events"]
+            assert detail["case"]["refund_state"] == ("released" if case_id == first_id
+                                                      else "held")  # fmt: skip
+    first_events, second_events = timelines[first_id], timelines[second_id]
+    assert _actions(first_events) == [
+        ("hold-big", v1, "created", "hold_refund"),
+        ("cracked", v1, "verified", "route_disposition"),
+        ("cracked", v1, "verified", "webhook"),
+        ("release-first", v1, "verified", "release_refund"),
+    ]
+    assert _actions(second_events) == [
+        ("repeat-customer", v1, "created", "hold_refund"),
+        ("repeat-customer", v1, "created", "webhook"),
+    ]
+    by_action = {e["data"]["action"]: e for e in first_events if e["type"] == "returns.rule_action"}
+    assert by_action["hold_refund"]["data"]["result"] == {"refund_state": "held"}
+    assert by_action["release_refund"]["data"]["result"] == {"refund_state": "released"}
+    assert by_action["release_refund"]["actor"] == "rule:release-first"
+    assert by_action["route_disposition"]["data"]["result"] == {"disposition": "parts_recycling"}
+    assert "returns.approved" not in {e["type"] for e in first_events}
+    # The refund went held -> released in that order, each with its webhook.
+    names = receiver.names(first_id)
+    assert names.index("returns.refund_held") < names.index("returns.refund_released")
+    assert not {"returns.refund_released", "returns.erp.damage_seen"} & set(
+        receiver.names(second_id)
+    )
+
+
 async def test_a_rule_that_cannot_act_leaves_the_case_and_says_why(
     live_service: LiveService,
 ) -> None:
@@ -324,18 +474,53 @@ async def test_the_dry_run_counts_past_cases_and_versions_are_kept(
         async with http.get(f"{base}/api/returns/rules", headers=admin) as response:
             assert (await _json(response, 200))["version"] == "return-rules/0"
 
-        for note in ("first", "second"):
-            async with http.put(
-                f"{base}/api/returns/rules", json={**trial, "note": note}, headers=admin
-            ) as response:
-                await _json(response, 201)
+        # Rule changes are audited: the first by the API token, the second by an admin
+        # signed in; each version says who saved it and when.
+        await live_service.state.accounts.create_user(
+            "boss", AGENT_PASSWORD, name="Bea Boss", role=Role.ADMIN
+        )
+        boss = await _staff(live_service, "boss")
+        saved_at: list[tuple[float, float]] = []
+        try:
+            for note, client, headers in (("first", http, admin), ("second", boss, {})):
+                before = time.time()
+                async with client.put(
+                    f"{base}/api/returns/rules", json={**trial, "note": note}, headers=headers
+                ) as response:
+                    await _json(response, 201)
+                saved_at.append((before, time.time()))
+            async with boss.get(f"{base}/api/me") as response:
+                boss_id = (await _json(response, 200))["user"]["id"]
+        finally:
+            await boss.close()
+        async with http.get(f"{base}/api/tokens", headers=admin) as response:
+            tokens = {t["name"]: t["id"] for t in (await _json(response, 200))["tokens"]}
+        async with http.get(f"{base}/api/users", headers=admin) as response:
+            users = {u["id"]: u["username"] for u in (await _json(response, 200))["users"]}
+        token_subject = f"token:{tokens['tests']}"
+        assert users[boss_id] == "boss"
+
         async with http.get(f"{base}/api/returns/rules/versions", headers=admin) as response:
             versions = (await _json(response, 200))["versions"]
-        assert [(v["version"], v["note"], v["rules"]) for v in versions] == [
-            ("return-rules/2", "second", 2), ("return-rules/1", "first", 2),
+        assert [(v["version"], v["note"], v["rules"], v["author"]) for v in versions] == [
+            ("return-rules/2", "second", 2, boss_id),
+            ("return-rules/1", "first", 2, token_subject),
         ]  # fmt: skip
+        # Each at the moment it was saved (milliseconds: the API's times are cut to them).
+        for version, (before, after) in zip(reversed(versions), saved_at, strict=True):
+            assert before - 0.001 <= _when(version["created_at"]) <= after, version
+        assert _when(versions[0]["created_at"]) >= _when(versions[1]["created_at"])
         async with http.get(f"{base}/api/returns/rules/versions/1", headers=admin) as response:
             first = await _json(response, 200)
         assert first["body"]["rules"] == trial["rules"]
+        assert (first["author"], first["note"]) == (token_subject, "first")
+        assert first["created_at"] == versions[1]["created_at"]
+        async with http.get(f"{base}/api/returns/rules/versions/2", headers=admin) as response:
+            second = await _json(response, 200)
+        assert (second["author"], second["note"]) == (boss_id, "second")
+        assert second["created_at"] == versions[0]["created_at"]
         async with http.get(f"{base}/api/returns/rules/versions/9", headers=admin) as response:
             assert response.status == 404
+        # The table in force is the newest version.
+        async with http.get(f"{base}/api/returns/rules", headers=admin) as response:
+            assert (await _json(response, 200))["version"] == "return-rules/2"

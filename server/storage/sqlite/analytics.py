@@ -6,15 +6,21 @@ The rollups hold sums per UTC day, ISO week and month: ``return_dim`` by each di
 (charts with no filter), ``return_cube`` by every dimension but the SKU at once (whose values
 repeat, so a month of a million-case year is a few thousand rows, and a filter is a WHERE),
 ``return_sku`` by SKU, category, country and grade (the SKUs of a category, a country or a
-grade), ``sales_rollup`` by one sales dimension. A query over a year reads the whole months
-inside it, then whole weeks, then days. A SKU breakdown with a filter on a reason or a carrier,
-and anything of one SKU, is summed from the rows.
+grade), the *SKU pairs* by SKU and one carrier field, claimed or verified reason (the SKUs of a
+carrier or a reason: rows of ``return_dim`` under grains of their own, ``sku_day``,
+``sku_week`` and ``sku_month``, so that no other chart reads past them; ``dimension`` names the
+field and ``key`` is the JSON array ``[value, sku]``), ``sales_rollup`` by one sales dimension.
+A query over a year reads the whole months inside it, then whole weeks, then days. A SKU
+breakdown with two filters of which one is a reason or a carrier, and anything of one SKU, is
+summed from the rows.
 
 Triggers mark the day of every changed case or sale in ``analytics_dirty``; the next query
 (or :meth:`SqliteAnalyticsStore.refresh`) sums those days again from their rows, with the same
 SQL the unrolled path runs, and adds the difference to the day's, week's and month's rows, so
 the two paths cannot disagree and a change costs one day's sums. Carriers are split in Python
-("UPS, Amazon" counts under both) from the carrier field the rows keep.
+("UPS, Amazon" counts under both) from the carrier field the rows keep. A database rolled up
+before the SKU pairs were kept (no ``sku_pairs`` in ``analytics_state``) has every day summed
+again once, at its first query.
 """
 
 from __future__ import annotations
@@ -99,6 +105,12 @@ class _Rollup:
     keys: tuple[str, ...]
     pk: tuple[str, ...]
     sums: tuple[str, ...] = _SUMMED
+    #: What its day's, week's and month's rows are called in ``grain``.
+    grains: tuple[str, str, str] = _GRAINS
+
+    def grain(self, name: str) -> str:
+        """The ``grain`` of this rollup's rows of a day, week or month (``name``)."""
+        return self.grains[_GRAINS.index(name)]
 
     def upsert(self) -> str:
         """Add a row's sums to the row of its key (made if there is none)."""
@@ -132,6 +144,17 @@ _SKUS: Final = _Rollup("return_sku", _SKU_KEYS, ("grain", "period", *_SKU_KEYS))
 _SALES: Final = _Rollup(
     "sales_rollup", ("dimension", "key"), ("grain", "period", "dimension", "key"), ("units",)
 )
+#: The SKU pairs: a SKU's sums by one of these fields (the SKUs of a carrier or a reason),
+#: in return_dim under grains of their own; dimension is the field, key ``[value, sku]``.
+_PAIR_DIMENSIONS: Final = ("carrier", "claimed_reason", "verified_reason")
+_PAIRS: Final = _Rollup(
+    "return_dim", _DIM.keys, _DIM.pk, grains=("sku_day", "sku_week", "sku_month")
+)
+#: analytics_state's note that the SKU pairs are kept (a database without it sums every day
+#: again once).
+_PAIRS_STATE: Final = ("sku_pairs", "1")
+_PAIR_VALUE: Final = "json_extract(key, '$[0]')"
+_PAIR_SKU: Final = "json_extract(key, '$[1]')"
 #: The dimensions return_dim keeps besides sku: a cube column each, and 'all' (every case
 #: under key '').
 _DIM_COLUMNS: Final = ("category", "country", "carrier", "claimed_reason", "verified_reason",
@@ -270,7 +293,10 @@ def _rollup_for(dimension: Dimension, where: Slice) -> _Rollup | None:
     if not where.filtered:
         return _DIM
     if dimension == Dimension.SKU:
-        return None if set(where.filters()) - {"category", "country", "grade"} else _SKUS
+        filters = set(where.filters())
+        if len(filters) == 1 and filters <= set(_PAIR_DIMENSIONS):
+            return _PAIRS
+        return None if filters - {"category", "country", "grade"} else _SKUS
     return _CUBE
 
 
@@ -284,6 +310,17 @@ def _rollup_sql(rollup: _Rollup, dimension: Dimension, where: Slice) -> tuple[st
         )
         key = _PERIOD_KEY.get(dimension, "key")
         carrier = "key" if split else "''"
+    elif rollup is _PAIRS:
+        # One filter, on the field of the pairs read (_rollup_for); the carrier field holds
+        # lists: a cheap first cut here, the exact match in _groups.
+        ((field, value),) = where.filters().items()
+        if field == "carrier":
+            extra = f" AND dimension = 'carrier' AND instr(lower({_PAIR_VALUE}), ?) > 0"
+            filter_params = [value.casefold()]
+        else:
+            extra, filter_params = f" AND dimension = ? AND {_PAIR_VALUE} = ?", [field, value]
+        key = _PAIR_SKU
+        carrier = _PAIR_VALUE if split else "''"
     else:
         # The carrier field holds lists: _filters matches it apart.
         filtered = {name: name for name in rollup.keys if name in _CASE_FILTERS}
@@ -300,7 +337,7 @@ def _rollup_sql(rollup: _Rollup, dimension: Dimension, where: Slice) -> tuple[st
         parts.append(
             f"SELECT {read} FROM {rollup.table} WHERE grain = ? AND period BETWEEN ? AND ?{extra}"
         )
-        params += [grain, first, last, *filter_params]
+        params += [rollup.grain(grain), first, last, *filter_params]
     sums = ", ".join(f"SUM({column})" for column in _SUMMED)
     sql = (
         f"SELECT {key} AS k, currency AS cur, {carrier} AS cr, {sums}"
@@ -346,11 +383,11 @@ _HIST_SQL: Final = ", ".join(f"SUM(b = {k})" for k in range(BUCKETS))
 _SUMS_SQL: Final = ", ".join(f"SUM({column})" for column in _SUMMED)
 
 
-def _case_rows_sql(rollup: _Rollup) -> str:
-    """A day's cases summed by the rollup's keys, histogram included: its rows as they
-    should be."""
-    keys = ", ".join(f"{_CASE_COLUMN[key]} AS k_{key}" for key in rollup.keys)
-    group = ", ".join(f"k_{key}" for key in rollup.keys)
+def _case_rows_sql(columns: Sequence[tuple[str, str]]) -> str:
+    """A day's cases summed by ``columns`` (each a rollup key and its value of a case),
+    histogram included: a rollup's rows as they should be."""
+    keys = ", ".join(f"{value} AS k_{key}" for key, value in columns)
+    group = ", ".join(f"k_{key}" for key, _ in columns)
     return (
         f"SELECT {group}, {_MEASURES_SQL}, {_HIST_SQL} FROM (SELECT {keys}, claimed_reason,"
         f" verified_reason, final_grade, order_value, {_BUCKET_SQL} AS b"
@@ -378,6 +415,19 @@ _SALES_ROWS_SQL: Final = " UNION ALL ".join(
 )
 
 
+#: The SKU pairs' rows of a day, each field's from the cases.
+_PAIR_ROWS_SQL: Final = " UNION ALL ".join(
+    _case_rows_sql(
+        (
+            ("dimension", f"'{column}'"),
+            ("key", f"json_array({_CASE_COLUMN[column]}, {_CASE_COLUMN['sku']})"),
+            ("currency", _CASE_COLUMN["currency"]),
+        )
+    )
+    for column in _PAIR_DIMENSIONS
+)
+
+
 def _sums(rows: Iterable[Sequence[Any]], width: int) -> Sums:
     return {tuple(row[:width]): tuple(row[width:]) for row in rows}
 
@@ -389,8 +439,8 @@ def _apply(conn: sqlite3.Connection, rollup: _Rollup, day: date, sums: Sums) -> 
     stored = _sums(
         conn.execute(
             f"SELECT {', '.join((*rollup.keys, *rollup.sums))} FROM {rollup.table}"
-            " WHERE grain = 'day' AND period = ?",
-            (day.isoformat(),),
+            " WHERE grain = ? AND period = ?",
+            (rollup.grains[0], day.isoformat()),
         ),
         width,
     )
@@ -409,7 +459,11 @@ def _apply(conn: sqlite3.Connection, rollup: _Rollup, day: date, sums: Sums) -> 
     if not changes:
         return
     periods = tuple(
-        zip(_GRAINS, (day.isoformat(), _monday(day).isoformat(), day.isoformat()[:7]), strict=True)
+        zip(
+            rollup.grains,
+            (day.isoformat(), _monday(day).isoformat(), day.isoformat()[:7]),
+            strict=True,
+        )
     )
     conn.executemany(
         rollup.upsert(),
@@ -432,11 +486,14 @@ def _day_sums(conn: sqlite3.Connection, rollup: _Rollup, day: date) -> Sums:
     if rollup is _SALES:
         return _sums(conn.execute(_SALES_ROWS_SQL, {"day": day.isoformat()}), 2)
     bounds = (_start(day), _start(day + timedelta(days=1)))
-    return _sums(conn.execute(_case_rows_sql(rollup), bounds), len(rollup.keys))
+    if rollup is _PAIRS:
+        return _sums(conn.execute(_PAIR_ROWS_SQL, bounds * len(_PAIR_DIMENSIONS)), 3)
+    columns = [(key, _CASE_COLUMN[key]) for key in rollup.keys]
+    return _sums(conn.execute(_case_rows_sql(columns), bounds), len(rollup.keys))
 
 
 #: In the order they are summed: return_dim is read from return_cube's new rows.
-_ROLLUPS: Final = (_CUBE, _SKUS, _DIM, _SALES)
+_ROLLUPS: Final = (_CUBE, _SKUS, _DIM, _PAIRS, _SALES)
 
 
 def _resum(
@@ -444,13 +501,14 @@ def _resum(
 ) -> None:
     """A week's or month's rows summed again from its days'."""
     keys = ", ".join(rollup.keys)
+    grain = rollup.grain(grain)
     conn.execute(f"DELETE FROM {rollup.table} WHERE grain = ? AND period = ?", (grain, period))
     conn.execute(
         f"INSERT INTO {rollup.table} (grain, period, {keys}, {', '.join(rollup.sums)})"
         f" SELECT ?, ?, {keys}, {', '.join(f'SUM({c})' for c in rollup.sums)}"
-        f" FROM {rollup.table} WHERE grain = 'day' AND period BETWEEN ? AND ?"
+        f" FROM {rollup.table} WHERE grain = ? AND period BETWEEN ? AND ?"
         f" GROUP BY {keys}",
-        (grain, period, *days),
+        (grain, period, rollup.grains[0], *days),
     )
 
 
@@ -461,14 +519,14 @@ def _refresh_many(conn: sqlite3.Connection, days: Sequence[date]) -> None:
         for rollup in _ROLLUPS:
             sums = _day_sums(conn, rollup, day)
             conn.execute(
-                f"DELETE FROM {rollup.table} WHERE grain = 'day' AND period = ?",
-                (day.isoformat(),),
+                f"DELETE FROM {rollup.table} WHERE grain = ? AND period = ?",
+                (rollup.grains[0], day.isoformat()),
             )
             columns = ("grain", "period", *rollup.keys, *rollup.sums)
             conn.executemany(
                 f"INSERT INTO {rollup.table} ({', '.join(columns)})"
                 f" VALUES ({', '.join('?' * len(columns))})",
-                [("day", day.isoformat(), *key, *total) for key, total in sums.items()],
+                [(rollup.grains[0], day.isoformat(), *key, *total) for key, total in sums.items()],
             )
     weeks = sorted({_monday(day) for day in days})
     months = sorted({day.replace(day=1) for day in days})
@@ -504,6 +562,28 @@ def _refresh_some(conn: sqlite3.Connection, limit: int) -> int:
     return len(marked)
 
 
+def _keep_pairs(conn: sqlite3.Connection) -> None:
+    """In a database rolled up before the SKU pairs were kept, mark every day of a return
+    case (its pairs are made with the next refresh), once."""
+    name, value = _PAIRS_STATE
+    noted = conn.execute(
+        "SELECT 1 FROM analytics_state WHERE name = ? AND value = ?", (name, value)
+    ).fetchone()
+    if noted is not None:
+        return
+    conn.execute(
+        f"DELETE FROM {_PAIRS.table} WHERE grain IN ({', '.join('?' * len(_PAIRS.grains))})",
+        _PAIRS.grains,
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO analytics_dirty (day) SELECT date(created_at, 'unixepoch')"
+        " FROM cases WHERE kind = 'return' GROUP BY 1"
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO analytics_state (name, value) VALUES (?, ?)", (name, value)
+    )
+
+
 def _dirty(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM analytics_dirty LIMIT 1").fetchone() is not None
 
@@ -523,11 +603,19 @@ class SqliteAnalyticsStore:
         self._webhook_urls = tuple(webhook_urls)
         #: False: every answer summed from the rows (what the rollups are measured against).
         self._rollups = rollups
+        #: Whether this store saw the SKU pairs kept (_keep_pairs), once.
+        self._pairs_kept = False
+
+    async def _keep_pairs(self) -> None:
+        if not self._pairs_kept:
+            await self._db.transaction(_keep_pairs)
+            self._pairs_kept = True
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` once no day waits for its rollup rows (rebuilt first, a chunk
         of days per transaction, so other work on the database thread runs in between)."""
         box: list[T] = []
+        await self._keep_pairs()
 
         def attempt(conn: sqlite3.Connection) -> bool:
             if _dirty(conn):
@@ -540,6 +628,7 @@ class SqliteAnalyticsStore:
         return box[0]
 
     async def refresh(self) -> int:
+        await self._keep_pairs()
         total = 0
         while True:
             count = await self._db.transaction(lambda conn: _refresh_some(conn, _REFRESH_CHUNK))

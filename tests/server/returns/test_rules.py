@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from server.returns import (
+    FIELDS,
     REASONS,
     ReturnReason,
     RuleError,
@@ -118,6 +119,22 @@ TABLE = check(
              "then": [{"action": "route_disposition", "channel": "by_grade"}]},
             {"id": "not-verified", "on": ["decided"], "when": {"verified_reason": None},
              "then": [{"action": "hold_refund"}]},
+            {"id": "dented", "on": ["verified"], "when": {"damage": {"any": ["dent", "crack"]}},
+             "then": [{"action": "open_carrier_claim"}]},
+            {"id": "one-sku", "on": ["created"], "when": {"sku": "sku-9"},
+             "then": [{"action": "webhook", "event": "erp.sku9"}]},
+            {"id": "footwear", "on": ["created"],
+             "when": {"category": {"in": ["shoes", "apparel"]}},
+             "then": [{"action": "route_disposition", "channel": "discount"}]},
+            {"id": "abroad", "on": ["created"], "when": {"country": {"not_in": ["DE", "AT"]}},
+             "then": [{"action": "hold_refund"}]},
+            {"id": "late-verify", "on": ["verified"],
+             "when": {"stage": {"in": ["decided", "closed"]}},
+             "then": [{"action": "webhook", "event": "erp.late"}]},
+            {"id": "big-refund", "on": ["decided"], "when": {"refund_amount": {"gt": 200}},
+             "then": [{"action": "require_second_approval", "above": 200}]},
+            {"id": "rejected", "on": ["decided"], "when": {"decision": "reject"},
+             "then": [{"action": "webhook", "event": "erp.rejected"}]},
         ]
     }
 )  # fmt: skip
@@ -149,12 +166,45 @@ def facts(**values: Any) -> dict[str, Any]:
         (Trigger.DECIDED, {"grade": "B", "verified_reason": "defective"}, ["route"]),
         (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective"}, []),
         (Trigger.DECIDED, {"grade": None}, ["not-verified"]),
+        # The damage the model saw: any of the labels, case-insensitively.
+        (Trigger.VERIFIED, {"verified_reason": "defective", "damage": ["scratch", "Crack"]},
+         ["dented"]),
+        (Trigger.VERIFIED, {"verified_reason": "defective", "damage": ["scratch"]}, []),
+        (Trigger.VERIFIED, {"verified_reason": "defective", "damage": []}, []),
+        # Text fields compare case-insensitively, whole: SKU-90 is not sku-9.
+        (Trigger.CREATED, {"sku": "SKU-9"}, ["one-sku"]),
+        (Trigger.CREATED, {"sku": "SKU-90"}, []),
+        (Trigger.CREATED, {"category": "Shoes"}, ["footwear"]),
+        (Trigger.CREATED, {"category": None}, []),
+        (Trigger.CREATED, {"country": "FR"}, ["abroad"]),
+        (Trigger.CREATED, {"country": "AT"}, []),
+        (Trigger.CREATED, {"country": None}, []),  # not_in: an unknown country is not "not in"
+        (Trigger.VERIFIED, {"verified_reason": "defective", "stage": "decided"}, ["late-verify"]),
+        (Trigger.VERIFIED, {"verified_reason": "defective", "stage": "in_call"}, []),
+        (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective", "refund_amount": 250.0},
+         ["big-refund"]),
+        (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective", "refund_amount": 200},
+         []),
+        (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective", "refund_amount": None},
+         []),
+        (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective", "decision": "reject"},
+         ["rejected"]),
+        (Trigger.DECIDED, {"grade": "D", "verified_reason": "defective", "decision": "refund"},
+         []),
+        # Every matching rule acts, in table order.
+        (Trigger.CREATED, {"order_value": 150.0, "sku": "sku-9", "country": "FR"},
+         ["hold-big", "one-sku", "abroad"]),
     ],
 )  # fmt: skip
 def test_rules_match_the_facts_at_their_moment(
     trigger: Trigger, values: dict[str, Any], matched: list[str]
 ) -> None:
     assert [m.rule.id for m in evaluate(TABLE, facts(**values), trigger)] == matched
+
+
+def test_the_table_tests_every_field_a_condition_may_test() -> None:
+    tested = {field for rule in TABLE.rules for field in rule.when}
+    assert tested == set(FIELDS), set(FIELDS) - tested
 
 
 def test_a_checked_table_keeps_its_body_and_version() -> None:
