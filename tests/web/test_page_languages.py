@@ -14,15 +14,24 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from web import JOIN_COOKIE, LANG_COOKIE, setup_pages
+from web import CAMERA_COOKIE, JOIN_COOKIE, LANG_COOKIE, CameraView, setup_pages
 from web.locales import SUPPORTED_LOCALES, catalogues, translate
 
 from .test_pages import CASE_VIEW, ClientFactory, FakeBackend
 
+#: The warehouse phone's camera the camera token ``cam_good`` opens.
+CAMERA_VIEW = CameraView(True, None, "cam_1", "Dock 3", "Madrid DC", None)
+
 
 class Backend(FakeBackend):
     """``good`` is a case in German; ``plain`` one without a language; ``talk`` one whose speech
-    is transcribed."""
+    is transcribed. The camera token ``cam_good`` opens :data:`CAMERA_VIEW`; any other names its
+    problem (``cam_revoked``)."""
+
+    async def camera_view(self, token: str) -> CameraView:
+        if token == "cam_good":
+            return CAMERA_VIEW
+        return CameraView(False, token.removeprefix("cam_"))
 
     async def join_view(self, token: str) -> Any:
         if token == "good":
@@ -159,3 +168,74 @@ async def test_staff_pages_stay_in_english(client: TestClient[Any, Any]) -> None
     html = await response.text()
     assert _html_lang(html) == ("en", "ltr")
     assert _catalogue_block(html)["locale"] == "en"
+
+
+async def _camera_page(
+    client: TestClient[Any, Any], token: str, *, status: int = 200, headers: Any = None
+) -> str:
+    response = await client.get(
+        "/camera/c/cam_1",
+        cookies={CAMERA_COOKIE: token},
+        headers=headers or {},
+        allow_redirects=False,
+    )
+    assert response.status == status
+    return unescape(await response.text())
+
+
+@pytest.mark.parametrize(("language", "locale", "written"), [
+    ("de-DE,de;q=0.9", "de", "ltr"),
+    ("ar-EG,ar;q=0.9", "ar", "rtl"),
+    ("ja-JP", "ja", "ltr"),
+])  # fmt: skip
+async def test_the_warehouse_camera_page_speaks_the_browsers_language(
+    client: TestClient[Any, Any], language: str, locale: str, written: str
+) -> None:
+    html = await _camera_page(client, "cam_good", headers={"Accept-Language": language})
+    assert _html_lang(html) == (locale, written)
+    for key in ("cam.starting", "cam.start", "cam.fineprint", "cam.nobody", "media.retry"):
+        assert _text(locale, key) in html, key
+    # The lead names the site inside the sentence, in the language's own word order.
+    lead = re.search(r'<p class="lead">(.*?)</p>', html, re.S)
+    assert lead is not None
+    site = '<strong data-testid="site-name">Madrid DC</strong>'
+    assert lead.group(1) == _text(locale, "cam.lead", site=site)
+    # The script's words (viewer counts, states) come in the same language.
+    block = _catalogue_block(html)
+    assert block["locale"] == locale and block["dir"] == written
+    assert block["messages"]["cam.live"] == _text(locale, "cam.live")
+    assert '<script type="module" src="/static/js/camera.js">' in html
+
+
+async def test_the_camera_page_keeps_the_switchers_pick(client: TestClient[Any, Any]) -> None:
+    response = await client.get(
+        "/camera/c/cam_1?lang=ar",
+        cookies={CAMERA_COOKIE: "cam_good"},
+        headers={"Accept-Language": "ja"},
+        allow_redirects=False,
+    )
+    assert response.status == 200
+    assert _html_lang(await response.text()) == ("ar", "rtl")
+    assert response.cookies[LANG_COOKIE].value == "ar"
+
+
+async def test_camera_link_problems_are_in_the_browsers_language(
+    client: TestClient[Any, Any],
+) -> None:
+    html = await _camera_page(client, "cam_revoked", status=410, headers={"Accept-Language": "pl"})
+    assert _html_lang(html) == ("pl", "ltr")
+    assert _text("pl", "error.camera_revoked_title") in html
+    assert _text("pl", "error.camera_revoked_text") in html
+    html = await _camera_page(client, "cam_disabled", status=403, headers={"Accept-Language": "ar"})
+    assert _html_lang(html) == ("ar", "rtl")
+    assert _text("ar", "error.camera_disabled_title") in html
+
+    link = await client.get("/camera", headers={"Accept-Language": "ja"})
+    html = unescape(await link.text())
+    assert _html_lang(html) == ("ja", "ltr")
+    assert _text("ja", "page.camera_title") in html
+    refused = await client.post(
+        "/camera/session", json={"token": "cam_expired"}, headers={"Accept-Language": "de"}
+    )
+    assert refused.status == 410
+    assert (await refused.json())["error"]["message"] == _text("de", "error.camera_expired_title")
