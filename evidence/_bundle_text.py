@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence.log import LogEntry
-from evidence.record import format_time
+from evidence.record import ItemKind, format_time
 from evidence.signing import SignedTreeHead
 from evidence.stamps import StampedHead
 from evidence.store import ItemProof
@@ -189,6 +189,25 @@ def _offset(value: Any) -> str:
     return f"{sign}{int(minutes)}:{rest:04.1f}"
 
 
+def _gaps_text(details: Mapping[str, Any] | None) -> str:
+    """A clip record's ``details.gaps`` in words: ``video-1.webm video 2.1-4.3 s (no frames)``
+    per gap, ``none``, or ``—`` for a record from before gaps were recorded."""
+    gaps = (details or {}).get("gaps")
+    if not isinstance(gaps, list):
+        return "—"
+    words = []
+    for gap in gaps:
+        if not isinstance(gap, Mapping):
+            continue
+        try:
+            span = f"{float(gap['start_s']):.1f}-{float(gap['end_s']):.1f} s"
+        except (KeyError, TypeError, ValueError):
+            continue
+        where = " ".join(str(gap[k]) for k in ("file", "kind") if gap.get(k))
+        words.append(f"{where} {span} ({gap.get('reason') or 'gap'})".strip())
+    return "; ".join(words) or "none"
+
+
 def _transcript(details: Mapping[str, Any] | None) -> str:
     """The "What was said" table of a record's ``details.transcript``; empty without one."""
     lines = (details or {}).get("transcript")
@@ -272,6 +291,7 @@ def summary(
             ("Logistics stage", r.logistics_stage.value if r.logistics_stage else "—"),
             ("Operator", r.operator),
             ("Recorded", f"{format_time(r.started_at)} to {format_time(r.ended_at)}"),
+            *([("Gaps", _gaps_text(r.details))] if r.kind is ItemKind.CLIP else []),
             ("Added to the log", f"{format_time(item.added_at)} (entry {item.leaf_index})"),
             ("Outside timestamp", _existed_by(part.stamp)),
             ("Grade", r.grade or "—"),

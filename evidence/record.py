@@ -121,7 +121,10 @@ class EvidenceRecord:
     retention_class: str = "standard"
     #: What a still shows beyond the references: where it came from (camera or gallery, asked
     #: for or not), its size, the consented location, which file is the stamped copy of which
-    #: (with both hashes), the strokes of a marked-up frame. Absent on clips.
+    #: (with both hashes), the strokes of a marked-up frame. On a clip: where its files have
+    #: gaps (``gaps``: ``file``, ``kind``, ``start_s``, ``end_s`` in that file's timeline,
+    #: ``reason``; absent on clips filed before gaps were recorded) and what was said while it
+    #: ran (``transcript``).
     details: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:

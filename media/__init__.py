@@ -27,7 +27,7 @@ from .keyframes import EncodedFrame, codec_of, is_keyframe
 from .metrics import MediaCollector
 from .peer import ServerPeer
 from .preroll import PrerollBuffer
-from .recorder import RecordedFile, Recorder
+from .recorder import Gap, GapReason, RecordedFile, Recorder
 from .recording import CaptureHandle, Publication
 from .sampler import FrameSampler, FrameSink, StreamKey
 from .sdp import (
@@ -63,6 +63,8 @@ __all__ = [
     "FrameSampler",
     "FrameSink",
     "FrameTap",
+    "Gap",
+    "GapReason",
     "IceCredentials",
     "IceNotRestartable",
     "IngestTarget",

@@ -15,8 +15,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,16 @@ import av
 
 from .keyframes import EncodedFrame, h264_parameter_sets, vp8_size
 
-__all__ = ["MUXER_OPTIONS", "RecordedFile", "Recorder", "container_for"]
+__all__ = [
+    "AUDIO_GAP_S",
+    "MUXER_OPTIONS",
+    "VIDEO_GAP_S",
+    "Gap",
+    "GapReason",
+    "RecordedFile",
+    "Recorder",
+    "container_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +48,10 @@ MUXER_OPTIONS = {
 }
 #: Frames the writer thread may lag (about 10 s of 30 fps video plus audio) before drops.
 DEFAULT_QUEUE = 1000
+#: A track with no frame in the file for longer than this (seconds) has a gap there: a frozen
+#: picture past what a viewer takes for a slow frame, or an audible dropout.
+VIDEO_GAP_S = 0.5
+AUDIO_GAP_S = 0.2
 _WEBM_CODECS = frozenset({"vp8", "vp9", "opus"})
 _STOP = object()
 
@@ -47,6 +61,50 @@ def container_for(codecs: Sequence[str | None]) -> tuple[str, str]:
     if codecs and all(codec in _WEBM_CODECS for codec in codecs):
         return "webm", ".webm"
     return "matroska", ".mkv"
+
+
+class GapReason(StrEnum):
+    """Why a track has nothing to show or play in a stretch of the file."""
+
+    #: No frame came (an outage, holes the live path gave up on, a publisher's timestamp jump).
+    NO_FRAMES = "no frames"
+    #: Frames came but could not be written: video waits for a keyframe after a drop (or at
+    #: the start of the file).
+    WAITED_FOR_KEYFRAME = "waited for keyframe"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of one track with nothing in the file, in the file's own timeline (seconds
+    from the file's 0, as a player shows it)."""
+
+    #: The track's kind: ``"video"`` or ``"audio"``.
+    kind: str
+    start_s: float
+    end_s: float
+    #: A :class:`GapReason` value.
+    reason: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "reason": str(self.reason),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Gap:
+        return cls(
+            kind=str(data["kind"]),
+            start_s=float(data["start_s"]),
+            end_s=float(data["end_s"]),
+            reason=str(data["reason"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +130,9 @@ class RecordedFile:
     #: Frames the live path dropped because the writer fell behind (video then skips to the
     #: next keyframe).
     dropped: int
+    #: Where a track has nothing in the file (see :class:`Gap`), in time order; ``()`` for a
+    #: clip without gaps.
+    gaps: tuple[Gap, ...] = ()
     #: Why the file is incomplete or missing, if it is.
     error: str | None = None
 
@@ -86,6 +147,15 @@ class _Track:
     last_pts: int = -1
     needs_keyframe: bool = True
     live: bool = True
+    #: Ticks with no frame after which the next frame marks a gap (0 right after a drop, so
+    #: that the keyframe that ends the wait marks it whatever its length).
+    gap_ticks: int = 0
+    gap_s: float = 0.0
+    #: Where video's wait for a keyframe after a drop began (the dropped frame's ticks).
+    waiting_from: int | None = None
+    #: Video frames came before the track's first frame in the file (it waited for a keyframe).
+    skipped: bool = False
+    gaps: list[Gap] = field(default_factory=list)
     # Writer-thread side.
     stream: Any = None
     size: tuple[int, int] | None = None
@@ -169,6 +239,11 @@ class Recorder:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def backlog(self) -> int:
+        """Frames queued for the writer thread: how far it lags (at ``queue_size`` it drops)."""
+        return self._queue.qsize()
+
     def write(self, key: str, frame: EncodedFrame) -> None:
         """Queue one frame of track ``key``; never blocks. Video starts at a keyframe."""
         track = self._tracks.get(key)
@@ -176,21 +251,27 @@ class Recorder:
             return
         if track.needs_keyframe:
             if not frame.keyframe:
+                track.skipped = True
                 return
             track.needs_keyframe = False
         if self._queue.qsize() >= self._max_queue:
             self.dropped += 1
-            # The frames after a lost one do not decode until the next keyframe.
-            track.needs_keyframe = track.kind == "video"
+            if track.kind == "video":
+                _dropped_video(track, frame)
             return
         if track.offset is None:
             track.codec = frame.codec
             track.clock_rate = frame.clock_rate
             lead = max(0, round((frame.arrival - self._origin) * frame.clock_rate))
             track.offset = lead - frame.timestamp
+            track.gap_s = VIDEO_GAP_S if track.kind == "video" else AUDIO_GAP_S
+            track.gap_ticks = round(track.gap_s * frame.clock_rate)
         pts = frame.timestamp + track.offset
         if pts <= track.last_pts:
             pts = track.last_pts + 1
+        elif pts - track.last_pts > track.gap_ticks:
+            # The one comparison a frame costs (the first compares with the file's 0).
+            _note_gap(track, pts)
         track.last_pts = pts
         stats = self._stats
         stats.frames += 1
@@ -339,8 +420,59 @@ class Recorder:
             duration_s=max(durations, default=0.0),
             preroll_s=max(0.0, self._requested_at - first),
             dropped=self.dropped,
+            gaps=self._gaps(),
             error=self._error if size else (self._error or "no frame was recorded"),
         )
+
+    def _gaps(self) -> tuple[Gap, ...]:
+        """Every track's gaps in the file, with the stretch from a track's last frame to the
+        file's end when that is one (a track that ended or stalled before the others)."""
+        written = [t for t in self._tracks.values() if t.first_pts is not None]
+        end = max((t.end_pts / t.clock_rate for t in written), default=0.0)
+        gaps: list[Gap] = []
+        for track in written:
+            gaps.extend(track.gaps)
+            last = track.end_pts / track.clock_rate
+            if track.waiting_from is not None and end > track.waiting_from / track.clock_rate:
+                start, reason = track.waiting_from, GapReason.WAITED_FOR_KEYFRAME
+            elif end - last > track.gap_s:
+                start, reason = track.end_pts, GapReason.NO_FRAMES
+            else:
+                continue
+            gaps.append(Gap(track.kind, _seconds(start, track.clock_rate), round(end, 3), reason))
+        return tuple(sorted(gaps, key=lambda g: (g.start_s, g.kind != "video")))
+
+
+def _dropped_video(track: _Track, frame: EncodedFrame) -> None:
+    # The frames after a lost one do not decode until the next keyframe.
+    track.needs_keyframe = True
+    if track.offset is None:
+        track.skipped = True  # nothing is in the file yet: it starts at a later keyframe
+    elif track.waiting_from is None:
+        track.waiting_from = frame.timestamp + track.offset
+        # Whatever the wait's length, the keyframe that ends it marks a gap.
+        track.gap_ticks = 0
+
+
+def _note_gap(track: _Track, pts: int) -> None:
+    """``track`` has nothing in the file from its last frame (or the file's 0) to ``pts``."""
+    waited, track.waiting_from = track.waiting_from, None
+    track.gap_ticks = round(track.gap_s * track.clock_rate)
+    if track.last_pts < 0:
+        if pts <= track.gap_ticks:
+            return
+        start = 0
+        reason = GapReason.WAITED_FOR_KEYFRAME if track.skipped else GapReason.NO_FRAMES
+    elif waited is not None:
+        start, reason = min(max(waited, track.last_pts), pts), GapReason.WAITED_FOR_KEYFRAME
+    else:
+        start, reason = track.last_pts, GapReason.NO_FRAMES
+    rate = track.clock_rate
+    track.gaps.append(Gap(track.kind, _seconds(start, rate), _seconds(pts, rate), reason))
+
+
+def _seconds(ticks: int, clock_rate: int) -> float:
+    return round(ticks / clock_rate, 3)
 
 
 def _has(codec: str) -> bool:

@@ -7,7 +7,9 @@ media room is the case id) or one camera of a site (its media room ``camera:<id>
 filed under the case the operator names, or under ``site:<site id>``).
 
 A clip of a case's call carries what was said while it ran: the captions that overlap it are in
-its record (``details["transcript"]``), so the clip's hash and log entry cover them too."""
+its record (``details["transcript"]``), so the clip's hash and log entry cover them too. Every
+clip's record says where its files have gaps (``details["gaps"]``: a track with no frames, or
+video waiting for a keyframe, from :attr:`media.RecordedFile.gaps`)."""
 
 from __future__ import annotations
 
@@ -148,6 +150,14 @@ def _named(files: list[tuple[Path, bool]]) -> list[tuple[str, Path]]:
         counts[video] += 1
         named.append((f"{'video' if video else 'audio'}-{counts[video]}{path.suffix}", path))
     return named
+
+
+def _gaps(named: list[tuple[str, Path]], files: list[RecordedFile]) -> list[dict[str, Any]]:
+    """A clip record's ``details["gaps"]``: where each file has a track with nothing in it,
+    in that file's own timeline (seconds from its start), in file then time order. An empty
+    list says the files were checked and have none (a record without the key predates it)."""
+    by_path = {f.path: f for f in files}
+    return [{"file": name, **gap.to_json()} for name, path in named for gap in by_path[path].gaps]
 
 
 def _probe_video(paths: list[Path]) -> list[tuple[Path, bool]]:
@@ -491,8 +501,9 @@ class CaptureService:
             record = self._record(
                 target, case, "clip", info.operator, started, ended, info.stage, info.note
             )
-            record = await self._with_transcript(record, target, case, started, ended)
             named = _named([(f.path, f.codecs[:1] in _VIDEO_FIRST) for f in usable])
+            record = replace(record, details={"gaps": _gaps(named, usable)})
+            record = await self._with_transcript(record, target, case, started, ended)
             item = await self._archive.add_item(named, record, actor=actor)
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence import EvidenceArchive, EvidenceItem
-from media import CaptureHandle, RecordedFile, SourceStats
+from media import CaptureHandle, Gap, RecordedFile, SourceStats
 from server.capture.service import CaptureService, CaptureTarget
 from server.cluster.routing import RoomRouter
 from server.errors import NotFound
@@ -50,13 +50,19 @@ def _handle(data: Mapping[str, Any]) -> CaptureHandle:
 
 
 def _file_json(recorded: RecordedFile) -> dict[str, Any]:
-    return {**dataclasses.asdict(recorded), "path": str(recorded.path)}
+    return {
+        **dataclasses.asdict(recorded),
+        "path": str(recorded.path),
+        "gaps": [gap.to_json() for gap in recorded.gaps],
+    }
 
 
 def _file(data: Mapping[str, Any]) -> RecordedFile:
     fields = dict(data)
     fields["path"] = Path(fields["path"])
     fields["codecs"] = tuple(fields["codecs"])
+    # A home node from before gaps were recorded sends none.
+    fields["gaps"] = tuple(Gap.from_json(gap) for gap in fields.get("gaps") or ())
     return RecordedFile(**fields)
 
 

@@ -7,6 +7,7 @@ import hashlib
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -15,7 +16,16 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
-from media import MediaConfig, MediaEngine, MediaError, NothingToRecord, RecordedFile
+from media import (
+    Gap,
+    MediaConfig,
+    MediaEngine,
+    MediaError,
+    NothingToRecord,
+    RecordedFile,
+    Recorder,
+)
+from media.keyframes import EncodedFrame
 from tests.fakes.camera import (
     NumberedVideoTrack,
     ToneAudioTrack,
@@ -25,6 +35,7 @@ from tests.fakes.camera import (
     read_frame_number,
     wait_connected,
 )
+from tests.fakes.encoded import audio_frames, by_arrival, video_frames
 
 ROOM = "case-7"
 WAIT = 15.0
@@ -298,3 +309,132 @@ async def test_h264_capture_is_matroska_and_plays(tmp_path: Path) -> None:
     finally:
         await camera.pc.close()
         await engine.aclose()
+
+
+# -- a recorder fed directly: where the file has gaps ---------------------------------------------
+
+VIDEO, AUDIO = "video-cam", "audio-mic"
+
+
+def recorder_for(path: Path, *, audio: bool = True, queue_size: int = 1000) -> Recorder:
+    recorder = Recorder(
+        path, "customer", "webm", origin=0.0, requested_at=0.0, queue_size=queue_size
+    )
+    recorder.add_track(VIDEO, "video")
+    if audio:
+        recorder.add_track(AUDIO, "audio")
+    return recorder
+
+
+async def drained(recorder: Recorder) -> None:
+    async with asyncio.timeout(WAIT):
+        while recorder.backlog:  # noqa: ASYNC110 - the writer thread sets no event per frame
+            await asyncio.sleep(0.01)
+
+
+async def feed(recorder: Recorder, frames: list[tuple[str, EncodedFrame]]) -> None:
+    """Write ``frames`` without the writer falling behind (it catches up every few)."""
+    for i, (key, frame) in enumerate(frames):
+        recorder.write(key, frame)
+        if i % 40 == 39:
+            await drained(recorder)
+
+
+def packet_times(path: Path) -> tuple[dict[str, list[float]], int]:
+    """Seconds of every packet per stream type in the file, decoding each one (raising on
+    any error, to the end); and the number of video frames decoded."""
+    times: dict[str, list[float]] = {"video": [], "audio": []}
+    pictures = 0
+    with av.open(str(path)) as container:
+        container.streams.video[0].codec_context.options = {"err_detect": "explode"}
+        for packet in container.demux():
+            if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                continue
+            times[packet.stream.type].append(float(packet.pts * packet.time_base))
+            decoded = packet.decode()
+            if packet.stream.type == "video":
+                pictures += len(decoded)
+    return times, pictures
+
+
+def assert_in_file(gap: Gap, times: dict[str, list[float]], *, fps: int = 15) -> None:
+    """The file has no packet of the gap's track inside it and one where it ends; where it
+    starts, the last frame before it ("no frames"), or the one before the first frame
+    dropped (video "waited for keyframe")."""
+    track = times[gap.kind]
+    assert not [t for t in track if gap.start_s + 0.002 < t < gap.end_s - 0.002], gap
+    assert min(abs(t - gap.end_s) for t in track) <= 0.002, gap
+    before = max(t for t in track if t <= gap.start_s + 0.002)
+    lead = 1 / fps if gap.reason == "waited for keyframe" else 0.0
+    assert gap.start_s - before == pytest.approx(lead, abs=0.002), gap
+
+
+async def test_a_clip_over_a_lossy_link_plays_and_says_where_it_has_gaps(tmp_path: Path) -> None:
+    # Keyframes at 0 and 2 s, and (as after an outage the jitter buffer skips to one) at 5 s.
+    video = video_frames(7.0, keyframes_at=(0.0, 2.0, 5.0), holes=[(3.0, 5.0)])
+    audio = audio_frames(7.0, holes=[(3.0, 5.0)])
+    frames = by_arrival(**{VIDEO: video, AUDIO: audio})
+    # The writer is busy for the first 1.5 s: its queue fills in the first second and what
+    # comes in the next half second is dropped (video then waits for the keyframe at 2 s).
+    behind = sum(1 for _, frame in frames if frame.arrival < 1.0)
+    early = [(key, frame) for key, frame in frames if frame.arrival < 1.5]
+    recorder = recorder_for(tmp_path / "lossy.webm", queue_size=behind)
+    for key, frame in early:
+        recorder.write(key, frame)
+    # Each audio frame of that half second, and the video frame that started the wait for a
+    # keyframe (the ones after it are not written until the keyframe, as ever).
+    dropped = sum(1 for key, frame in early[behind:] if key == AUDIO) + 1
+    assert recorder.dropped == dropped
+    recorder.start()
+    await drained(recorder)
+    await feed(recorder, frames[len(early) :])
+    result = await recorder.aclose()
+
+    assert result.error is None and result.dropped == dropped
+    assert result.gaps == (
+        Gap("audio", 0.98, 1.5, "no frames"),
+        Gap("video", 1.0, 2.0, "waited for keyframe"),
+        Gap("video", 2.933, 5.0, "no frames"),  # the last frame before the outage: 44 / 15
+        Gap("audio", 2.98, 5.0, "no frames"),
+    )
+    times, pictures = packet_times(result.path)
+    written = [f for f in video if f.arrival < 1.0 or f.arrival >= 2.0]
+    assert pictures == len(times["video"]) == len(written)  # every frame written plays
+    assert times["video"][-1] == pytest.approx(104 / 15, abs=0.002)
+    for gap in result.gaps:
+        assert_in_file(gap, times)
+
+
+async def test_a_clip_without_gaps_says_so(tmp_path: Path) -> None:
+    recorder = recorder_for(tmp_path / "clean.webm")
+    recorder.start()
+    video = video_frames(3.0, keyframes_at=(0.0, 1.0, 2.0))
+    await feed(recorder, by_arrival(**{VIDEO: video, AUDIO: audio_frames(3.0)}))
+    result = await recorder.aclose()
+    assert result.gaps == () and result.dropped == 0 and result.error is None
+    times, pictures = packet_times(result.path)
+    assert pictures == len(video) and len(times["audio"]) == 150
+
+
+async def test_a_timestamp_jump_and_a_late_keyframe_are_gaps_in_the_file(tmp_path: Path) -> None:
+    """The publisher's first keyframe comes 1 s in (the frames before it cannot be written),
+    and its timestamps jump 3 s ahead at 2 s (it restarted after an outage): the file has
+    both gaps wherever the frames arrived."""
+    video = video_frames(4.0, keyframes_at=(0.0, 1.0))[1:]
+    video = [
+        replace(f, timestamp=f.timestamp + 3 * 90_000) if f.arrival >= 2.0 else f for f in video
+    ]
+    recorder = recorder_for(tmp_path / "jump.webm", audio=False)
+    recorder.start()
+    await feed(recorder, by_arrival(**{VIDEO: video}))
+    result = await recorder.aclose()
+    assert result.gaps == (
+        Gap("video", 0.0, 1.0, "waited for keyframe"),
+        Gap("video", 1.933, 5.0, "no frames"),
+    )
+    times, pictures = packet_times(result.path)
+    assert pictures == len(times["video"]) == len(video) - 14  # from the keyframe at 1 s on
+    for gap in result.gaps:
+        if gap.start_s > 0:
+            assert_in_file(gap, times)
+    assert times["video"][0] == pytest.approx(1.0, abs=0.002)

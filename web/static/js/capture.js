@@ -5,7 +5,7 @@
 // records the encoded frames, the page only says when.
 import { api, byTestId, formatDuration, show } from './util.js';
 import {
-  evidenceListItem, formatBytes, itemDuration, itemSize, kindLabel, normalizeItem, stageLabel,
+  evidenceListItem, formatBytes, gapsText, itemDuration, itemSize, kindLabel, normalizeItem, stageLabel,
 } from './evidence.js';
 
 // The server's default pre-roll (INSPECT_PREROLL_S) until it tells the page the real one.
@@ -63,6 +63,7 @@ function savedText(item, { withId }) {
   return [
     withId ? `${kindLabel(item.kind)} saved as evidence ${item.id}` : `${kindLabel(item.kind)} saved`,
     item.kind === 'clip' && Number.isFinite(duration) ? formatDuration(duration) : null,
+    gapsText(item),
     formatBytes(itemSize(item)),
     stage ? stageLabel(stage) : null,
   ].filter(Boolean).join(' · ');

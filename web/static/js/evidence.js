@@ -105,6 +105,29 @@ export function itemDuration(item) {
   return toSeconds(item.record?.ended_at) - toSeconds(item.record?.started_at);
 }
 
+/**
+ * Where a clip has gaps, from its record's `details.gaps` (seconds in each file's own timeline):
+ * "2.1-4.3 s (no frames)", naming the file when the clip has several and the track when it is
+ * the sound. "" for a clip recorded without gaps, null when the record does not say (not a clip,
+ * or filed before gaps were recorded).
+ */
+export function gapSpans(item) {
+  const gaps = item.record?.details?.gaps;
+  if (!Array.isArray(gaps)) return null;
+  const several = new Set(gaps.map((g) => g.file)).size > 1;
+  return gaps.map((g) => [
+    several && g.file ? `${g.file} ` : '',
+    g.kind === 'audio' ? 'audio ' : '',
+    `${Number(g.start_s).toFixed(1)}-${Number(g.end_s).toFixed(1)} s (${g.reason})`,
+  ].join('')).join(', ');
+}
+
+/** "gaps: 2.1-4.3 s (no frames)" for a list line, or null for a clip without (known) gaps. */
+export function gapsText(item) {
+  const spans = gapSpans(item);
+  return spans ? `gaps: ${spans}` : null;
+}
+
 /** The file to show in the page: the video of a clip, the image of a snapshot. */
 export function mainFile(item) {
   const files = item.files ?? [];
@@ -135,6 +158,7 @@ export function evidenceListItem(item, { archiveLink = false } = {}) {
   const facts = [
     formatDateTime(itemTime(item)),
     item.kind === 'clip' && Number.isFinite(duration) ? formatDuration(duration) : null,
+    gapsText(item),
     formatBytes(itemSize(item)),
     item.record?.logistics_stage ? stageLabel(item.record.logistics_stage) : null,
   ].filter(Boolean).join(' · ');

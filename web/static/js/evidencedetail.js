@@ -5,7 +5,7 @@
 // a reason too.
 import { ApiError, api, byTestId, formatDateTime, h, label, show } from './util.js';
 import {
-  formatBytes, kindLabel, mainFile, normalizeIntegrity, normalizeItem, readTicket, shaPrefix,
+  formatBytes, gapSpans, kindLabel, mainFile, normalizeIntegrity, normalizeItem, readTicket, shaPrefix,
   stageLabel,
 } from './evidence.js';
 import { GradeTimeline } from './gradetimeline.js';
@@ -283,6 +283,8 @@ export class EvidenceDetail {
     const rows = RECORD_FIELDS
       .filter(([key]) => record[key] !== null && record[key] !== undefined && record[key] !== '')
       .map(([key, title]) => pair(title, recordValue(key, record[key]), `record-${key}`));
+    const gaps = gapSpans(item);
+    if (gaps !== null) rows.push(pair('Gaps', gaps || 'None', 'record-gaps'));
     rows.push(
       pair('Archived', formatDateTime(item.added_at)),
       pair('Keep until', formatDateTime(item.retain_until), 'record-retain-until'),
