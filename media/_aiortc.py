@@ -37,6 +37,7 @@ from aiortc.utils import uint16_add, uint16_gt
 
 __all__ = [
     "EncodedCallback",
+    "HeadedFrame",
     "LossRecovery",
     "PassThroughAudioBuffer",
     "RembRelay",
@@ -72,6 +73,21 @@ _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 #: The sender's smoothed round-trip time (from RTCP receiver reports) and its RTP history.
 _SENDER_RTT = "_RTCRtpSender__rtt"
+
+
+#: Bytes of a frame's first RTP payload kept for its codec's payload descriptor (VP8's is
+#: at most 6 bytes: RFC 7741 4.2).
+HEAD_BYTES = 6
+
+
+class HeadedFrame(JitterFrame):
+    """A complete frame with the start of its first packet's RTP payload (``head``), where the
+    codec's payload descriptor says which temporal layer the frame belongs to; the
+    depacketizer has already stripped it from ``data``."""
+
+    def __init__(self, data: bytes, timestamp: int, first: RtpPacket) -> None:
+        super().__init__(data=data, timestamp=timestamp)
+        self.head = bytes(first.payload[:HEAD_BYTES])
 
 
 class MarkerJitterBuffer(JitterBuffer):
@@ -136,12 +152,12 @@ class MarkerJitterBuffer(JitterBuffer):
                 timestamp = packet.timestamp
             elif packet.timestamp != timestamp:
                 # A frame without a marker: complete once the next one starts (aiortc's rule).
-                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                frame = HeadedFrame(b"".join(p._data for p in packets), timestamp, packets[0])
                 self.remove(count)
                 return frame
             packets.append(packet)
             if packet.marker:
-                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                frame = HeadedFrame(b"".join(p._data for p in packets), timestamp, packets[0])
                 self.remove(count + 1)
                 return frame
         return None
@@ -445,7 +461,10 @@ def gatherer_servers(pc: RTCPeerConnection) -> list[GathererServers]:
 
 #: ``(mime_type, clock_rate, data, timestamp) -> decode``: one complete encoded frame; the
 #: callback returns whether aiortc's decoder thread should decode it too.
-EncodedCallback = Callable[[str, int, bytes, int], bool]
+#: ``(mime type, clock rate, frame bytes, timestamp, head)``: ``head`` is the start of the
+#: frame's first RTP payload (its payload descriptor) when the frame came through a
+#: :class:`MarkerJitterBuffer`, else empty.
+EncodedCallback = Callable[[str, int, bytes, int, bytes], bool]
 
 
 def receiver_of(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpReceiver | None:
@@ -477,8 +496,9 @@ def tap_encoded_frames(receiver: RTCRtpReceiver, callback: EncodedCallback) -> N
             original_put(item, block, timeout)
             return
         codec, frame = item
+        head = getattr(frame, "head", b"")
         try:
-            decode = callback(codec.mimeType, codec.clockRate, frame.data, frame.timestamp)
+            decode = callback(codec.mimeType, codec.clockRate, frame.data, frame.timestamp, head)
         except Exception:
             logger.exception("encoded-frame tap failed")
             decode = True

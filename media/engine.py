@@ -443,13 +443,17 @@ class MediaEngine:
         )
 
     def _follow_estimate(self, sender: Any, outlet: SubscriberTrack) -> None:
-        """A video subscriber's REMB: kept on its track, relayed to the publisher feeding it,
-        and the budget of its retransmissions."""
+        """A video subscriber's REMB: kept on its track, the temporal layers it is sent chosen
+        from it, relayed to the publisher feeding it, and the budget of its retransmissions."""
 
         def estimated(bps: int) -> None:
             outlet.estimate_bps = bps
             feeding = outlet.source
-            relay = self._remb.get(feeding) if isinstance(feeding, TrackSource) else None
+            if not isinstance(feeding, TrackSource):
+                return
+            # A publisher sending temporal layers: this subscriber takes what its link carries.
+            outlet.choose_layer(feeding.layer_bitrates())
+            relay = self._remb.get(feeding)
             if relay is not None:
                 self._spawn(_relay_now(relay), "media-remb")
 
@@ -634,8 +638,8 @@ def _encoded_pusher(source: TrackSource) -> _aiortc.EncodedCallback:
     """The receiver tap for one source: wraps each frame and says whether to decode it."""
     kind = source.kind
 
-    def push(mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> bool:
-        frame = received_frame(kind, mime_type, clock_rate, data, timestamp, time.monotonic())
+    def push(mime_type: str, clock_rate: int, data: bytes, timestamp: int, head: bytes) -> bool:
+        frame = received_frame(kind, mime_type, clock_rate, data, timestamp, time.monotonic(), head)
         return source.push(frame)
 
     return push

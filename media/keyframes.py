@@ -17,6 +17,7 @@ __all__ = [
     "is_keyframe",
     "received_frame",
     "vp8_size",
+    "vp8_temporal_layer",
 ]
 
 #: RTP clock rates of the codecs the recorder understands.
@@ -40,6 +41,12 @@ class EncodedFrame:
     clock_rate: int
     keyframe: bool
     arrival: float
+    #: The frame's temporal layer (0 is the base; VP8 ``TID`` of RFC 7741 4.2), or ``None``
+    #: when the publisher does not send temporal layers.
+    temporal_id: int | None = None
+    #: The frame refers to nothing above the base layer since that layer's last base frame
+    #: (the ``Y`` bit): a subscriber may start taking its layer here.
+    layer_sync: bool = False
 
     @property
     def seconds(self) -> float:
@@ -47,10 +54,18 @@ class EncodedFrame:
 
 
 def received_frame(
-    kind: str, mime_type: str, clock_rate: int, data: bytes, timestamp: int, arrival: float
+    kind: str,
+    mime_type: str,
+    clock_rate: int,
+    data: bytes,
+    timestamp: int,
+    arrival: float,
+    head: bytes = b"",
 ) -> EncodedFrame:
-    """A frame as an RTP receiver hands it over (codec by MIME type, keyframe from the bytes)."""
+    """A frame as an RTP receiver hands it over (codec by MIME type, keyframe from the bytes,
+    temporal layer from ``head``: the start of its first packet's RTP payload)."""
     codec = codec_of(mime_type)
+    layer = vp8_temporal_layer(head) if codec == "vp8" and head else None
     return EncodedFrame(
         kind=kind,
         codec=codec,
@@ -59,7 +74,33 @@ def received_frame(
         clock_rate=clock_rate,
         keyframe=is_keyframe(codec, data),
         arrival=arrival,
+        temporal_id=layer[0] if layer is not None else None,
+        layer_sync=layer[1] if layer is not None else False,
     )
+
+
+def vp8_temporal_layer(payload: bytes) -> tuple[int, bool] | None:
+    """``(TID, Y)`` from the VP8 payload descriptor at the start of an RTP payload (RFC 7741
+    4.2), or ``None`` when it carries no temporal layer index (no ``T`` bit) or is cut short.
+
+    The descriptor: ``X|R|N|S|R|PID``, then when ``X`` is set ``I|L|T|K|RSV``, a picture id of
+    one or two bytes (``I``; ``M``, its top bit, says two), ``TL0PICIDX`` (``L``) and
+    ``TID(2)|Y|KEYIDX(5)`` (``T`` or ``K``)."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return None
+    extension = payload[1]
+    if not extension & 0x20:
+        return None
+    at = 2
+    if extension & 0x80:
+        if at >= len(payload):
+            return None
+        at += 2 if payload[at] & 0x80 else 1
+    if extension & 0x40:
+        at += 1
+    if at >= len(payload):
+        return None
+    return payload[at] >> 6, bool(payload[at] & 0x20)
 
 
 def codec_of(mime_type: str) -> str:

@@ -46,11 +46,16 @@ GOP_CACHE_BYTES = 8 * 1024 * 1024
 
 #: Seconds of frames the rolling fps and bitrate figures cover.
 _STATS_WINDOW_S = 2.0
+#: With temporal layers the publisher aims at most at the lowest estimate divided by this: the
+#: base layer's share of the bitrate, assumed no smaller (VP8 L1T3 gives it about 40%).
+_MIN_BASE_SHARE = 0.4
 
 
 class FrameTap(Protocol):
     """Something that takes a source's *decoded* frames (the sampler, a transcode). Never
-    blocks; closed when the source ends."""
+    blocks; closed when the source ends. A tap with a true ``base_layer_only`` attribute is
+    content with a layered publisher's base temporal layer; while only such taps are attached,
+    the frames above it are not decoded."""
 
     def push(self, frame: Any) -> None: ...
 
@@ -179,7 +184,10 @@ class TrackSource(Fanout):
         self._transcodes: dict[str, Transcode] = {}
         self._task: asyncio.Task[None] | None = None
         self._decode_from_keyframe = True
-        self._window: deque[tuple[float, int]] = deque()
+        #: ``(arrival, bytes, temporal layer)`` of the frames of the last two seconds.
+        self._window: deque[tuple[float, int, int]] = deque()
+        #: How many temporal layers the publisher sends (1 without temporal layers).
+        self.temporal_layers = 1
         #: The frames since the newest keyframe, replayed to a new subscriber (``gop_cache``:
         #: for publishers that cannot be asked for a keyframe, such as RTSP cameras).
         self._gop: list[EncodedFrame] | None = [] if gop_cache and kind == "video" else None
@@ -225,7 +233,10 @@ class TrackSource(Fanout):
         self.frames += 1
         self.bytes += len(frame.data)
         self.last_frame_at = self._wall_clock()
-        self._window.append((frame.arrival, len(frame.data)))
+        layer = frame.temporal_id or 0
+        if layer >= self.temporal_layers:
+            self.temporal_layers = layer + 1
+        self._window.append((frame.arrival, len(frame.data), layer))
         while self._window and self._window[0][0] < frame.arrival - _STATS_WINDOW_S:
             self._window.popleft()
         if frame.codec != self.codec:
@@ -251,7 +262,14 @@ class TrackSource(Fanout):
             if not frame.keyframe:
                 return False
             self._decode_from_keyframe = False
+        if frame.temporal_id and self._base_layer_enough():
+            return False  # base-layer frames never refer to it: the decoder does not need it
         return True
+
+    def _base_layer_enough(self) -> bool:
+        """Whether every frame tap is content with the base layer (the grading sampler, at a
+        few frames a second, is; a transcode feeding subscribers is not)."""
+        return all(getattr(tap, "base_layer_only", False) for tap in self._frame_taps)
 
     def _cache(self, frame: EncodedFrame) -> None:
         assert self._gop is not None
@@ -288,14 +306,49 @@ class TrackSource(Fanout):
                 self.transcode(outlet.codec).attach(outlet)
 
     def subscriber_estimate(self) -> int | None:
-        """The lowest bitrate this track's direct subscribers said they can take (REMB), in
-        bit/s; None while none has said."""
-        estimates = [
+        """What the publisher should aim for, from the bitrates this track's direct subscribers
+        said they can take (REMB), in bit/s; None while none has said.
+
+        Without temporal layers that is the lowest estimate: every subscriber gets every frame.
+        With them, a slow subscriber is sent fewer layers (:meth:`SubscriberTrack.choose_layer`)
+        rather than slowing the rest: the aim is the highest estimate, but never so high that
+        the base layer alone would not fit the lowest one."""
+        estimates: list[int] = [
             bps
             for outlet in self.subscribers
             if (bps := getattr(outlet, "estimate_bps", None)) is not None
         ]
-        return min(estimates) if estimates else None
+        if not estimates:
+            return None
+        if self.temporal_layers < 2:
+            return min(estimates)
+        share = max(_MIN_BASE_SHARE, self.layer_share(0))
+        return int(min(max(estimates), min(estimates) / share))
+
+    def layer_bitrates(self) -> list[float]:
+        """Bit/s of the last two seconds up to each temporal layer: ``[base, base + 1, ...]``
+        (one entry without temporal layers; empty before two frames)."""
+        window = self._window
+        if len(window) < 2:
+            return []
+        span = window[-1][0] - window[0][0]
+        if span <= 0:
+            return []
+        per_layer = [0] * self.temporal_layers
+        for _, size, layer in window:
+            per_layer[layer] += size
+        rates, total = [], 0
+        for size in per_layer:
+            total += size
+            rates.append(total * 8 / span)
+        return rates
+
+    def layer_share(self, layer: int) -> float:
+        """The share of the bitrate that layers up to ``layer`` carry (1.0 when unknown)."""
+        rates = self.layer_bitrates()
+        if not rates or rates[-1] <= 0 or layer >= len(rates):
+            return 1.0
+        return rates[layer] / rates[-1]
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (rate-limited; never lost)."""
@@ -413,7 +466,7 @@ class TrackSource(Fanout):
             span = window[-1][0] - window[0][0]
             if span > 0:
                 fps = (len(window) - 1) / span
-                bitrate = sum(size for _, size in window[1:]) * 8 / span / 1000
+                bitrate = sum(size for _, size, _ in window[1:]) * 8 / span / 1000
         transcoding = None
         if self._transcodes:
             transcoding = ", ".join(

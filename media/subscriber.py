@@ -26,6 +26,18 @@ __all__ = ["DEFAULT_QUEUE", "ForwardingTotals", "SubscriberTrack"]
 #: dropped: Opus frames stand alone).
 DEFAULT_QUEUE = {"audio": 10, "video": 15}
 
+#: "Every layer": forwards whatever temporal layers a source sends.
+_ALL_LAYERS = 1 << 8
+#: A subscriber leaves the top layer it takes out when its estimate falls below this share of
+#: what the layers up to it carry, and takes the next one when its estimate reaches this share
+#: of theirs. A receiver's REMB follows what it receives (Chromium's climbs a few percent a
+#: second above it while the link has room and drops to about 0.85 of it on congestion), so a
+#: link with room hovers at or above 0.9 and a congested one falls under 0.8.
+_DOWN_SHARE = 0.8
+_UP_SHARE = 0.9
+#: How long a subscriber allowed more layers waits for a layer sync before asking for a keyframe.
+_UP_WAIT_S = 2.0
+
 #: Gap put between the last frame of one source and the first of the next, in clock ticks.
 _SWITCH_GAP = {"video": 3000, "audio": 960}
 
@@ -78,6 +90,15 @@ class SubscriberTrack(MediaStreamTrack):
         self.keyframe_requests = 0
         #: What the subscriber's receiver last said it can take (its REMB), in bit/s.
         self.estimate_bps: int | None = None
+        #: The highest temporal layer forwarded now, and the one the estimate allows
+        #: (:meth:`choose_layer`); frames of higher layers are left out, never counted as
+        #: dropped. Going up waits for a frame that allows it (a keyframe or a layer sync).
+        self.layer = _ALL_LAYERS
+        self.target_layer = _ALL_LAYERS
+        #: Frames left out for this subscriber's link (temporal layers above :attr:`layer`).
+        self.layer_skipped = 0
+        self._up_since: float | None = None
+        self._last_estimate: float | None = None
 
     @property
     def source(self) -> Fanout | None:
@@ -91,8 +112,57 @@ class SubscriberTrack(MediaStreamTrack):
         if self._source is not None:
             self._source.request_keyframe()
 
+    def choose_layer(self, layer_bitrates: Sequence[float]) -> int:
+        """Pick the highest temporal layer whose bitrate (``layer_bitrates[n]``: bit/s up to
+        layer ``n``, as :meth:`TrackSource.layer_bitrates` gives) this subscriber's estimate
+        carries: down when a falling estimate shows congestion under the layers it takes
+        (:data:`_DOWN_SHARE`), up when it reaches the next layer's (:data:`_UP_SHARE`), so a
+        link at its limit does not flap. The base layer always."""
+        if self.estimate_bps is None or len(layer_bitrates) < 2:
+            self.target_layer = _ALL_LAYERS
+            return self.target_layer
+        estimate = float(self.estimate_bps)
+        falling = self._last_estimate is not None and estimate < self._last_estimate
+        self._last_estimate = estimate
+        current = min(self.target_layer, len(layer_bitrates) - 1)
+        # Only a falling estimate is congestion: a receiver's first estimates start under
+        # what it receives and climb, and leaving layers out then would hold them down.
+        while falling and current > 0 and estimate < layer_bitrates[current] * _DOWN_SHARE:
+            current -= 1
+        while (
+            current + 1 < len(layer_bitrates)
+            and estimate >= layer_bitrates[current + 1] * _UP_SHARE
+        ):
+            current += 1
+        self.target_layer = _ALL_LAYERS if current == len(layer_bitrates) - 1 else current
+        return self.target_layer
+
+    def _admit_layer(self, frame: EncodedFrame) -> bool:
+        """Whether a frame of a layered stream goes to this subscriber."""
+        layer = frame.temporal_id or 0
+        if self.target_layer < self.layer:
+            self.layer = self.target_layer  # leaving layers out is safe at any frame
+            self._up_since = None
+        elif self.target_layer > self.layer:
+            if frame.keyframe or (frame.layer_sync and layer > self.layer):
+                # A keyframe refers to nothing; a sync frame only to the base layer.
+                self.layer = self.target_layer if frame.keyframe else min(self.target_layer, layer)
+                self._up_since = None
+            elif self._up_since is None:
+                self._up_since = frame.arrival
+            elif frame.arrival - self._up_since > _UP_WAIT_S and self._source is not None:
+                # No layer sync came: a keyframe lets the subscriber take every layer.
+                self._up_since = frame.arrival
+                self._source.request_keyframe()
+        if layer <= self.layer:
+            return True
+        self.layer_skipped += 1
+        return False
+
     def put(self, frame: EncodedFrame) -> None:
         """One frame from the fan-out feeding this track (see :class:`~media._fanout.Outlet`)."""
+        if frame.temporal_id is not None and not self._admit_layer(frame):
+            return
         if self._need_keyframe:
             if not frame.keyframe:
                 self.dropped += 1

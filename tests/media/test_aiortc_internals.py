@@ -66,7 +66,7 @@ async def test_receiver_decoder_queue_and_pli_are_where_the_tap_expects_them() -
         "media_ssrc",
     ]
 
-    seen: list[tuple[str, int, bytes, int]] = []
+    seen: list[tuple[str, int, bytes, int, bytes]] = []
     decode = [True]
 
     def tap(*args: object) -> bool:
@@ -86,8 +86,8 @@ async def test_receiver_decoder_queue_and_pli_are_where_the_tap_expects_them() -
     assert decoder_queue.get_nowait() is None
     assert decoder_queue.empty()
     assert seen == [
-        ("video/VP8", 90000, b"\x10\x02\x00", 3000),
-        ("video/VP8", 90000, b"\x11\x02\x00", 6000),
+        ("video/VP8", 90000, b"\x10\x02\x00", 3000, b""),
+        ("video/VP8", 90000, b"\x11\x02\x00", 6000, b""),
     ]
     await pc.close()
 

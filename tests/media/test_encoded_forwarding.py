@@ -62,7 +62,7 @@ class Peer:
         self.reader = TrackReader(track)
         self._arrived.set()
 
-    def _on_encoded(self, mime: str, rate: int, data: bytes, timestamp: int) -> bool:
+    def _on_encoded(self, mime: str, rate: int, data: bytes, timestamp: int, head: bytes) -> bool:
         self.payloads.append((codec_of(mime), data))
         return True
 

@@ -74,7 +74,7 @@ class Viewer:
         tap_encoded_frames(self.receiver, self._on_encoded)
         self.video = TrackReader(track)
 
-    def _on_encoded(self, mime: str, rate: int, data: bytes, timestamp: int) -> bool:
+    def _on_encoded(self, mime: str, rate: int, data: bytes, timestamp: int, head: bytes) -> bool:
         if codec_of(mime) == "h264":
             self.payloads.append(data)
         return True

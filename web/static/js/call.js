@@ -123,11 +123,30 @@ export class CallPeer extends Emitter {
 
   #addLocal(stream, { recvVideo }) {
     const tracks = stream?.getTracks() ?? [];
-    for (const track of tracks) this.#pc.addTrack(track, stream);
+    for (const track of tracks) {
+      if (track.kind === 'video') this.#addVideo(track, stream);
+      else this.#pc.addTrack(track, stream);
+    }
     const hasAudio = tracks.some((t) => t.kind === 'audio');
     // Without a microphone the call still hears the other side.
     if (!hasAudio) this.#pc.addTransceiver('audio', { direction: 'recvonly' });
     if (recvVideo) this.#pc.addTransceiver('video', { direction: 'recvonly' });
+  }
+
+  /**
+   * Send video in three temporal layers (VP8 L1T3): the server forwards all of them to a viewer
+   * whose link carries them and only the lower ones to a slow viewer, so one narrow link does
+   * not slow everyone, and grading decodes the base layer alone. A browser that does not know
+   * `scalabilityMode` sends one layer.
+   */
+  #addVideo(track, stream) {
+    try {
+      this.#pc.addTransceiver(track, {
+        direction: 'sendrecv', streams: [stream], sendEncodings: [{ scalabilityMode: 'L1T3' }],
+      });
+    } catch {
+      this.#pc.addTrack(track, stream);
+    }
   }
 
   #wireEvents() {
