@@ -27,6 +27,7 @@ from aiortc import (
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
     AnyRtcpPacket,
     RtcpPsfbPacket,
     RtpPacket,
@@ -73,6 +74,12 @@ _RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 #: The sender's smoothed round-trip time (from RTCP receiver reports) and its RTP history.
 _SENDER_RTT = "_RTCRtpSender__rtt"
+_SENDER_HISTORY = "_RTCRtpSender__rtp_history"
+#: Seconds of the retransmission budget a subscriber may save up, the times one packet may be
+#: sent again, and the bytes an RTP packet carries besides its payload (RTP, RTX, SRTP, UDP, IP).
+RETRANSMIT_BURST_S = 4.0
+RETRANSMITS_PER_PACKET = 2
+RTP_OVERHEAD_BYTES = 12 + 2 + 10 + 8 + 20
 
 
 #: Bytes of a frame's first RTP payload kept for its codec's payload descriptor (VP8's is
@@ -414,24 +421,40 @@ def bound_retransmissions(
     budget_bps: Callable[[], int],
     *,
     clock: Callable[[], float] = time.monotonic,
-    packet_bits: int = 1200 * 8,
+    burst_s: float = RETRANSMIT_BURST_S,
+    max_per_packet: int = RETRANSMITS_PER_PACKET,
 ) -> Callable[[], int]:
-    """Retransmit only what ``budget_bps()`` allows (a token bucket of a quarter second's
-    worth): a subscriber on a narrow link that NACKs everything gets some of its losses
-    repaired, not a flood that crowds out the media itself. Returns a callable counting the
-    retransmissions refused."""
+    """Retransmit only what ``budget_bps()`` allows: a token bucket refilled at the budget that
+    holds ``burst_s`` of it, charged each packet's real size, and at most ``max_per_packet``
+    times per packet. A subscriber on a narrow link that NACKs everything, again and again, gets
+    some of its losses repaired rather than a flood that crowds out the media itself; one that
+    comes back from a short outage gets the whole hole repaired at once, from what the bucket
+    saved while nothing was lost (a receiver that asks once, as aiortc's does, would otherwise
+    wait seconds for a packet never sent). A packet no longer in the sender's history costs
+    nothing. Returns a callable counting the retransmissions refused."""
     original = sender._retransmit
+    history: dict[int, Any] = getattr(sender, _SENDER_HISTORY)
     state = {"tokens": 0.0, "at": clock(), "refused": 0}
+    counts: dict[int, int] = {}
 
     async def retransmit(sequence_number: int) -> None:
+        packet = history.get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
         now = clock()
-        rate = max(budget_bps(), packet_bits)
-        state["tokens"] = min(rate / 4, state["tokens"] + (now - state["at"]) * rate)
+        rate = float(max(budget_bps(), 1))
+        state["tokens"] = min(rate * burst_s, state["tokens"] + (now - state["at"]) * rate)
         state["at"] = now
-        if state["tokens"] < packet_bits:
+        bits = (len(packet.payload) + RTP_OVERHEAD_BYTES) * 8
+        times = counts.get(sequence_number, 0)
+        if times >= max_per_packet or state["tokens"] < bits:
             state["refused"] += 1
             return
-        state["tokens"] -= packet_bits
+        state["tokens"] -= bits
+        counts[sequence_number] = times + 1
+        if len(counts) > 4 * RTP_HISTORY_SIZE:
+            for old in list(counts)[: 2 * RTP_HISTORY_SIZE]:
+                del counts[old]
         await original(sequence_number)
 
     sender._retransmit = retransmit  # type: ignore[method-assign]

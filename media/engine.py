@@ -459,8 +459,12 @@ class MediaEngine:
 
         _aiortc.on_remb(sender, estimated)
         share = self._config.retransmit_share
+        # No less than the floor the publisher is held to: a receiver's estimate can read far
+        # under what its link carries (aiortc's first REMBs say a few kbit/s), and the media
+        # goes at no less than the floor anyway.
+        floor = self._config.publish_floor_kbps * 1000
         _aiortc.bound_retransmissions(
-            sender, lambda: int((outlet.estimate_bps or 2_000_000) * share)
+            sender, lambda: int(max(outlet.estimate_bps or 2_000_000, floor) * share)
         )
 
     async def _close_if_current(self, peer: ServerPeer) -> None:

@@ -236,7 +236,7 @@ async def test_loss_recovery_and_remb_hooks_are_where_expected() -> None:
     """What LossRecovery, PassThroughAudioBuffer, RembRelay, on_remb, bound_retransmissions
     and peer_rtt rely on: the receiver's private NACK generator (asked ``add`` and then
     ``missing``), bitrate estimator (``add`` returning ``(bitrate, ssrcs)``), RTCP and RTX SSRCs,
-    and the sender's RTT, ``_retransmit`` and ``_handle_rtcp_packet``."""
+    and the sender's RTT, RTP history, ``_retransmit`` and ``_handle_rtcp_packet``."""
     import inspect
 
     from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -257,6 +257,11 @@ async def test_loss_recovery_and_remb_hooks_are_where_expected() -> None:
         assert isinstance(receiver._RTCRtpReceiver__rtcp_ssrc, int)  # type: ignore[attr-defined]
         assert receiver._RTCRtpReceiver__rtx_ssrc == {}  # type: ignore[attr-defined]
         assert video.sender._RTCRtpSender__rtt is None  # type: ignore[attr-defined]
+        # The RTP history bound_retransmissions reads packet sizes from: seq % size -> packet.
+        assert video.sender._RTCRtpSender__rtp_history == {}  # type: ignore[attr-defined]
+        assert "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)" in inspect.getsource(
+            RTCRtpSender._retransmit
+        )
         source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
         assert "self.__nack_generator.add(packet)" in source
         assert "sorted(self.__nack_generator.missing)" in source

@@ -141,14 +141,18 @@ def test_the_answer_asks_for_opus_in_band_fec() -> None:
 
 async def test_retransmissions_stay_within_their_budget() -> None:
     sent: list[int] = []
+    # 1,150 payload bytes + 52 of headers: 9,616 bits a packet, 40 a second at 384,640 bit/s.
+    history = {seq: RtpPacket(sequence_number=seq, payload=b"x" * 1150) for seq in range(128)}
 
     class Sender:
+        _RTCRtpSender__rtp_history = history
+
         async def _retransmit(self, seq: int) -> None:
             sent.append(seq)
 
     clock = Clock()
     sender: Any = Sender()
-    refused = bound_retransmissions(sender, lambda: 384_000, clock=clock)  # 40 packets/s
+    refused = bound_retransmissions(sender, lambda: 384_640, clock=clock, burst_s=4.0)
     for seq in range(100):
         await sender._retransmit(seq)
     assert sent == [] and refused() == 100  # no budget saved up yet
@@ -156,6 +160,23 @@ async def test_retransmissions_stay_within_their_budget() -> None:
     for seq in range(100):
         await sender._retransmit(seq)
     assert len(sent) == 10 and refused() == 190  # a quarter second's worth
+    # A packet the sender no longer holds costs nothing and is not counted.
+    await sender._retransmit(128 + 5)
+    assert refused() == 190
+    # Quiet for a minute: four seconds' worth saved, no more; a whole outage's hole at once.
+    sent.clear()
+    clock.now += 60
+    for seq in range(128):
+        await sender._retransmit(seq)
+    assert len(sent) == 128  # 0-9 a second time: twice in all
+    for seq in range(40, 128):
+        await sender._retransmit(seq)
+    assert len(sent) == 160 and refused() == 190 + 56  # the bucket held 160 packets' worth
+    # Never more than twice per packet, whatever the budget.
+    clock.now += 60
+    await sender._retransmit(50)
+    await sender._retransmit(5)
+    assert len(sent) == 160 and refused() == 190 + 56 + 2
 
 
 # -- through the engine -------------------------------------------------------------------------
