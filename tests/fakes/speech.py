@@ -30,6 +30,7 @@ __all__ = [
     "SpeechAudioTrack",
     "espeak",
     "silence",
+    "character_error_rate",
     "word_error_rate",
     "words",
     "write_wav",
@@ -151,7 +152,17 @@ def words(text: str) -> list[str]:
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word-level Levenshtein distance over the reference's length."""
-    ref, hyp = words(reference), words(hypothesis)
+    return _error_rate(words(reference), words(hypothesis))
+
+
+def character_error_rate(reference: str, hypothesis: str) -> float:
+    """Character-level Levenshtein distance over the reference's length, on :func:`words`
+    joined by single spaces: a compound split in two ("Telefon-Funk-Zioniert" for
+    "funktioniert") costs a few characters, not two words of a four-word sentence."""
+    return _error_rate(list(" ".join(words(reference))), list(" ".join(words(hypothesis))))
+
+
+def _error_rate(ref: list[str], hyp: list[str]) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     row = list(range(len(hyp) + 1))
