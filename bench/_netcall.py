@@ -307,12 +307,6 @@ async def run_server(service: Service, cell: Cell, seconds: float) -> Result:
 
 # -- a Chromium customer -------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]  # fmt: skip
 #: Chromium's bandwidth estimate ramps up first; the window starts after this.
 BROWSER_SETTLE_S = 5.0
 
@@ -369,6 +363,8 @@ async def run_chromium(service: Service, seconds: float, rate_bps: float) -> Bro
     link and starts the camera; an aiortc agent behind a leg capped at ``rate_bps`` accepts
     the case and receives."""
     from playwright.async_api import async_playwright
+
+    from tests.e2e._browser import CHROMIUM, CHROMIUM_ARGS
 
     probe = _SizeProbe()
     leg = Leg(Conditions(rate_bps=rate_bps), name="agent", seed=2)

@@ -67,7 +67,7 @@ from inference.speech import (  # noqa: E402
     locate_model,
 )
 from tests.fakes.signal_client import Participant  # noqa: E402
-from tests.fakes.speech import word_error_rate  # noqa: E402
+from tests.fakes.speech import resample, word_error_rate  # noqa: E402
 
 #: The pipeline is fed 20 ms chunks, as a WebRTC audio track delivers them.
 CHUNK = RATE // 50
@@ -487,12 +487,7 @@ async def bench_streams(
 
 def to_call_rate(samples: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """16 kHz mono int16 as the 48 kHz a WebRTC audio track carries (libswresample)."""
-    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = RATE
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=CALL_RATE)
-    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(out).astype(np.int16)
+    return resample(samples, RATE, CALL_RATE)
 
 
 class ScriptTrack(MediaStreamTrack):

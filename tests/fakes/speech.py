@@ -29,6 +29,7 @@ __all__ = [
     "Sentence",
     "SpeechAudioTrack",
     "espeak",
+    "resample",
     "silence",
     "character_error_rate",
     "word_error_rate",
@@ -75,7 +76,7 @@ def espeak(text: str, voice: str, *, speed: int = 150) -> np.ndarray:
     with wave.open(io.BytesIO(done.stdout)) as wav:
         rate = wav.getframerate()
         raw = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
-    return _resample(raw, rate, RATE)
+    return resample(raw, rate, RATE)
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -94,7 +95,8 @@ def write_wav(path: Path, samples: np.ndarray, *, pad_s: float = 1.5) -> Path:
     return path
 
 
-def _resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
+def resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """Mono int16 ``samples`` at ``rate`` Hz as ``to`` Hz (libswresample, flushed)."""
     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = rate
     resampler = av.AudioResampler(format="s16", layout="mono", rate=to)
